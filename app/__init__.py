@@ -1,0 +1,1 @@
+"""The application: settings, the embedded Redis, the CLI, composition of the parts."""

@@ -1,0 +1,184 @@
+"""The ``sam2voice`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from app.settings import Settings
+
+console = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(help="sam2voice: a memory-driven coaching companion for ADHD and autism.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+redis_app = typer.Typer(help="Manage the embedded Redis server (used when REDIS_URL is unset).",
+                        no_args_is_help=True)
+memory_app = typer.Typer(help="Inspect or delete what sam2voice remembers about a person.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks (figures go to docs/benchmarks.md).", no_args_is_help=True)
+app.add_typer(redis_app, name="redis")
+app.add_typer(memory_app, name="memory")
+app.add_typer(bench_app, name="bench")
+
+UserOption = Annotated[str, typer.Option("--user", "-u", help="The person's user id.")]
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        err.print(f"[red]Invalid settings[/] (environment or .env):\n{exc}")
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err.print(f"[red]{type(exc).__name__}:[/] {exc}")
+    return typer.Exit(1)
+
+
+@app.command()
+def doctor() -> None:
+    """Check Redis (+ Search, JSON), the embedder, the memory elements and the chat model."""
+    from app.doctor import run_checks
+
+    settings = _settings()
+    with console.status("Checking..."):
+        checks = asyncio.run(run_checks(settings))
+    table = Table(title="sam2voice doctor", title_justify="left")
+    table.add_column("part")
+    table.add_column("result")
+    table.add_column("detail", overflow="fold")
+    for check in checks:
+        mark = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "[yellow]skip[/]"}[check.ok]
+        table.add_row(check.part, mark, check.detail)
+    console.print(table)
+    if any(c.ok is False for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo() -> None:
+    """A short offline demo: one simulated person's interventions, outcomes and few-shot ranking."""
+    from app.demo import run_demo
+    from app.runtime import open_app_memory
+    from memories.errors import MemoryLayerError
+
+    async def main() -> None:
+        stack = await open_app_memory(_settings())
+        try:
+            await run_demo(stack.registry, console)
+        finally:
+            await stack.aclose()
+
+    try:
+        asyncio.run(main())
+    except MemoryLayerError as exc:
+        raise _fail(exc) from None
+
+
+@redis_app.command("start")
+def redis_start() -> None:
+    """Start the embedded server (or report the one already running)."""
+    from app.embedded_redis import EmbeddedRedisError
+    from app.runtime import embedded_server
+
+    settings = _settings()
+    if settings.redis_url:
+        console.print("[yellow]REDIS_URL is set; sam2voice uses that server and starts nothing.[/]")
+        return
+    try:
+        url = embedded_server(settings).start()
+    except EmbeddedRedisError as exc:
+        raise _fail(exc) from None
+    console.print(f"Embedded server running at [bold]{url}[/] (data in {embedded_server(settings).data_dir})")
+
+
+@redis_app.command("stop")
+def redis_stop() -> None:
+    """Stop the embedded server (data stays on disk)."""
+    from app.runtime import embedded_server
+
+    stopped = embedded_server(_settings()).stop()
+    console.print("Embedded server stopped." if stopped else "Embedded server was not running.")
+
+
+@redis_app.command("status")
+def redis_status() -> None:
+    """Show whether the embedded server runs, where, and how many keys it holds."""
+    from app.runtime import embedded_server
+
+    settings = _settings()
+    status = embedded_server(settings).status()
+    if settings.redis_url:
+        console.print("[yellow]Note: REDIS_URL is set, so the app does not use the embedded server.[/]")
+    if status.running:
+        console.print(f"running  {status.url}  pid {status.pid}  valkey {status.version}  "
+                      f"{status.keys} keys  data {status.data_dir}")
+    else:
+        console.print(f"stopped  {status.url}  data {status.data_dir}")
+        raise typer.Exit(3)
+
+
+@memory_app.command("export")
+def memory_export(user: UserOption) -> None:
+    """Print everything remembered about a person as JSON."""
+    _with_registry(lambda registry: registry.export(user), as_json=True)
+
+
+@memory_app.command("forget")
+def memory_forget(user: UserOption, yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
+    """Delete everything remembered about a person."""
+    if not yes:
+        typer.confirm(f"Delete everything sam2voice remembers about {user!r}?", abort=True)
+    _with_registry(lambda registry: registry.forget(user), as_json=True)
+
+
+def _with_registry(action, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    from app.runtime import open_app_memory
+    from memories.errors import MemoryLayerError
+
+    async def main() -> object:
+        stack = await open_app_memory(_settings())
+        try:
+            return await action(stack.registry)
+        finally:
+            await stack.aclose()
+
+    try:
+        result = asyncio.run(main())
+    except MemoryLayerError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+
+
+@bench_app.command("memory")
+def bench_memory(
+    records: Annotated[int, typer.Option(help="Interventions to load.", min=10)] = 10_000,
+    users: Annotated[int, typer.Option(help="Users they are spread over.", min=1)] = 1,
+    queries: Annotated[int, typer.Option(help="Retrievals to time.", min=10)] = 300,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, no progress.")] = False,
+) -> None:
+    """Load synthetic interventions into a scratch namespace and time few-shot retrieval."""
+    from app.bench import run_memory_bench
+
+    result = asyncio.run(run_memory_bench(_settings(), records=records, users=users, queries=queries,
+                                          console=None if as_json else console))
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print_json(json.dumps(result))
+
+
+def main() -> None:
+    """Entry point of the ``sam2voice`` script."""
+    app()

@@ -1,0 +1,103 @@
+"""``sam2voice doctor``: check each part of the stack and say what to fix."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from app.runtime import resolve_redis_url
+from app.settings import Settings
+from memories.connection import check_modules, connect, redact
+from memories.embeddings import build_base_embeddings
+from memories.stack import open_memory
+
+
+@dataclass
+class Check:
+    """One line of the doctor's report."""
+
+    part: str
+    ok: bool | None  # None: skipped
+    detail: str
+
+
+async def _timed(part: str, probe: Callable[[], Awaitable[str]]) -> Check:
+    start = time.perf_counter()
+    try:
+        detail = await probe()
+    except Exception as exc:  # the doctor reports every failure instead of stopping at the first
+        return Check(part, False, f"{type(exc).__name__}: {exc}")
+    return Check(part, True, f"{detail} ({(time.perf_counter() - start) * 1000:.0f} ms)")
+
+
+async def run_checks(settings: Settings) -> list[Check]:
+    """Every check, in the order a person would fix them."""
+    checks: list[Check] = []
+    url_holder: dict[str, str] = {}
+
+    async def redis_probe() -> str:
+        url = resolve_redis_url(settings)
+        url_holder["url"] = url
+        client = connect(url, connect_timeout_s=settings.redis_connect_timeout_s,
+                         socket_timeout_s=settings.redis_socket_timeout_s)
+        try:
+            modules = await check_modules(client, url)
+            info = await client.info("server")
+        finally:
+            await client.aclose()
+        where = "embedded" if not settings.redis_url else "REDIS_URL"
+        version = info.get("valkey_version") or info.get("redis_version")
+        return (f"{where} {redact(url)}, server {version}, "
+                f"search {modules['search']}, json {modules['ReJSON']}")
+
+    checks.append(await _timed("Redis + Search + JSON", redis_probe))
+
+    async def embedder_probe() -> str:
+        embedder, model_id, dims = build_base_embeddings(
+            settings.embedding_provider, google_api_key=settings.google_key,
+            google_model=settings.google_embedding_model, google_dims=settings.google_embedding_dims)
+        vector = await embedder.aembed_query("I can't get started on the dishes")
+        if len(vector) != dims:
+            raise RuntimeError(f"{model_id} returned {len(vector)} dimensions, expected {dims}")
+        return f"{settings.embedding_provider}: {model_id}, {dims} dimensions"
+
+    checks.append(await _timed("Embeddings", embedder_probe))
+
+    async def memory_probe() -> str:
+        if "url" not in url_holder:
+            raise RuntimeError("skipped: Redis is not reachable")
+        stack = await open_memory(url_holder["url"], settings.memory, embedding_provider=settings.embedding_provider,
+                                  google_api_key=settings.google_key,
+                                  google_embedding_model=settings.google_embedding_model,
+                                  google_embedding_dims=settings.google_embedding_dims)
+        probe_user = f"doctor-{uuid.uuid4().hex[:8]}"
+        try:
+            from memories.interventions import InterventionMemory
+
+            interventions = stack.registry.get(InterventionMemory)
+            if interventions is not None:
+                await interventions.save(probe_user, {"text": "probe", "user_context": "doctor probe"})
+                found = await interventions.similar_successes(probe_user, "doctor probe")
+                if len(found) != 1:
+                    raise RuntimeError(f"wrote one intervention, retrieval found {len(found)}")
+        finally:
+            await stack.registry.forget(probe_user)
+            await stack.aclose()
+        return f"{len(stack.registry.elements)} elements: {', '.join(stack.registry.elements)}"
+
+    checks.append(await _timed("Memory elements", memory_probe))
+
+    if settings.google_key:
+        async def chat_probe() -> str:
+            from langchain_google_genai import ChatGoogleGenerativeAI
+
+            model = ChatGoogleGenerativeAI(model=settings.chat_model, google_api_key=settings.google_key, timeout=20)
+            reply = await model.ainvoke("Reply with the single word: ready")
+            return f"{settings.chat_model}: {str(reply.content)[:40]!r}"
+
+        checks.append(await _timed("Gemini chat model", chat_probe))
+    else:
+        checks.append(Check("Gemini chat model", None, "skipped: GOOGLE_API_KEY is not set (offline mode)"))
+    return checks

@@ -1,0 +1,38 @@
+"""Composition: turn :class:`Settings` into a connected memory layer."""
+
+from __future__ import annotations
+
+import logging
+
+from app.embedded_redis import EmbeddedRedis
+from app.settings import Settings
+from memories.stack import MemoryStack, open_memory
+
+log = logging.getLogger(__name__)
+
+
+def embedded_server(settings: Settings) -> EmbeddedRedis:
+    """The embedded server these settings describe (started or not)."""
+    return EmbeddedRedis(settings.data_dir / "redis", settings.embedded_port)
+
+
+def resolve_redis_url(settings: Settings) -> str:
+    """``REDIS_URL`` if set; otherwise start (or reuse) the embedded server and return its URL."""
+    if settings.redis_url:
+        return settings.redis_url
+    return embedded_server(settings).start()
+
+
+async def open_app_memory(settings: Settings, *, create_indexes: bool = True) -> MemoryStack:
+    """The memory layer configured by ``settings``."""
+    return await open_memory(
+        resolve_redis_url(settings),
+        settings.memory,
+        embedding_provider=settings.embedding_provider,
+        google_api_key=settings.google_key,
+        google_embedding_model=settings.google_embedding_model,
+        google_embedding_dims=settings.google_embedding_dims,
+        connect_timeout_s=settings.redis_connect_timeout_s,
+        socket_timeout_s=settings.redis_socket_timeout_s,
+        create_indexes=create_indexes,
+    )

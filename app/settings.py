@@ -1,0 +1,64 @@
+"""Application settings: one typed object read from the environment and ``.env``.
+
+Unprefixed names are the conventional ones (``REDIS_URL``, ``GOOGLE_API_KEY``);
+everything else is ``SAM2VOICE_<FIELD>``, memory settings
+``SAM2VOICE_MEMORY__<FIELD>``. See ``.env.example``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from memories.config import MemorySettings
+
+
+class Settings(BaseSettings):
+    """Everything configurable about sam2voice."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SAM2VOICE_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+    )
+
+    # --- Redis -------------------------------------------------------------
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("REDIS_URL", "SAM2VOICE_REDIS_URL"),
+        description="Redis with Search + JSON. Unset: start the embedded server.",
+    )
+    data_dir: Path = Field(
+        Path(platformdirs.user_data_dir("sam2voice")), description="Where the embedded server keeps its data."
+    )
+    embedded_port: int = Field(6479, ge=1024, le=65535, description="Port of the embedded server (127.0.0.1).")
+    redis_connect_timeout_s: float = Field(1.0, gt=0, le=30, description="Fail fast when Redis is unreachable.")
+    redis_socket_timeout_s: float = Field(2.0, gt=0, le=60, description="Fail fast when Redis stops answering.")
+
+    # --- Google / Gemini ---------------------------------------------------
+    google_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("GOOGLE_API_KEY", "SAM2VOICE_GOOGLE_API_KEY"),
+        description="Enables Gemini models; unset means fully offline.",
+    )
+    chat_model: str = Field("gemini-2.5-flash", description="Gemini chat model (used when a key is set).")
+    live_model: str = Field("gemini-live-2.5-flash-preview", description="Gemini Live model for voice.")
+
+    # --- Embeddings --------------------------------------------------------
+    embedding_provider: Literal["local", "google"] = Field(
+        "local", description="'local' (offline MiniLM, 384-dim) or 'google' (needs GOOGLE_API_KEY)."
+    )
+    google_embedding_model: str = Field("gemini-embedding-001", description="Gemini embedding model.")
+    google_embedding_dims: int = Field(768, ge=128, le=3072, description="Output dimensionality for Gemini.")
+
+    # --- Memory ------------------------------------------------------------
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+
+    # --- Logging -----------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="Log level of the CLI.")
+
+    @property
+    def google_key(self) -> str | None:
+        """The Google API key as plain text, if set."""
+        return self.google_api_key.get_secret_value() if self.google_api_key else None

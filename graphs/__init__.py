@@ -1,0 +1,1 @@
+"""The companion LangGraph graph (state, nodes, wiring). Built in the graph issue (#3)."""

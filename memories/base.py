@@ -1,0 +1,87 @@
+"""The contract every memory element implements, and what they share.
+
+Modelled on LangChain's classic ``BaseMemory`` (memory variables, load for a
+turn's inputs, save a turn's context, clear), async-first, plus the two
+operations a person's data needs: export it, and forget it.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+import redis.asyncio as aioredis
+
+from memories.config import MemorySettings
+from memories.embeddings import CachedEmbeddings
+from memories.records import MemorySection, TurnInputs
+from memories.storage import UserScopedIndex
+from memories.validation import parse, validate_user_id
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class MemoryBackend:
+    """What every element is built from: one Redis client, one embedder, the settings."""
+
+    client: aioredis.Redis
+    embeddings: CachedEmbeddings
+    settings: MemorySettings
+
+    def index_name(self, element: str, *, with_vectors: bool) -> str:
+        """Index (and key prefix) name; vector indexes carry the embedding model and dimension."""
+        base = f"{self.settings.namespace}:{element}"
+        return f"{base}:{self.embeddings.tag}" if with_vectors else base
+
+    def key(self, *parts: str) -> str:
+        """A namespaced key outside any index (counters, summaries)."""
+        return ":".join((self.settings.namespace, *parts))
+
+
+class MemoryElement(abc.ABC, Generic[R]):
+    """One pluggable memory element (profile, interventions, ...) on one RedisVL index."""
+
+    #: Registry name of the element.
+    name: ClassVar[str]
+    #: The variables :meth:`load` fills, as in LangChain's ``BaseMemory.memory_variables``.
+    memory_variables: ClassVar[list[str]]
+
+    def __init__(self, backend: MemoryBackend) -> None:
+        self.backend = backend
+        self.settings = backend.settings
+        self.index = self._build_index()
+
+    @abc.abstractmethod
+    def _build_index(self) -> UserScopedIndex:
+        """The element's index definition."""
+
+    async def setup(self) -> None:
+        """Create the element's index if needed (idempotent)."""
+        await self.index.create()
+
+    @abc.abstractmethod
+    async def load(self, user_id: str, inputs: TurnInputs | dict[str, Any] | None = None) -> MemorySection:
+        """What a turn needs from this element for ``user_id``: prompt text plus structured data."""
+
+    @abc.abstractmethod
+    async def save(self, user_id: str, record: R | dict[str, Any]) -> str:
+        """Store one record of ``user_id``; returns its id. Invalid input writes nothing."""
+
+    async def forget(self, user_id: str) -> int:
+        """Delete everything this element holds about ``user_id``; returns the records deleted."""
+        return await self.index.forget(validate_user_id(user_id))
+
+    async def export(self, user_id: str) -> list[dict[str, Any]]:
+        """Everything this element holds about ``user_id``, as plain data."""
+        return await self.index.export(validate_user_id(user_id))
+
+    async def aload_memory_variables(self, user_id: str, inputs: dict[str, Any] | None = None) -> dict[str, str]:
+        """LangChain-style face of :meth:`load`: ``{memory_variable: prompt}``."""
+        section = await self.load(user_id, inputs)
+        return {self.memory_variables[0]: section.prompt}
+
+    @staticmethod
+    def _inputs(inputs: TurnInputs | dict[str, Any] | None) -> TurnInputs:
+        return parse(TurnInputs, inputs or {})

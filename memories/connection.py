@@ -1,0 +1,82 @@
+"""The Redis connection of the memory layer: timeouts, module checks, error mapping."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from memories.errors import MemoryUnavailable, ModuleMissing
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Module names as MODULE LIST reports them, with the name a user knows them by.
+REQUIRED_MODULES = {"search": "Search (RediSearch)", "ReJSON": "JSON (RedisJSON)"}
+
+_UNAVAILABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+def connect(url: str, *, connect_timeout_s: float = 1.0, socket_timeout_s: float = 2.0) -> aioredis.Redis:
+    """An asyncio Redis client that fails fast instead of hanging when the server is gone."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=connect_timeout_s,
+        socket_timeout=socket_timeout_s,
+        retry_on_timeout=False,
+        # redis-py 8 retries with backoff by default; a memory call must fail fast instead.
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=30,
+    )
+
+
+def unavailable_as_typed_error(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Decorate a memory operation so connection trouble raises :class:`MemoryUnavailable`."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except _UNAVAILABLE as exc:
+            raise MemoryUnavailable(f"Redis is unavailable during {fn.__qualname__}: {exc}") from exc
+
+    return wrapper
+
+
+@unavailable_as_typed_error
+async def check_modules(client: aioredis.Redis, url: str) -> dict[str, int]:
+    """Return the loaded module versions; raise :class:`ModuleMissing` naming any that lacks."""
+    modules = await client.execute_command("MODULE", "LIST")
+    found: dict[str, int] = {}
+    for entry in modules:
+        info = entry if isinstance(entry, dict) else dict(zip(entry[::2], entry[1::2], strict=True))
+        name = info.get(b"name", info.get("name"))
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        found[name] = int(info.get(b"ver", info.get("ver", 0)))
+    for module, label in REQUIRED_MODULES.items():
+        if module not in found:
+            raise ModuleMissing(label, redact(url))
+    return found

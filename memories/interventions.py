@@ -1,0 +1,291 @@
+"""InterventionMemory: what the companion did, in which situation, and whether it helped."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from memories.base import MemoryElement
+from memories.connection import unavailable_as_typed_error
+from memories.errors import InvalidInput, RecordNotFound
+from memories.ranking import FAILED, NO_TOOL, OUTCOME_VALUE, Outcome, ToolStats, score
+from memories.records import MemorySection, Record, ShortText, Tags, Text, Timestamp, TurnInputs, now
+from memories.storage import UserScopedIndex, join_tags, split_tags, tag_field
+from memories.validation import parse, validate_user_id
+from redisvl.query.filter import Tag
+
+MAX_TOOL_ARGS_CHARS = 4000
+STAT_SEP = "\x1f"
+RETURN_FIELDS = ["text", "tool_name", "tool_args", "user_context", "task", "situation_tags",
+                 "outcome", "created_at", "settled_at", "vector_distance"]
+
+# Settles an outcome atomically: checks the record belongs to the user, moves the
+# tool's counters from the old outcome's value to the new one, refreshes TTLs.
+# Hand-written because no library offers compare-and-set across a record and counters.
+_SETTLE = """
+local uid = redis.call('HGET', KEYS[1], 'user_id')
+if (not uid) or uid ~= ARGV[1] then return false end
+local values = cjson.decode(ARGV[5])
+local tool = redis.call('HGET', KEYS[1], 'tool_name')
+local old = redis.call('HGET', KEYS[1], 'outcome')
+if values[old] then
+  redis.call('HINCRBY', KEYS[2], tool .. ARGV[6] .. 'n', -1)
+  redis.call('HINCRBYFLOAT', KEYS[2], tool .. ARGV[6] .. 'v', -values[old])
+end
+if values[ARGV[2]] then
+  redis.call('HINCRBY', KEYS[2], tool .. ARGV[6] .. 'n', 1)
+  redis.call('HINCRBYFLOAT', KEYS[2], tool .. ARGV[6] .. 'v', values[ARGV[2]])
+end
+redis.call('HSET', KEYS[1], 'outcome', ARGV[2], 'settled_at', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return old
+"""
+
+
+class NewIntervention(Record):
+    """An intervention as the agent records it."""
+
+    text: Text = Field(description="What the companion said or did.")
+    tool_name: ShortText | None = Field(None, description="The tool used, if any.")
+    tool_args: dict[str, Any] = Field(default_factory=dict, description="The tool's arguments (JSON).")
+    user_context: Text = Field(description="What the person said: the situation being searched by.")
+    task: Text | None = Field(None, description="The task being worked on.")
+    situation_tags: Tags = Field(default_factory=list, description="E.g. 'overwhelm', 'task-start'.")
+    outcome: Outcome = Field(Outcome.PENDING, description="Pending until settled.")
+    created_at: Timestamp | None = Field(None, description="Defaults to now.")
+
+    @field_validator("tool_args")
+    @classmethod
+    def _args_are_small_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            encoded = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"tool_args must be JSON without NaN: {exc}") from None
+        if len(encoded) > MAX_TOOL_ARGS_CHARS:
+            raise ValueError(f"tool_args is {len(encoded)} characters as JSON; the limit is {MAX_TOOL_ARGS_CHARS}")
+        return value
+
+    @property
+    def situation(self) -> str:
+        """The text that is embedded: what the person said, plus the task."""
+        return TurnInputs(message=self.user_context, task=self.task).situation
+
+
+class Intervention(NewIntervention):
+    """A stored intervention."""
+
+    id: str = Field(description="Record id.")
+    created_at: Timestamp = Field(description="When it was recorded.")
+    settled_at: Timestamp | None = Field(None, description="When its outcome was settled.")
+
+
+class FewShotExample(BaseModel):
+    """A past intervention chosen as an example, with why it ranked where it did."""
+
+    intervention: Intervention
+    similarity: float = Field(description="Cosine similarity to the situation (1 = same meaning).")
+    success_rate: float = Field(description="The user's smoothed success rate with this tool.")
+    recency: float = Field(description="1 for now, 0.5 after one half-life.")
+    score: float = Field(description="The combined ranking score.")
+    contrast: bool = Field(False, description="True for a failed example shown as what not to repeat.")
+
+
+class InterventionMemory(MemoryElement[NewIntervention]):
+    """Past interventions of each user, searchable by situation and ranked by what worked."""
+
+    name = "interventions"
+    memory_variables = ["few_shot_examples"]
+
+    def _build_index(self) -> UserScopedIndex:
+        return UserScopedIndex(
+            self.backend.client,
+            name=self.backend.index_name(self.name, with_vectors=True),
+            storage="hash",
+            fields=[tag_field("tool_name"), tag_field("outcome"), tag_field("situation_tags"),
+                    {"name": "created_at", "type": "numeric", "attrs": {"sortable": True}}],
+            vector_dims=self.backend.embeddings.dims,
+            vector_datatype=self.settings.vector_datatype,
+        )
+
+    @property
+    def ttl_s(self) -> int:
+        return int(self.settings.intervention_ttl_days * 86400)
+
+    def _stats_key(self, user_id: str) -> str:
+        return self.backend.key("intervention_stats", self.backend.embeddings.tag, user_id)
+
+    async def save(self, user_id: str, record: NewIntervention | dict[str, Any]) -> str:
+        """Store one intervention; returns its id."""
+        return (await self.record_many(user_id, [record]))[0].id
+
+    @unavailable_as_typed_error
+    async def record_many(self, user_id: str, records: list[NewIntervention | dict[str, Any]]) -> list[Intervention]:
+        """Store a batch (embedded together); all are validated before anything is written."""
+        validate_user_id(user_id)
+        if len(records) > self.settings.max_batch:
+            raise InvalidInput(f"{len(records)} records; the batch limit is {self.settings.max_batch}", field="records")
+        items = [parse(NewIntervention, r) for r in records]
+        vectors = await self.backend.embeddings.aembed_documents([i.situation for i in items])
+        stamp = now()
+        stored = [Intervention(**i.model_dump(exclude={"created_at"}), id=uuid.uuid4().hex,
+                               created_at=i.created_at if i.created_at is not None else stamp) for i in items]
+        docs = [self._to_hash(user_id, s, v) for s, v in zip(stored, vectors, strict=True)]
+        await self.index.index.load(docs, keys=[self.index.key(s.id) for s in stored], ttl=self.ttl_s)
+        settled = [s for s in stored if OUTCOME_VALUE[s.outcome] is not None]
+        if settled:  # recorded with a known outcome (imports, synthetic data): count it now
+            async with self.backend.client.pipeline(transaction=True) as pipe:
+                for s in settled:
+                    tool = s.tool_name or NO_TOOL
+                    pipe.hincrby(self._stats_key(user_id), f"{tool}{STAT_SEP}n", 1)
+                    pipe.hincrbyfloat(self._stats_key(user_id), f"{tool}{STAT_SEP}v", OUTCOME_VALUE[s.outcome] or 0.0)
+                pipe.expire(self._stats_key(user_id), self.ttl_s)
+                await pipe.execute()
+        return stored
+
+    def _to_hash(self, user_id: str, item: Intervention, vector: list[float]) -> dict[str, Any]:
+        return {
+            "user_id": user_id, "text": item.text, "tool_name": item.tool_name or NO_TOOL,
+            "tool_args": json.dumps(item.tool_args), "user_context": item.user_context, "task": item.task or "",
+            "situation_tags": join_tags(item.situation_tags), "outcome": item.outcome.value,
+            "created_at": item.created_at, "settled_at": item.settled_at or "",
+            "embedding": self.index.vector_bytes(vector),
+        }
+
+    @staticmethod
+    def _from_hash(raw: dict[str, Any]) -> Intervention:
+        tool = raw.get("tool_name") or NO_TOOL
+        return Intervention(
+            id=UserScopedIndex.record_id(raw["id"]), text=raw["text"], tool_name=None if tool == NO_TOOL else tool,
+            tool_args=json.loads(raw.get("tool_args") or "{}"), user_context=raw["user_context"],
+            task=raw.get("task") or None, situation_tags=split_tags(raw.get("situation_tags")),
+            outcome=Outcome(raw["outcome"]), created_at=float(raw["created_at"]),
+            settled_at=float(raw["settled_at"]) if raw.get("settled_at") else None,
+        )
+
+    @unavailable_as_typed_error
+    async def settle(self, user_id: str, intervention_id: str, outcome: Outcome | str) -> Outcome:
+        """Set the outcome of one of the user's interventions; returns the previous outcome."""
+        validate_user_id(user_id)
+        try:
+            new = Outcome(outcome)
+        except ValueError:
+            raise InvalidInput(f"unknown outcome {outcome!r}; one of {[o.value for o in Outcome]}",
+                               field="outcome") from None
+        if not intervention_id.isalnum():
+            raise RecordNotFound(f"no intervention {intervention_id!r} for this user")
+        values = {o.value: v for o, v in OUTCOME_VALUE.items() if v is not None}
+        old = await self.backend.client.eval(
+            _SETTLE, 2, self.index.key(intervention_id), self._stats_key(user_id),
+            user_id, new.value, now(), self.ttl_s, json.dumps(values), STAT_SEP,
+        )
+        if old is None:
+            raise RecordNotFound(f"no intervention {intervention_id!r} for this user")
+        return Outcome(old.decode() if isinstance(old, bytes) else old)
+
+    @unavailable_as_typed_error
+    async def get(self, user_id: str, intervention_id: str) -> Intervention:
+        """One of the user's interventions by id."""
+        raw = await self.backend.client.hgetall(self.index.key(intervention_id))
+        doc = {k.decode(): v.decode() for k, v in raw.items() if k != b"embedding"}
+        if not doc or doc.get("user_id") != validate_user_id(user_id):
+            raise RecordNotFound(f"no intervention {intervention_id!r} for this user")
+        return self._from_hash({**doc, "id": intervention_id})
+
+    async def pending(self, user_id: str, limit: int = 20) -> list[Intervention]:
+        """The user's interventions still waiting for an outcome, newest first."""
+        rows = await self.index.find(user_id, extra=Tag("outcome") == Outcome.PENDING.value,
+                                     return_fields=RETURN_FIELDS, sort_by="created_at", limit=limit)
+        return [self._from_hash(r) for r in rows]
+
+    @unavailable_as_typed_error
+    async def success_rates(self, user_id: str) -> dict[str, ToolStats]:
+        """The user's observed results per tool."""
+        raw = await self.backend.client.hgetall(self._stats_key(validate_user_id(user_id)))
+        stats: dict[str, ToolStats] = {}
+        for field, value in raw.items():
+            tool, _, kind = field.decode().rpartition(STAT_SEP)
+            entry = stats.setdefault(tool, ToolStats(tool_name=tool))
+            if kind == "n":
+                entry.settled = max(int(value), 0)
+            else:
+                entry.value_sum = max(float(value), 0.0)
+        return stats
+
+    async def similar_successes(
+        self, user_id: str, situation: str, *, k: int | None = None, contrast: bool = False
+    ) -> list[FewShotExample]:
+        """Top-k past interventions of this user for a situation, ranked by what worked."""
+        text = parse(TurnInputs, {"message": situation}).situation
+        if not text:
+            raise InvalidInput("must not be empty", field="situation")
+        vector = await self.backend.embeddings.aembed_query(text)
+        return await self.rank(user_id, vector, k=k, contrast=contrast)
+
+    async def rank(
+        self, user_id: str, vector: list[float], *, k: int | None = None, contrast: bool = False
+    ) -> list[FewShotExample]:
+        """Rank the user's nearest interventions to ``vector`` (see ``memories.ranking``)."""
+        k = k or self.settings.few_shot_k
+        pool = max(self.settings.candidate_pool, k * 3)
+        rows, rates = await asyncio.gather(
+            self.index.nearest(user_id, vector, k=pool, return_fields=RETURN_FIELDS),
+            self.success_rates(user_id),
+        )
+        weights, stamp = self.settings.ranking, now()
+        ranked: list[FewShotExample] = []
+        for row in rows:
+            item = self._from_hash(row)
+            similarity = 1.0 - float(row["vector_distance"])
+            if similarity < weights.min_similarity:
+                continue
+            rate = rates.get(item.tool_name or NO_TOOL, ToolStats(tool_name=NO_TOOL)).success_rate
+            total, rec = score(similarity=similarity, success_rate=rate, outcome=item.outcome,
+                               age_s=stamp - item.created_at, weights=weights)
+            ranked.append(FewShotExample(intervention=item, similarity=similarity, success_rate=rate,
+                                         recency=rec, score=total, contrast=item.outcome in FAILED))
+        ranked.sort(key=lambda e: e.score, reverse=True)
+        chosen = [e for e in ranked if not e.contrast][:k]
+        if contrast:
+            failed = [e for e in ranked if e.contrast]
+            if failed:
+                chosen.append(max(failed, key=lambda e: e.similarity))
+        return chosen
+
+    async def forget(self, user_id: str) -> int:
+        """Delete every intervention of the user and their success counters."""
+        deleted = await super().forget(user_id)
+        return deleted + int(await self.backend.client.unlink(self._stats_key(user_id)))
+
+    async def export(self, user_id: str) -> list[dict[str, Any]]:
+        """Every intervention of the user plus their per-tool results."""
+        rows = await super().export(user_id)
+        stats = await self.success_rates(user_id)
+        if not stats:
+            return rows
+        return rows + [{"key": self._stats_key(user_id), "success_rates": {
+            tool: {**s.model_dump(), "success_rate": s.success_rate} for tool, s in stats.items()}}]
+
+    async def load(self, user_id: str, inputs: TurnInputs | dict[str, Any] | None = None) -> MemorySection:
+        """Few-shot examples for the turn's situation (empty when there is no message)."""
+        turn = self._inputs(inputs)
+        if not turn.situation:
+            return MemorySection(element=self.name, prompt="", data=[])
+        examples = await self.similar_successes(user_id, turn.situation, k=turn.k, contrast=True)
+        return MemorySection(element=self.name, prompt=render_examples(examples), data=examples,
+                             used_ids=[e.intervention.id for e in examples])
+
+
+def render_examples(examples: list[FewShotExample]) -> str:
+    """Few-shot examples as prompt lines."""
+    lines = []
+    for e in examples:
+        i = e.intervention
+        how = f"used {i.tool_name}" if i.tool_name else "replied"
+        verdict = "did NOT help" if e.contrast else f"outcome: {i.outcome.value}"
+        lines.append(f'- They said "{i.user_context}"; you {how}: "{i.text}" ({verdict}; '
+                     f"this works for them {e.success_rate:.0%} of the time)")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Voice entry points (Gemini Live, offline speech). Built in the voice issue (#4)."""
