@@ -22,7 +22,8 @@ T = TypeVar("T")
 # Module names as MODULE LIST reports them, with the name a user knows them by.
 REQUIRED_MODULES = {"search": "Search (RediSearch)", "ReJSON": "JSON (RedisJSON)"}
 
-_UNAVAILABLE = (
+#: Exceptions that mean "Redis is not there right now".
+REDIS_DOWN = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     redis_errors.BusyLoadingError,
@@ -60,8 +61,16 @@ def unavailable_as_typed_error(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awa
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await fn(*args, **kwargs)
-        except _UNAVAILABLE as exc:
-            raise MemoryUnavailable(f"Redis is unavailable during {fn.__qualname__}: {exc}") from exc
+        except MemoryUnavailable:
+            raise
+        except Exception as exc:
+            # RedisVL wraps connection errors in its own types; look through the chain.
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, REDIS_DOWN):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise MemoryUnavailable(f"Redis is unavailable during {fn.__qualname__}: {cause}") from exc
 
     return wrapper
 

@@ -16,7 +16,7 @@ from memories.base import MemoryElement
 from memories.connection import unavailable_as_typed_error
 from memories.records import MemorySection, now
 from memories.storage import UserScopedIndex
-from memories.validation import parse, validate_user_id
+from memories.validation import parse, user_tag
 
 D = TypeVar("D", bound=BaseModel)
 U = TypeVar("U", bound=BaseModel)
@@ -38,10 +38,10 @@ class DocumentMemory(MemoryElement[D], Generic[D, U]):
         )
 
     def _key(self, user_id: str) -> str:
-        return self.index.key(validate_user_id(user_id))
+        return self.index.key(user_tag(user_id))
 
     def _stored(self, user_id: str, doc: BaseModel) -> dict[str, Any]:
-        return {**doc.model_dump(mode="json"), "user_id": user_id}
+        return {**doc.model_dump(mode="json"), "user_id": user_tag(user_id)}
 
     def _from_stored(self, raw: dict[str, Any]) -> D:
         raw = {k: v for k, v in raw.items() if k != "user_id"}

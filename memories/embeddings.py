@@ -23,6 +23,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 from redisvl.extensions.cache.embeddings import EmbeddingsCache
 
+from memories.connection import REDIS_DOWN
 from memories.errors import InvalidInput
 from memories.validation import validate_vector
 
@@ -151,8 +152,11 @@ class CachedEmbeddings(Embeddings):
         found: dict[str, list[float]] = {}
         distinct = list(dict.fromkeys(texts))
         if self.cache is not None:
-            entries = await self.cache.amget(distinct, self.tag)
-            found = {t: e["embedding"] for t, e in zip(distinct, entries, strict=True) if e}
+            try:
+                entries = await self.cache.amget(distinct, self.tag)
+                found = {t: e["embedding"] for t, e in zip(distinct, entries, strict=True) if e}
+            except REDIS_DOWN as exc:  # the cache is an optimisation: embed without it
+                log.warning("embedding cache unavailable, embedding without it: %s", exc)
         missing = [t for t in distinct if t not in found]
         self.hits += len(distinct) - len(missing)
         self.misses += len(missing)
@@ -160,9 +164,11 @@ class CachedEmbeddings(Embeddings):
             fresh = self._checked(await self.inner.aembed_documents(missing))
             found.update(zip(missing, fresh, strict=True))
             if self.cache is not None:
-                await self.cache.amset(
-                    [{"content": t, "model_name": self.tag, "embedding": v} for t, v in zip(missing, fresh, strict=True)]
-                )
+                try:
+                    await self.cache.amset([{"content": t, "model_name": self.tag, "embedding": v}
+                                            for t, v in zip(missing, fresh, strict=True)])
+                except REDIS_DOWN as exc:
+                    log.warning("embedding cache unavailable, not caching: %s", exc)
         return [found[t] for t in texts]
 
     async def aembed_query(self, text: str) -> list[float]:

@@ -12,7 +12,7 @@ from memories.base import MemoryElement
 from memories.connection import unavailable_as_typed_error
 from memories.records import MemorySection, Record, ShortText, Tags, Text, Timestamp, TurnInputs, now
 from memories.storage import UserScopedIndex, join_tags, split_tags, tag_field
-from memories.validation import parse, validate_user_id
+from memories.validation import parse, user_tag, validate_user_id
 
 RETURN_FIELDS = ["rating", "tags", "comment", "interaction_id", "created_at"]
 SUMMARY_WINDOW = 200  # entries the deterministic summary looks at
@@ -64,7 +64,7 @@ class FeedbackMemory(MemoryElement[NewFeedback]):
         )
 
     def _summary_key(self, user_id: str) -> str:
-        return self.backend.key("feedback_summary", validate_user_id(user_id))
+        return self.backend.key("feedback_summary", user_tag(user_id))
 
     @unavailable_as_typed_error
     async def save(self, user_id: str, record: NewFeedback | dict[str, Any]) -> str:
@@ -74,7 +74,7 @@ class FeedbackMemory(MemoryElement[NewFeedback]):
         stored = Feedback(**item.model_dump(exclude={"created_at"}), id=uuid.uuid4().hex,
                           created_at=item.created_at if item.created_at is not None else now())
         doc: dict[str, Any] = {
-            "user_id": user_id, "rating": stored.rating, "tags": join_tags(stored.tags),
+            "user_id": user_tag(user_id), "rating": stored.rating, "tags": join_tags(stored.tags),
             "comment": stored.comment or "", "interaction_id": stored.interaction_id or "",
             "created_at": stored.created_at,
         }

@@ -15,7 +15,7 @@ from memories.errors import InvalidInput, RecordNotFound
 from memories.ranking import FAILED, NO_TOOL, OUTCOME_VALUE, Outcome, ToolStats, score
 from memories.records import MemorySection, Record, ShortText, Tags, Text, Timestamp, TurnInputs, now
 from memories.storage import UserScopedIndex, join_tags, split_tags, tag_field
-from memories.validation import parse, validate_user_id
+from memories.validation import parse, user_tag, validate_user_id
 from redisvl.query.filter import Tag
 
 MAX_TOOL_ARGS_CHARS = 4000
@@ -116,7 +116,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         return int(self.settings.intervention_ttl_days * 86400)
 
     def _stats_key(self, user_id: str) -> str:
-        return self.backend.key("intervention_stats", self.backend.embeddings.tag, user_id)
+        return self.backend.key("intervention_stats", self.backend.embeddings.tag, user_tag(user_id))
 
     async def save(self, user_id: str, record: NewIntervention | dict[str, Any]) -> str:
         """Store one intervention; returns its id."""
@@ -148,7 +148,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
 
     def _to_hash(self, user_id: str, item: Intervention, vector: list[float]) -> dict[str, Any]:
         return {
-            "user_id": user_id, "text": item.text, "tool_name": item.tool_name or NO_TOOL,
+            "user_id": user_tag(user_id), "text": item.text, "tool_name": item.tool_name or NO_TOOL,
             "tool_args": json.dumps(item.tool_args), "user_context": item.user_context, "task": item.task or "",
             "situation_tags": join_tags(item.situation_tags), "outcome": item.outcome.value,
             "created_at": item.created_at, "settled_at": item.settled_at or "",
@@ -180,7 +180,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         values = {o.value: v for o, v in OUTCOME_VALUE.items() if v is not None}
         old = await self.backend.client.eval(
             _SETTLE, 2, self.index.key(intervention_id), self._stats_key(user_id),
-            user_id, new.value, now(), self.ttl_s, json.dumps(values), STAT_SEP,
+            user_tag(user_id), new.value, now(), self.ttl_s, json.dumps(values), STAT_SEP,
         )
         if old is None:
             raise RecordNotFound(f"no intervention {intervention_id!r} for this user")
@@ -191,7 +191,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         """One of the user's interventions by id."""
         raw = await self.backend.client.hgetall(self.index.key(intervention_id))
         doc = {k.decode(): v.decode() for k, v in raw.items() if k != b"embedding"}
-        if not doc or doc.get("user_id") != validate_user_id(user_id):
+        if not doc or doc.get("user_id") != user_tag(user_id):
             raise RecordNotFound(f"no intervention {intervention_id!r} for this user")
         return self._from_hash({**doc, "id": intervention_id})
 
@@ -204,7 +204,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
     @unavailable_as_typed_error
     async def success_rates(self, user_id: str) -> dict[str, ToolStats]:
         """The user's observed results per tool."""
-        raw = await self.backend.client.hgetall(self._stats_key(validate_user_id(user_id)))
+        raw = await self.backend.client.hgetall(self._stats_key(user_id))
         stats: dict[str, ToolStats] = {}
         for field, value in raw.items():
             tool, _, kind = field.decode().rpartition(STAT_SEP)

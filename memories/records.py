@@ -13,8 +13,6 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from memories.validation import validate_user_id
-
 MAX_TEXT_CHARS = 2000
 MAX_SHORT_CHARS = 64
 MAX_TAGS = 16
@@ -32,7 +30,6 @@ def _dedupe_lower(tags: list[str]) -> list[str]:
     return out
 
 
-UserId = Annotated[str, AfterValidator(validate_user_id)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_SHORT_CHARS)]
 Tags = Annotated[list[ShortText], Field(max_length=MAX_TAGS), AfterValidator(_dedupe_lower)]

@@ -11,7 +11,7 @@ from memories.base import MemoryElement
 from memories.connection import unavailable_as_typed_error
 from memories.records import MemorySection, Record, Tags, Text, Timestamp, TurnInputs, now
 from memories.storage import UserScopedIndex, join_tags, split_tags, tag_field
-from memories.validation import parse, validate_user_id
+from memories.validation import parse, user_tag, validate_user_id
 
 RETURN_FIELDS = ["insight", "tags", "support", "created_at", "last_seen", "vector_distance"]
 
@@ -90,7 +90,7 @@ class ReflectionMemory(MemoryElement[NewReflection]):
 
     async def _write(self, user_id: str, item: Reflection, vector: list[float]) -> None:
         doc = {
-            "user_id": user_id, "insight": item.insight, "tags": join_tags(item.tags),
+            "user_id": user_tag(user_id), "insight": item.insight, "tags": join_tags(item.tags),
             "support": item.support, "created_at": item.created_at, "last_seen": item.last_seen,
             "embedding": self.index.vector_bytes(vector),
         }

@@ -3,7 +3,8 @@
 Every read goes through :meth:`UserScopedIndex.scope`, which validates the user id
 and ANDs a ``user_id`` tag filter (escaped by RedisVL) onto the query. The tag
 field is case-sensitive and uses an ASCII record separator as tag separator, so
-ids such as ``Alice``/``alice`` or ``a,b``/``a`` stay distinct users.
+ids such as ``Alice``/``alice`` or ``a,b``/``a`` stay distinct users; ids are
+stored encoded (``validation.user_tag``) so no character can alter a query.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from redisvl.query.filter import FilterExpression, Tag
 from redisvl.schema import IndexSchema
 
 from memories.connection import unavailable_as_typed_error
-from memories.validation import validate_user_id
+from memories.validation import user_from_tag, user_tag
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class UserScopedIndex:
     @staticmethod
     def scope(user_id: str, extra: FilterExpression | None = None) -> FilterExpression:
         """The filter every query of ``user_id`` carries; the only place it is built."""
-        user = Tag("user_id") == validate_user_id(user_id)
+        user = Tag("user_id") == user_tag(user_id)
         return user & extra if extra is not None else user
 
     @unavailable_as_typed_error
@@ -159,6 +160,7 @@ class UserScopedIndex:
         keys = await self.keys_of(user_id)
         if not keys:
             return []
+        owner = user_from_tag(user_tag(user_id))
         async with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
                 if self.schema.index.storage_type.value == "json":
@@ -175,7 +177,7 @@ class UserScopedIndex:
                 doc = {k: v.decode() if isinstance(v, bytes) else v for k, v in doc.items()}
             else:
                 doc = {k: v for k, v in doc.items() if k != "embedding"}
-            out.append({"key": key, **doc})
+            out.append({"key": key, **doc, "user_id": owner})
         return out
 
     @unavailable_as_typed_error

@@ -41,6 +41,27 @@ def validate_user_id(user_id: object) -> str:
     return user_id
 
 
+def user_tag(user_id: object) -> str:
+    """The validated id as stored in ``user_id`` tags and keys: ASCII letters and digits only.
+
+    RediSearch's query syntax has more special characters than any escaper keeps up
+    with (a backtick slipped through RedisVL's), so ids are encoded instead of
+    escaped: letters and digits stay, every other character (and ``Z`` itself)
+    becomes ``Z<hex code point>Z``. The encoding is injective, so two ids can never
+    share a tag, and readable for ordinary ids (``maya`` stays ``maya``).
+    """
+    return "".join(
+        c if (c.isascii() and c.isalnum() and c != "Z") else f"Z{ord(c):x}Z" for c in validate_user_id(user_id)
+    )
+
+
+def user_from_tag(tag: str) -> str:
+    """Inverse of :func:`user_tag`."""
+    parts = tag.split("Z")
+    # Encoded characters sit at odd positions between pairs of Z.
+    return "".join(chr(int(p, 16)) if i % 2 else p for i, p in enumerate(parts))
+
+
 def validate_vector(vector: Sequence[float], *, dims: int, field: str = "embedding") -> list[float]:
     """Check an embedding has ``dims`` finite values."""
     if len(vector) != dims:

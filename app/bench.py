@@ -1,0 +1,514 @@
+"""``sam2voice bench memory``: load synthetic interventions and time few-shot retrieval.
+
+Everything happens in a scratch namespace: on a throwaway embedded server (fresh data
+directory, free port) when ``REDIS_URL`` is unset, so memory figures are clean and the
+user's own data is never touched; or on the ``REDIS_URL`` server under a random
+``bench<hex>`` namespace whose keys and indexes are deleted afterwards.
+
+Figures (see docs/benchmarks.md for what each one means):
+
+* ``retrieval_*``: ``InterventionMemory.similar_successes`` end to end, embedding included,
+  on query texts never seen before (so the embedding cache cannot hide the embedding);
+* ``floor_*``: the same KNN as one raw ``FT.SEARCH`` through redis-py (precomputed vector);
+* ``ours_no_embed_*``: ``InterventionMemory.rank`` with the same precomputed vectors;
+* ``peer_*``: the same KNN through langchain-redis ``RedisVectorStore.similarity_search_by_vector``;
+* ``writes_per_s``: batched ``record_many`` over the whole load, embedding included;
+* ``bytes_per_record``: growth of Redis ``used_memory`` over the load, per record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import platform
+import random
+import secrets
+import shutil
+import socket
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+import redis.asyncio as aioredis
+from redisvl.query.filter import Tag
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from app.embedded_redis import EmbeddedRedis
+from app.settings import Settings
+from memories.interventions import RETURN_FIELDS, InterventionMemory
+from memories.ranking import Outcome
+from memories.records import TurnInputs
+from memories.stack import MemoryStack, open_memory
+
+SEED = 20240611
+BATCH = 500
+WARMUP = 20
+BENCH_TOOLS = ["break_task_down", "body_doubling", "focus_timer", "breathing_exercise", "sensory_break",
+               "transition_warning", "priority_sort", "reward_plan", "grounding_54321", "visual_checklist"]
+# Mixed outcomes, about a third still pending (weights are relative).
+OUTCOME_WEIGHTS = {Outcome.PENDING: 30, Outcome.TASK_COMPLETED: 18, Outcome.TASK_PROGRESS: 17,
+                   Outcome.RE_ENGAGED: 12, Outcome.DISTRACTED: 10, Outcome.ABANDONED: 8, Outcome.UNKNOWN: 5}
+
+# --- synthetic utterances ------------------------------------------------------------------
+# Short things a person says, by situation; slots are filled from the lists below so that
+# 100k records are mostly distinct texts (about 10^6 combinations per situation).
+SITUATIONS: dict[str, list[str]] = {
+    "task-start": [
+        "I have to {task} but I just can't get myself to start",
+        "I've been staring at {task} for {dur} and nothing happens",
+        "I keep meaning to {task}, it's {when} and I haven't even opened it",
+        "how do I even begin to {task}",
+        "I'm frozen, {task} feels impossible to start",
+        "every time I try to {task} I end up doing something else",
+    ],
+    "overwhelm": [
+        "there's too much, {task} and everything else {when}, I can't think",
+        "my list is huge and I need to {task} {when}, I'm overwhelmed",
+        "I'm drowning, {task} is due {when} and so is everything else",
+        "I don't know what to do first, {task} or the rest",
+        "it's all piling up and {task} is just one more thing",
+    ],
+    "distraction": [
+        "I was supposed to {task} but I've been on my phone for {dur}",
+        "I keep drifting off while trying to {task}",
+        "I got distracted again, {task} is only half done",
+        "I opened {app} for a second and lost {dur}",
+        "I can't stay on {task}, my brain keeps jumping around",
+    ],
+    "sensory": [
+        "it's so loud {place}, I can't {task} like this",
+        "the lights {place} are too bright and I'm getting a headache",
+        "everyone is talking {place} and it's too much",
+        "my clothes feel wrong and I can't focus on {task}",
+        "there's a smell {place} that I can't stand, I need to stop",
+    ],
+    "transition": [
+        "I have to stop {task} and go to {event} in {dur}",
+        "I don't want to switch from {task} to {event}",
+        "{event} got moved to {when} and now my whole plan is off",
+        "I need to leave for {event} but I'm in the middle of {task}",
+        "switching to {event} after {task} always wrecks me",
+    ],
+    "time-blindness": [
+        "I thought I had {dur} but {event} starts now",
+        "I lost track of time and {task} is due {when}",
+        "where did the afternoon go, I was going to {task}",
+        "I'm always late for {event}, it happened again {when}",
+    ],
+    "rejection": [
+        "{person} didn't answer my message and now I can't {task}",
+        "I think {person} is annoyed with me, I can't focus",
+        "I got feedback on {task} and I feel like a failure",
+        "{person} said something at {event} and I keep replaying it",
+    ],
+    "low-energy": [
+        "I'm exhausted and I still need to {task}",
+        "I have no energy {when}, {task} feels like a mountain",
+        "I slept badly and can't face {task}",
+        "I'm running on empty but {task} has to happen {when}",
+    ],
+}
+TASKS = ["write the report", "answer my emails", "clean the kitchen", "do the laundry", "study for the exam",
+         "pay the bills", "call the doctor", "finish the slides", "fill in the tax form", "tidy my desk",
+         "reply to my landlord", "read chapter four", "book the dentist", "cook dinner", "sort the paperwork",
+         "start the essay", "fix the bug", "prepare the meeting notes", "water the plants", "pack for the trip",
+         "renew my passport", "update my CV", "practise the presentation", "do my physio exercises"]
+DURATIONS = ["ten minutes", "twenty minutes", "half an hour", "an hour", "two hours", "all morning",
+             "the whole afternoon", "five minutes", "forty minutes", "three hours"]
+WHEN = ["today", "tomorrow", "tonight", "this morning", "by Friday", "this week", "at noon", "before lunch",
+        "after work", "on Monday"]
+PLACES = ["in the office", "at the café", "in the kitchen", "on the bus", "in the supermarket", "at school",
+          "in the open-plan room", "at home", "in the library", "at the train station"]
+EVENTS = ["the meeting", "my appointment", "dinner", "the bus", "class", "the call with my boss", "therapy",
+          "football practice", "the school run", "my shift"]
+PEOPLE = ["my boss", "my sister", "my friend", "my partner", "my teacher", "a colleague", "my flatmate", "mum"]
+APPS = ["YouTube", "Instagram", "TikTok", "Reddit", "the news", "my messages", "a game", "Wikipedia"]
+OPENERS = ["", "", "", "ugh, ", "ok so ", "honestly ", "right now ", "help, ", "sorry, ", "so "]
+CLOSERS = ["", "", "", " again", ", what now", ", any ideas", " and I hate it", ", please help", " today",
+           ", it's bad"]
+REPLIES = {
+    "break_task_down": "Let's make {task} tiny: what is the very first two-minute step?",
+    "body_doubling": "I'll stay with you while you {task}; tell me when you've started.",
+    "focus_timer": "Let's set a 15-minute timer for {task} and stop when it rings.",
+    "breathing_exercise": "Let's breathe in for four and out for six, three times, before {task}.",
+    "sensory_break": "Step somewhere quieter for five minutes, then we'll look at {task}.",
+    "transition_warning": "We'll wrap up in five minutes; write down where you stopped on {task}.",
+    "priority_sort": "Let's pick the one thing that matters most today: is it {task}?",
+    "reward_plan": "Pick a small reward for when {task} is done.",
+    "grounding_54321": "Name five things you can see, four you can touch, then we'll go back to {task}.",
+    "visual_checklist": "I'll put {task} on a checklist with three boxes to tick.",
+}
+NO_TOOL_REPLY = "That sounds hard. What would make {task} a little easier right now?"
+
+
+def _utterance(rng: random.Random, situation: str) -> str:
+    text = rng.choice(SITUATIONS[situation]).format(
+        task=rng.choice(TASKS), dur=rng.choice(DURATIONS), when=rng.choice(WHEN), place=rng.choice(PLACES),
+        event=rng.choice(EVENTS), person=rng.choice(PEOPLE), app=rng.choice(APPS))
+    text = rng.choice(OPENERS) + text + rng.choice(CLOSERS)
+    return text[0].upper() + text[1:]
+
+
+def synthetic_interventions(n: int, *, seed: int = SEED, now_s: float | None = None) -> list[dict[str, Any]]:
+    """``n`` deterministic interventions (dicts accepted by ``InterventionMemory.record_many``)."""
+    rng = random.Random(seed)
+    stamp = time.time() if now_s is None else now_s
+    outcomes, weights = list(OUTCOME_WEIGHTS), list(OUTCOME_WEIGHTS.values())
+    out = []
+    for _ in range(n):
+        situation = rng.choice(list(SITUATIONS))
+        task = rng.choice(TASKS)
+        tool = rng.choice([*BENCH_TOOLS, None])  # about one in eleven is a plain reply
+        out.append({
+            "text": (REPLIES[tool] if tool else NO_TOOL_REPLY).format(task=task),
+            "tool_name": tool,
+            "tool_args": {"minutes": rng.choice([2, 5, 10, 15, 25])} if tool else {},
+            "user_context": _utterance(rng, situation),
+            "task": task if rng.random() < 0.3 else None,
+            "situation_tags": [situation],
+            "outcome": rng.choices(outcomes, weights)[0].value,
+            "created_at": stamp - rng.uniform(0, 25 * 86400),  # within the 30-day TTL
+        })
+    return out
+
+
+def novel_queries(n: int, seen: set[str], *, seed: int = SEED + 1) -> list[str]:
+    """``n`` distinct utterances, none of them in ``seen`` (so none is in the embedding cache)."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    taken = set(seen)
+    while len(out) < n:
+        text = _utterance(rng, rng.choice(list(SITUATIONS)))
+        if text not in taken:
+            taken.add(text)
+            out.append(text)
+    return out
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ms_stats(name: str, samples: Sequence[float]) -> dict[str, float]:
+    """p50/p95/mean in milliseconds from samples in seconds."""
+    ms = [s * 1000 for s in samples]
+    cuts = statistics.quantiles(ms, n=100, method="inclusive")
+    return {f"{name}_p50_ms": round(cuts[49], 3), f"{name}_p95_ms": round(cuts[94], 3),
+            f"{name}_mean_ms": round(statistics.fmean(ms), 3)}
+
+
+async def _used_memory(client: aioredis.Redis) -> int:
+    # Let the server finish lazy frees (UNLINK) and settle before reading the allocator.
+    await asyncio.sleep(0.2)
+    return int((await client.info("memory"))["used_memory"])
+
+
+async def _scan_keys(client: aioredis.Redis, pattern: str) -> list[bytes]:
+    return [key async for key in client.scan_iter(match=pattern, count=1000)]
+
+
+def _machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    versions = {}
+    for dist in ("redis", "redisvl", "langchain-redis", "onnxruntime", "numpy"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {"cpu_model": cpu, "cpu_cores": os.cpu_count(), "ram_gb": ram_gb,
+            "os": platform.platform(), "python": platform.python_version(), "packages": versions}
+
+
+async def _server_info(client: aioredis.Redis) -> dict[str, Any]:
+    info = await client.info("server")
+    modules = await client.execute_command("MODULE", "LIST")
+    found = {}
+    for entry in modules:
+        item = entry if isinstance(entry, dict) else dict(zip(entry[::2], entry[1::2], strict=True))
+        name = item.get(b"name", item.get("name"))
+        found[name.decode() if isinstance(name, bytes) else str(name)] = int(item.get(b"ver", item.get("ver", 0)))
+    return {"server": "valkey" if "valkey_version" in info else "redis",
+            "server_version": str(info.get("valkey_version", info.get("redis_version"))),
+            "modules": found}
+
+
+async def _time(fn: Callable[[], Awaitable[Any]]) -> float:
+    start = time.perf_counter()
+    await fn()
+    return time.perf_counter() - start
+
+
+# --- the benchmark ---------------------------------------------------------------------------
+
+async def run_memory_bench(
+    settings: Settings, *, records: int, users: int, queries: int, console: Console | None
+) -> dict[str, Any]:
+    """Run the memory benchmark; returns its figures as a JSON-ready dict.
+
+    Prints progress on ``console`` when given and nothing at all otherwise.
+    """
+    if records < 1 or users < 1 or queries < 2:
+        raise ValueError("records and users must be >= 1, queries >= 2")
+    users = min(users, records)
+    server: EmbeddedRedis | None = None
+    data_dir: str | None = None
+    if settings.redis_url:
+        url = settings.redis_url
+    else:
+        data_dir = tempfile.mkdtemp(prefix="sam2voice-bench-")
+        server = EmbeddedRedis(Path(data_dir), _free_port())
+        url = server.start()
+    namespace = f"bench{secrets.token_hex(6)}"
+    try:
+        result = await _bench(settings, url, namespace, records=records, users=users, queries=queries,
+                              console=console)
+        result["redis"] = "throwaway embedded server" if server else "REDIS_URL (scratch namespace)"
+        return result
+    finally:
+        if server is not None:
+            server.stop()
+        if data_dir is not None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _bench(settings: Settings, url: str, namespace: str, *, records: int, users: int, queries: int,
+                 console: Console | None) -> dict[str, Any]:
+    memory_settings = settings.memory.model_copy(update={"namespace": namespace, "enabled": ["interventions"]})
+    stack = await open_memory(url, memory_settings, embedding_provider=settings.embedding_provider,
+                              google_api_key=settings.google_key,
+                              google_embedding_model=settings.google_embedding_model,
+                              google_embedding_dims=settings.google_embedding_dims,
+                              connect_timeout_s=settings.redis_connect_timeout_s,
+                              socket_timeout_s=max(settings.redis_socket_timeout_s, 30.0))
+    try:
+        return await _measure(stack, url, records=records, users=users, queries=queries, console=console)
+    finally:
+        await _drop_namespace(stack, namespace)
+        await stack.aclose()
+
+
+async def _drop_namespace(stack: MemoryStack, namespace: str) -> None:
+    """Delete every index and key of the scratch namespace."""
+    for element in stack.registry:
+        if await element.index.index.exists():
+            await element.index.index.delete(drop=False)
+    keys = await _scan_keys(stack.client, f"{namespace}:*")
+    for start in range(0, len(keys), 1000):
+        await stack.client.unlink(*keys[start : start + 1000])
+
+
+async def _measure(stack: MemoryStack, url: str, *, records: int, users: int, queries: int,
+                   console: Console | None) -> dict[str, Any]:
+    memory = stack.registry.get(InterventionMemory)
+    assert memory is not None  # enabled above
+    client = stack.client
+    embeddings = stack.embeddings
+    settings = memory.settings
+    # Load the model before timing anything (it is loaded lazily on first use).
+    await embeddings.inner.aembed_query("warm up the embedder")
+
+    # --- load ------------------------------------------------------------------------------
+    data = synthetic_interventions(records)
+    user_ids = [f"bench-user-{u:05d}" for u in range(users)]
+    per_user: dict[str, list[dict[str, Any]]] = {u: [] for u in user_ids}
+    for i, item in enumerate(data):
+        per_user[user_ids[i % users]].append(item)
+    batches = [(u, items[s : s + BATCH]) for u, items in per_user.items() for s in range(0, len(items), BATCH)]
+
+    memory_before = await _used_memory(client)
+    progress = _progress(console)
+    started = time.perf_counter()
+    with progress:
+        task = progress.add_task("loading interventions", total=records)
+        for user_id, batch in batches:
+            await memory.record_many(user_id, batch)
+            progress.advance(task, len(batch))
+    load_s = time.perf_counter() - started
+    memory_after = await _used_memory(client)
+    cache_keys = await _scan_keys(client, f"{settings.namespace}:embedcache:*")
+    index_info = await memory.index.index.info()
+
+    # --- retrieval, embedding included -----------------------------------------------------
+    rng = random.Random(SEED + 2)
+    seen = {_situation(item) for item in data}
+    texts = novel_queries(WARMUP + queries, seen)
+    warm_texts, query_texts = texts[:WARMUP], texts[WARMUP:]
+    query_users = [rng.choice(user_ids) for _ in range(WARMUP + queries)]
+    for text, user_id in zip(warm_texts, query_users, strict=False):
+        await memory.similar_successes(user_id, text)
+    query_users = query_users[WARMUP:]
+    misses_before = embeddings.misses
+    if console is not None:
+        console.print(f"timing {queries} retrievals (embedding included)...")
+    retrieval = [await _time(lambda t=text, u=user_id: memory.similar_successes(u, t))
+                 for text, user_id in zip(query_texts, query_users, strict=True)]
+    misses_during_retrieval = embeddings.misses - misses_before
+
+    # --- the same KNN without embedding: raw floor, ours, peer (interleaved) ---------------
+    vectors = await embeddings.inner.aembed_documents(query_texts)
+    blobs = [memory.index.vector_bytes(v) for v in vectors]
+    pool = max(settings.candidate_pool, settings.few_shot_k * 3)  # what InterventionMemory.rank asks for
+    floor = _RawKnn(client, memory, pool)
+    peer = _peer_store(url, memory, embeddings.inner)
+    runners: dict[str, Callable[[int], Awaitable[Any]]] = {
+        "floor": lambda i: floor.search(query_users[i], blobs[i]),
+        "ours_no_embed": lambda i: memory.rank(query_users[i], vectors[i]),
+        "peer": lambda i: _peer_search(peer, query_users[i], blobs[i], pool),
+    }
+    for i in range(WARMUP):  # warm up every path (connections, code paths)
+        for run in runners.values():
+            await run(i % queries)
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    names = list(runners)
+    if console is not None:
+        console.print(f"timing {queries} x {len(names)} KNN queries with precomputed vectors...")
+    for i in range(queries):
+        # Rotate the order so no path always runs first (cache effects) or last.
+        for name in names[i % 3:] + names[: i % 3]:
+            samples[name].append(await _time(lambda n=name, j=i: runners[n](j)))
+    peer.index.client.close()
+
+    # Sanity: the raw floor and our path see the same nearest neighbours.
+    raw_ids = await floor.search(query_users[0], blobs[0])
+    ours_rows = await memory.index.nearest(query_users[0], vectors[0], k=pool, return_fields=RETURN_FIELDS)
+    same_neighbours = raw_ids == [r["id"] for r in ours_rows]
+
+    cache_bytes = await _memory_of(client, cache_keys)
+    result: dict[str, Any] = {
+        "n_records": records,
+        "n_users": users,
+        "n_queries": queries,
+        "records_per_user": records // users,
+        **_ms_stats("retrieval", retrieval),
+        **_ms_stats("floor", samples["floor"]),
+        **_ms_stats("ours_no_embed", samples["ours_no_embed"]),
+        **_ms_stats("peer", samples["peer"]),
+        "writes_per_s": round(records / load_s, 1),
+        "load_s": round(load_s, 2),
+        "bytes_per_record": round((memory_after - memory_before) / records, 1),
+        "embedding_cache_bytes": cache_bytes,
+        "embedding_cache_entries": len(cache_keys),
+        "record_bytes_per_record": round((memory_after - memory_before - cache_bytes) / records, 1),
+        "used_memory_before": memory_before,
+        "used_memory_after_load": memory_after,
+        "index_vector_index_sz_mb": _float(index_info.get("vector_index_sz_mb")),
+        "index_num_docs": int(index_info.get("num_docs", 0)),
+        "retrieval_embedding_cache_misses": misses_during_retrieval,
+        "same_neighbours_floor_vs_ours": same_neighbours,
+        "settings": {"vector_datatype": settings.vector_datatype, "candidate_pool": settings.candidate_pool,
+                     "knn_k": pool, "few_shot_k": settings.few_shot_k, "batch": BATCH, "index_algorithm": "flat",
+                     "distance_metric": "cosine", "embedding": embeddings.tag},
+        "machine": _machine(),
+        **(await _server_info(client)),
+    }
+    return result
+
+
+def _situation(item: dict[str, Any]) -> str:
+    """The text a record is embedded by (so queries can avoid every one of them)."""
+    return TurnInputs(message=item["user_context"], task=item["task"]).situation
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+async def _memory_of(client: aioredis.Redis, keys: list[bytes]) -> int:
+    """Bytes the embedding cache entries take: the drop of used_memory when they are deleted.
+
+    Run last: the entries are gone afterwards (the namespace is dropped right after anyway).
+    """
+    if not keys:
+        return 0
+    before = await _used_memory(client)
+    for start in range(0, len(keys), 1000):
+        await client.delete(*keys[start : start + 1000])  # DEL, not UNLINK: freed before we measure
+    return max(before - await _used_memory(client), 0)
+
+
+def _progress(console: Console | None) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, disable=console is None)
+
+
+class _RawKnn:
+    """The KNN of ``InterventionMemory.rank`` as one hand-built FT.SEARCH: the floor."""
+
+    def __init__(self, client: aioredis.Redis, memory: InterventionMemory, k: int) -> None:
+        self.client = client
+        self.index = memory.index.name
+        self.k = k
+        fields = [*RETURN_FIELDS[:-1], "vector_distance"]
+        self.tail = ["RETURN", len(fields), *fields, "SORTBY", "vector_distance", "ASC", "DIALECT", 2,
+                     "LIMIT", 0, k, "PARAMS", 2, "vector"]
+
+    async def search(self, user_id: str, blob: bytes) -> list[str]:
+        # Same filter string as the memory layer builds (RedisVL escapes the tag value).
+        query = f"({Tag('user_id') == user_id})=>[KNN {self.k} @embedding $vector AS vector_distance]"
+        raw = await self.client.execute_command("FT.SEARCH", self.index, query, *self.tail, blob)
+        return _ids(raw)
+
+
+def _ids(raw: Any) -> list[str]:
+    """Document ids of a raw FT.SEARCH reply (RESP2 list or RESP3 map)."""
+    if isinstance(raw, dict):
+        rows = raw.get(b"results", raw.get("results", []))
+        return [(r.get(b"id") or r.get("id")).decode() for r in rows]
+    return [raw[i].decode() for i in range(1, len(raw), 2)]
+
+
+def _peer_store(url: str, memory: InterventionMemory, embedder: Any) -> Any:
+    """langchain-redis ``RedisVectorStore`` attached to the interventions index as it is."""
+    from langchain_redis import RedisConfig, RedisVectorStore
+
+    config = RedisConfig(
+        index_name=memory.index.name,
+        # Our schema object: RedisVectorStore then skips creating anything (the index exists)
+        # and builds its queries from the same fields, without an FT.INFO round trip.
+        index_schema=memory.index.schema,
+        redis_client=redis.Redis.from_url(url),
+        content_field="text",
+        embedding_field="embedding",
+        vector_datatype=memory.settings.vector_datatype.upper(),
+        embedding_dimensions=memory.backend.embeddings.dims,
+        storage_type="hash",
+    )
+    return RedisVectorStore(embedder, config=config)
+
+
+async def _peer_search(store: Any, user_id: str, blob: bytes, k: int) -> Any:
+    # langchain-redis is synchronous; called inline (nothing else runs on the loop meanwhile).
+    # The vector goes in as bytes in the index's datatype: RedisVectorStore's query builder
+    # does not pass a dtype, so a list would be sent as float32 even on a float16 index.
+    return store.similarity_search_by_vector(blob, k=k, filter=Tag("user_id") == user_id)  # type: ignore[arg-type]
+

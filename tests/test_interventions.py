@@ -1,0 +1,133 @@
+"""InterventionMemory: recording, settling, and few-shot retrieval ranked by what worked."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from langchain_core.prompts import FewShotPromptTemplate, PromptTemplate
+
+from memories.errors import InvalidInput, RecordNotFound
+from memories.interventions import InterventionMemory
+from memories.langchain_faces import InterventionExampleSelector, InterventionRetriever
+from memories.ranking import Outcome
+from memories.stack import MemoryStack
+
+
+@pytest.fixture
+def interventions(stack: MemoryStack) -> InterventionMemory:
+    element = stack.registry.get(InterventionMemory)
+    assert element is not None
+    return element
+
+
+async def test_recorded_interventions_start_pending_and_settle_by_id(interventions: InterventionMemory) -> None:
+    [item] = await interventions.record_many("maya", [{
+        "text": "Let's write just the title.", "tool_name": "create_microsteps", "tool_args": {"task": "essay"},
+        "user_context": "I can't start my essay", "task": "essay", "situation_tags": ["Task-Start"],
+    }])
+    assert item.outcome is Outcome.PENDING
+    assert [p.id for p in await interventions.pending("maya")] == [item.id]
+
+    previous = await interventions.settle("maya", item.id, "task_completed")
+    assert previous is Outcome.PENDING
+    stored = await interventions.get("maya", item.id)
+    assert stored.outcome is Outcome.TASK_COMPLETED and stored.settled_at is not None
+    assert stored.tool_args == {"task": "essay"} and stored.situation_tags == ["task-start"]
+    assert await interventions.pending("maya") == []
+    rates = await interventions.success_rates("maya")
+    assert rates["create_microsteps"].settled == 1
+
+
+async def test_resettling_moves_the_counters_instead_of_double_counting(interventions: InterventionMemory) -> None:
+    item_id = await interventions.save("maya", {"text": "Break?", "tool_name": "suggest_break", "user_context": "meh"})
+    await interventions.settle("maya", item_id, "abandoned")
+    await interventions.settle("maya", item_id, "task_completed")
+    stats = (await interventions.success_rates("maya"))["suggest_break"]
+    assert stats.settled == 1 and stats.value_sum == pytest.approx(1.0)
+
+
+async def test_unknown_outcome_and_foreign_ids_are_refused(interventions: InterventionMemory) -> None:
+    item_id = await interventions.save("maya", {"text": "x", "user_context": "y"})
+    with pytest.raises(InvalidInput, match="unknown outcome"):
+        await interventions.settle("maya", item_id, "great")
+    with pytest.raises(RecordNotFound):
+        await interventions.settle("leo", item_id, "task_completed")  # not leo's record
+    with pytest.raises(RecordNotFound):
+        await interventions.settle("maya", "no-such-id", "task_completed")
+    with pytest.raises(RecordNotFound):
+        await interventions.get("leo", item_id)
+    assert (await interventions.get("maya", item_id)).outcome is Outcome.PENDING
+
+
+async def test_few_shot_prefers_what_worked_for_this_user(interventions: InterventionMemory) -> None:
+    said = "I can't get myself to start cleaning the kitchen"
+    break_id = await interventions.save("maya", {"text": "Take a break first.", "tool_name": "suggest_break",
+                                                 "user_context": said})
+    steps_id = await interventions.save("maya", {"text": "Just put the cups in the sink.",
+                                                 "tool_name": "create_microsteps",
+                                                 "user_context": "The kitchen is a mess and I'm stuck"})
+    situation = "I can't start cleaning the kitchen"
+    before = await interventions.similar_successes("maya", situation)
+    assert before[0].intervention.id == break_id  # most similar wins while nothing is known
+
+    await interventions.settle("maya", break_id, "abandoned")
+    await interventions.settle("maya", steps_id, "task_completed")
+    after = await interventions.similar_successes("maya", situation, contrast=True)
+    assert after[0].intervention.id == steps_id
+    assert after[0].success_rate > 0.5
+    assert after[-1].contrast and after[-1].intervention.id == break_id  # the failure, as contrast only
+    assert all(not e.contrast for e in after[:-1])
+    assert [e.intervention.id for e in await interventions.similar_successes("maya", situation)] == [steps_id]
+
+
+async def test_recency_breaks_ties_between_equal_examples(interventions: InterventionMemory) -> None:
+    old = time.time() - 60 * 86400
+    records = [
+        {"text": "Old advice", "tool_name": "create_microsteps", "user_context": "I can't start", "created_at": old,
+         "outcome": "task_completed"},
+        {"text": "New advice", "tool_name": "create_microsteps", "user_context": "I can't start",
+         "outcome": "task_completed"},
+    ]
+    await interventions.record_many("maya", records)
+    ranked = await interventions.similar_successes("maya", "I can't start")
+    assert [e.intervention.text for e in ranked] == ["New advice", "Old advice"]
+    assert ranked[0].recency > ranked[1].recency
+
+
+async def test_load_gives_a_prompt_section_with_the_ids_used(interventions: InterventionMemory) -> None:
+    item_id = await interventions.save("maya", {"text": "Breathe with me.", "tool_name": "start_breathing_exercise",
+                                                "user_context": "I'm overwhelmed", "outcome": "re_engaged"})
+    section = await interventions.load("maya", {"message": "I feel so overwhelmed"})
+    assert section.used_ids == [item_id]
+    assert "Breathe with me." in section.prompt and "start_breathing_exercise" in section.prompt
+    empty = await interventions.load("maya", {})
+    assert empty.prompt == "" and empty.used_ids == []
+
+
+async def test_retriever_and_example_selector_are_langchain_native(interventions: InterventionMemory) -> None:
+    selector = InterventionExampleSelector(interventions, "maya", k=2)
+    await selector.aadd_example({"situation": "I keep checking my phone", "intervention": "Phone in another room?",
+                                 "tool_name": "suggest_break", "outcome": "re_engaged"})
+    retriever = InterventionRetriever(memory=interventions, user_id="maya", k=2)
+    docs = await retriever.ainvoke("I'm distracted by my phone")
+    assert docs and docs[0].metadata["text"] == "Phone in another room?"
+
+    prompt = FewShotPromptTemplate(
+        example_selector=selector,
+        example_prompt=PromptTemplate.from_template("Situation: {situation}\nYou: {intervention}"),
+        suffix="Situation: {situation}\nYou:", input_variables=["situation"],
+    )
+    text = await prompt.aformat(situation="my phone keeps pulling me away")
+    assert "Phone in another room?" in text
+    with pytest.raises(NotImplementedError, match="async"):
+        retriever.invoke("sync is refused")
+
+
+async def test_a_batch_with_one_bad_record_writes_nothing(interventions: InterventionMemory) -> None:
+    good = {"text": "ok", "user_context": "fine"}
+    with pytest.raises(InvalidInput):
+        await interventions.record_many("maya", [good, {"text": "", "user_context": "empty text"}])
+    with pytest.raises(InvalidInput, match="batch limit"):
+        await interventions.record_many("maya", [good] * (interventions.settings.max_batch + 1))
+    assert await interventions.index.count("maya") == 0
