@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Quick start, step 2: install (if needed) and run the whole test suite (pytest).
+# Tests start their own embedded Redis on a free port; nothing else is needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,99 @@
+"""Embeddings: the offline model, the Redis cache, and validation of what models return."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from langchain_core.embeddings import Embeddings
+
+from memories.embeddings import CachedEmbeddings, LocalMiniLMEmbeddings, build_base_embeddings
+from memories.errors import InvalidInput
+from memories.stack import MemoryStack, open_memory
+from tests.conftest import memory_settings
+
+
+def test_the_offline_model_understands_paraphrases(minilm: LocalMiniLMEmbeddings) -> None:
+    a, b, c = np.array(minilm.embed_documents([
+        "I can't get started on my homework", "I'm unable to begin my assignment", "The train leaves at noon"]))
+    assert a.shape == (384,)
+    assert math.isclose(float(np.linalg.norm(a)), 1.0, rel_tol=1e-4)
+    assert a @ b > 0.6 > 0.2 > a @ c
+
+
+def test_google_provider_without_a_key_is_a_clear_error() -> None:
+    with pytest.raises(InvalidInput, match="GOOGLE_API_KEY"):
+        build_base_embeddings("google")
+    with pytest.raises(InvalidInput, match="unknown embedding provider"):
+        build_base_embeddings("openai")  # type: ignore[arg-type]
+
+
+class CountingEmbeddings(Embeddings):
+    """Wraps the real model and counts the texts it is asked to embed."""
+
+    def __init__(self, inner: Embeddings) -> None:
+        self.inner = inner
+        self.embedded: list[str] = []
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.embedded.extend(texts)
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+async def test_identical_texts_are_embedded_once(redis_url: str, minilm: LocalMiniLMEmbeddings) -> None:
+    counting = CountingEmbeddings(minilm)
+    settings = memory_settings()
+    stack = await open_memory(redis_url, settings, base_embeddings=(counting, minilm.model_id, minilm.dims))
+    try:
+        await stack.embeddings.aembed_documents(["same words", "same words", "other words"])
+        await stack.embeddings.aembed_query("same words")
+        assert counting.embedded == ["same words", "other words"]
+        assert stack.embeddings.hits == 1
+    finally:
+        await stack.aclose()
+    # A second process (new stack, same Redis) reuses the cached vector too.
+    again = await open_memory(redis_url, settings, base_embeddings=(counting, minilm.model_id, minilm.dims))
+    try:
+        await again.embeddings.aembed_query("other words")
+        assert counting.embedded == ["same words", "other words"]
+    finally:
+        await again.aclose()
+
+
+class BrokenEmbeddings(Embeddings):
+    def __init__(self, vector: list[float]) -> None:
+        self.vector = vector
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self.vector for _ in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.vector
+
+
+@pytest.mark.parametrize("vector,problem", [([0.1] * 383, "dimension 383"),
+                                            ([float("nan")] + [0.1] * 383, "NaN"),
+                                            ([float("inf")] + [0.1] * 383, "NaN or infinite")])
+async def test_bad_vectors_from_a_model_are_refused_and_nothing_is_written(
+    stack: MemoryStack, vector: list[float], problem: str
+) -> None:
+    from memories.interventions import InterventionMemory
+
+    interventions = stack.registry.get(InterventionMemory)
+    assert interventions is not None
+    broken = CachedEmbeddings(BrokenEmbeddings(vector), model_id="broken", dims=384, cache=None)
+    object.__setattr__(interventions.backend, "embeddings", broken)
+    with pytest.raises(InvalidInput, match=problem):
+        await interventions.save("ada", {"text": "x", "user_context": "y"})
+    assert await interventions.index.count("ada") == 0
+
+
+async def test_index_names_carry_the_embedding_model_and_dimension(stack: MemoryStack) -> None:
+    names = {e.name: e.index.name for e in stack.registry}
+    assert names["interventions"].endswith(":interventions:minilm-l6-int8-384")
+    assert names["reflections"].endswith(":reflections:minilm-l6-int8-384")
+    assert names["profile"].endswith(":profile")  # no vectors, no model in the name
