@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -13,6 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from memories.registry import MemoryRegistry
 
 console = Console()
 err = Console(stderr=True)
@@ -69,20 +73,8 @@ def doctor() -> None:
 def demo() -> None:
     """A short offline demo: one simulated person's interventions, outcomes and few-shot ranking."""
     from app.demo import run_demo
-    from app.runtime import open_app_memory
-    from memories.errors import MemoryLayerError
 
-    async def main() -> None:
-        stack = await open_app_memory(_settings())
-        try:
-            await run_demo(stack.registry, console)
-        finally:
-            await stack.aclose()
-
-    try:
-        asyncio.run(main())
-    except MemoryLayerError as exc:
-        raise _fail(exc) from None
+    _with_registry(lambda registry: run_demo(registry, console), as_json=False)
 
 
 @redis_app.command("start")
@@ -142,7 +134,9 @@ def memory_forget(user: UserOption, yes: Annotated[bool, typer.Option("--yes", h
     _with_registry(lambda registry: registry.forget(user), as_json=True)
 
 
-def _with_registry(action, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _with_registry(action: Callable[[MemoryRegistry], Awaitable[object]], *, as_json: bool) -> None:
+    """Open the memory layer, run ``action`` on its registry, report known errors cleanly."""
+    from app.embedded_redis import EmbeddedRedisError
     from app.runtime import open_app_memory
     from memories.errors import MemoryLayerError
 
@@ -155,7 +149,7 @@ def _with_registry(action, *, as_json: bool) -> None:  # type: ignore[no-untyped
 
     try:
         result = asyncio.run(main())
-    except MemoryLayerError as exc:
+    except (MemoryLayerError, EmbeddedRedisError) as exc:
         raise _fail(exc) from None
     if as_json:
         print(json.dumps(result, indent=2, default=str))

@@ -33,8 +33,10 @@ SESSION_ONE = [
 
 def _table(title: str, examples: list[FewShotExample]) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in ("rank", "they said", "tool", "outcome", "similarity", "tool success", "score"):
-        table.add_column(column)
+    table.add_column("rank")
+    table.add_column("they said", max_width=38)
+    for column in ("tool", "outcome", "similarity", "tool success", "score"):
+        table.add_column(column, no_wrap=True)
     for rank, e in enumerate(examples, 1):
         i = e.intervention
         table.add_row("contrast" if e.contrast else str(rank), i.user_context, i.tool_name or "-",

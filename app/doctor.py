@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from app.runtime import resolve_redis_url
 from app.settings import Settings
@@ -35,11 +36,11 @@ async def _timed(part: str, probe: Callable[[], Awaitable[str]]) -> Check:
 async def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix them."""
     checks: list[Check] = []
-    url_holder: dict[str, str] = {}
+    found: dict[str, Any] = {}  # what earlier checks built, reused by later ones
 
     async def redis_probe() -> str:
         url = resolve_redis_url(settings)
-        url_holder["url"] = url
+        found["url"] = url
         client = connect(url, connect_timeout_s=settings.redis_connect_timeout_s,
                          socket_timeout_s=settings.redis_socket_timeout_s)
         try:
@@ -55,10 +56,12 @@ async def run_checks(settings: Settings) -> list[Check]:
     checks.append(await _timed("Redis + Search + JSON", redis_probe))
 
     async def embedder_probe() -> str:
-        embedder, model_id, dims = build_base_embeddings(
+        built = build_base_embeddings(
             settings.embedding_provider, google_api_key=settings.google_key,
             google_model=settings.google_embedding_model, google_dims=settings.google_embedding_dims)
+        embedder, model_id, dims = built
         vector = await embedder.aembed_query("I can't get started on the dishes")
+        found["embeddings"] = built
         if len(vector) != dims:
             raise RuntimeError(f"{model_id} returned {len(vector)} dimensions, expected {dims}")
         return f"{settings.embedding_provider}: {model_id}, {dims} dimensions"
@@ -66,12 +69,11 @@ async def run_checks(settings: Settings) -> list[Check]:
     checks.append(await _timed("Embeddings", embedder_probe))
 
     async def memory_probe() -> str:
-        if "url" not in url_holder:
-            raise RuntimeError("skipped: Redis is not reachable")
-        stack = await open_memory(url_holder["url"], settings.memory, embedding_provider=settings.embedding_provider,
-                                  google_api_key=settings.google_key,
-                                  google_embedding_model=settings.google_embedding_model,
-                                  google_embedding_dims=settings.google_embedding_dims)
+        if "url" not in found or "embeddings" not in found:
+            raise RuntimeError("not checked: Redis or the embedder failed above")
+        stack = await open_memory(found["url"], settings.memory, base_embeddings=found["embeddings"],
+                                  connect_timeout_s=settings.redis_connect_timeout_s,
+                                  socket_timeout_s=settings.redis_socket_timeout_s)
         probe_user = f"doctor-{uuid.uuid4().hex[:8]}"
         try:
             from memories.interventions import InterventionMemory
@@ -79,9 +81,9 @@ async def run_checks(settings: Settings) -> list[Check]:
             interventions = stack.registry.get(InterventionMemory)
             if interventions is not None:
                 await interventions.save(probe_user, {"text": "probe", "user_context": "doctor probe"})
-                found = await interventions.similar_successes(probe_user, "doctor probe")
-                if len(found) != 1:
-                    raise RuntimeError(f"wrote one intervention, retrieval found {len(found)}")
+                hits = await interventions.similar_successes(probe_user, "doctor probe")
+                if len(hits) != 1:
+                    raise RuntimeError(f"wrote one intervention, retrieval found {len(hits)}")
         finally:
             await stack.registry.forget(probe_user)
             await stack.aclose()

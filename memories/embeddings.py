@@ -125,6 +125,12 @@ def build_base_embeddings(
                        field="embedding_provider")
 
 
+def _digest(text: str) -> str:
+    # The cache stores its "content" in Redis; a digest keeps people's words out of
+    # it, so forgetting a user leaves nothing of theirs behind in the cache.
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 class CachedEmbeddings(Embeddings):
     """An embedder whose results are cached in Redis and validated before use."""
 
@@ -153,7 +159,7 @@ class CachedEmbeddings(Embeddings):
         distinct = list(dict.fromkeys(texts))
         if self.cache is not None:
             try:
-                entries = await self.cache.amget(distinct, self.tag)
+                entries = await self.cache.amget([_digest(t) for t in distinct], self.tag)
                 found = {t: e["embedding"] for t, e in zip(distinct, entries, strict=True) if e}
             except REDIS_DOWN as exc:  # the cache is an optimisation: embed without it
                 log.warning("embedding cache unavailable, embedding without it: %s", exc)
@@ -165,7 +171,7 @@ class CachedEmbeddings(Embeddings):
             found.update(zip(missing, fresh, strict=True))
             if self.cache is not None:
                 try:
-                    await self.cache.amset([{"content": t, "model_name": self.tag, "embedding": v}
+                    await self.cache.amset([{"content": _digest(t), "model_name": self.tag, "embedding": v}
                                             for t, v in zip(missing, fresh, strict=True)])
                 except REDIS_DOWN as exc:
                     log.warning("embedding cache unavailable, not caching: %s", exc)

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from memories.base import MemoryElement
+from memories.config import RankingWeights
 from memories.connection import unavailable_as_typed_error
 from memories.errors import InvalidInput, RecordNotFound
 from memories.ranking import FAILED, NO_TOOL, OUTCOME_VALUE, Outcome, ToolStats, score
@@ -216,26 +217,29 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         return stats
 
     async def similar_successes(
-        self, user_id: str, situation: str, *, k: int | None = None, contrast: bool = False
+        self, user_id: str, situation: str, *, k: int | None = None, contrast: bool = False,
+        weights: RankingWeights | None = None,
     ) -> list[FewShotExample]:
         """Top-k past interventions of this user for a situation, ranked by what worked."""
         text = parse(TurnInputs, {"message": situation}).situation
         if not text:
             raise InvalidInput("must not be empty", field="situation")
         vector = await self.backend.embeddings.aembed_query(text)
-        return await self.rank(user_id, vector, k=k, contrast=contrast)
+        return await self.rank(user_id, vector, k=k, contrast=contrast, weights=weights)
 
     async def rank(
-        self, user_id: str, vector: list[float], *, k: int | None = None, contrast: bool = False
+        self, user_id: str, vector: list[float], *, k: int | None = None, contrast: bool = False,
+        weights: RankingWeights | None = None,
     ) -> list[FewShotExample]:
-        """Rank the user's nearest interventions to ``vector`` (see ``memories.ranking``)."""
+        """Rank the user's nearest interventions to ``vector`` (see ``memories.ranking``);
+        ``weights`` overrides the configured ranking weights for this call."""
         k = k or self.settings.few_shot_k
         pool = max(self.settings.candidate_pool, k * 3)
         rows, rates = await asyncio.gather(
             self.index.nearest(user_id, vector, k=pool, return_fields=RETURN_FIELDS),
             self.success_rates(user_id),
         )
-        weights, stamp = self.settings.ranking, now()
+        weights, stamp = weights or self.settings.ranking, now()
         ranked: list[FewShotExample] = []
         for row in rows:
             item = self._from_hash(row)

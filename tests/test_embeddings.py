@@ -97,3 +97,12 @@ async def test_index_names_carry_the_embedding_model_and_dimension(stack: Memory
     assert names["interventions"].endswith(":interventions:minilm-l6-int8-384")
     assert names["reflections"].endswith(":reflections:minilm-l6-int8-384")
     assert names["profile"].endswith(":profile")  # no vectors, no model in the name
+
+
+async def test_the_cache_keeps_no_plain_text_of_what_people_said(stack: MemoryStack) -> None:
+    await stack.embeddings.aembed_query("my secret worry about the exam")
+    keys = [k async for k in stack.client.scan_iter(match=f"{stack.registry.backend.settings.namespace}:embedcache:*")]
+    assert keys
+    for key in keys:
+        stored = await stack.client.hgetall(key)
+        assert not any(b"secret worry" in value for value in stored.values())

@@ -131,3 +131,17 @@ async def test_a_batch_with_one_bad_record_writes_nothing(interventions: Interve
     with pytest.raises(InvalidInput, match="batch limit"):
         await interventions.record_many("maya", [good] * (interventions.settings.max_batch + 1))
     assert await interventions.index.count("maya") == 0
+
+
+async def test_ranking_weights_can_be_overridden_per_call(interventions: InterventionMemory) -> None:
+    from memories.config import RankingWeights
+
+    await interventions.record_many("maya", [
+        {"text": "close", "tool_name": "a", "user_context": "I cannot start my essay", "outcome": "task_progress"},
+        {"text": "far", "tool_name": "b", "user_context": "Essay writing is hard for me today",
+         "outcome": "task_completed"},
+    ])
+    only_similarity = RankingWeights(similarity=1, success_rate=0, outcome=0, recency=0)
+    ranked = await interventions.similar_successes("maya", "I cannot start my essay", weights=only_similarity)
+    assert [e.intervention.text for e in ranked] == ["close", "far"]
+    assert ranked[0].score == pytest.approx(ranked[0].similarity)
