@@ -57,6 +57,17 @@ class MemoryElement(abc.ABC, Generic[R]):
     def _build_index(self) -> UserScopedIndex:
         """The element's index definition."""
 
+    def _vector_index(self, fields: list[dict[str, Any]]) -> UserScopedIndex:
+        """A HASH index with an ``embedding`` field for the configured embedder."""
+        return UserScopedIndex(
+            self.backend.client,
+            name=self.backend.index_name(self.name, with_vectors=True),
+            storage="hash",
+            fields=fields,
+            vector_dims=self.backend.embeddings.dims,
+            vector_datatype=self.settings.vector_datatype,
+        )
+
     async def setup(self) -> None:
         """Create the element's index if needed (idempotent)."""
         await self.index.create()

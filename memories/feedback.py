@@ -53,15 +53,8 @@ class FeedbackMemory(MemoryElement[NewFeedback]):
     memory_variables = ["feedback_summary"]
 
     def _build_index(self) -> UserScopedIndex:
-        return UserScopedIndex(
-            self.backend.client,
-            name=self.backend.index_name(self.name, with_vectors=True),
-            storage="hash",
-            fields=[tag_field("tags"), {"name": "rating", "type": "numeric"},
-                    {"name": "created_at", "type": "numeric", "attrs": {"sortable": True}}],
-            vector_dims=self.backend.embeddings.dims,
-            vector_datatype=self.settings.vector_datatype,
-        )
+        return self._vector_index([tag_field("tags"), {"name": "rating", "type": "numeric"},
+                                   {"name": "created_at", "type": "numeric", "attrs": {"sortable": True}}])
 
     def _summary_key(self, user_id: str) -> str:
         return self.backend.key("feedback_summary", user_tag(user_id))

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
+from redisvl.query.filter import Tag
 
 from memories.base import MemoryElement
 from memories.config import RankingWeights
@@ -17,7 +18,6 @@ from memories.ranking import FAILED, NO_TOOL, OUTCOME_VALUE, Outcome, ToolStats,
 from memories.records import MemorySection, Record, ShortText, Tags, Text, Timestamp, TurnInputs, now
 from memories.storage import UserScopedIndex, join_tags, split_tags, tag_field
 from memories.validation import parse, user_tag, validate_user_id
-from redisvl.query.filter import Tag
 
 MAX_TOOL_ARGS_CHARS = 4000
 STAT_SEP = "\x1f"
@@ -102,15 +102,8 @@ class InterventionMemory(MemoryElement[NewIntervention]):
     memory_variables = ["few_shot_examples"]
 
     def _build_index(self) -> UserScopedIndex:
-        return UserScopedIndex(
-            self.backend.client,
-            name=self.backend.index_name(self.name, with_vectors=True),
-            storage="hash",
-            fields=[tag_field("tool_name"), tag_field("outcome"), tag_field("situation_tags"),
-                    {"name": "created_at", "type": "numeric", "attrs": {"sortable": True}}],
-            vector_dims=self.backend.embeddings.dims,
-            vector_datatype=self.settings.vector_datatype,
-        )
+        return self._vector_index([tag_field("tool_name"), tag_field("outcome"), tag_field("situation_tags"),
+                                   {"name": "created_at", "type": "numeric", "attrs": {"sortable": True}}])
 
     @property
     def ttl_s(self) -> int:

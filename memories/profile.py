@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field
 

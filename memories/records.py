@@ -38,8 +38,9 @@ Timestamp = Annotated[float, Field(ge=0, allow_inf_nan=False, description="Unix 
 
 
 def now() -> float:
-    """Current Unix time in seconds (one place, so tests can reason about it)."""
-    return time.time()
+    """Current Unix time in seconds, to the millisecond: RedisJSON prints doubles with
+    about 15 significant digits, and a timestamp must read back exactly as written."""
+    return round(time.time(), 3)
 
 
 class Record(BaseModel):

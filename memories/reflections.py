@@ -47,14 +47,8 @@ class ReflectionMemory(MemoryElement[NewReflection]):
     memory_variables = ["reflections"]
 
     def _build_index(self) -> UserScopedIndex:
-        return UserScopedIndex(
-            self.backend.client,
-            name=self.backend.index_name(self.name, with_vectors=True),
-            storage="hash",
-            fields=[tag_field("tags"), {"name": "last_seen", "type": "numeric", "attrs": {"sortable": True}}],
-            vector_dims=self.backend.embeddings.dims,
-            vector_datatype=self.settings.vector_datatype,
-        )
+        return self._vector_index([tag_field("tags"),
+                                   {"name": "last_seen", "type": "numeric", "attrs": {"sortable": True}}])
 
     @property
     def ttl_s(self) -> int:
@@ -99,7 +93,8 @@ class ReflectionMemory(MemoryElement[NewReflection]):
     @staticmethod
     def _from_hash(raw: dict[str, Any]) -> Reflection:
         return Reflection(
-            id=UserScopedIndex.record_id(raw["id"]), insight=raw["insight"], tags=split_tags(raw.get("tags")), support=int(raw["support"]),
+            id=UserScopedIndex.record_id(raw["id"]), insight=raw["insight"], tags=split_tags(raw.get("tags")),
+            support=int(raw["support"]),
             created_at=float(raw["created_at"]), last_seen=float(raw["last_seen"]),
         )
 

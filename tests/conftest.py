@@ -6,13 +6,17 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from app.embedded_redis import EmbeddedRedis
+from memories.base import MemoryElement
 from memories.config import MemorySettings
 from memories.embeddings import LocalMiniLMEmbeddings
 from memories.stack import MemoryStack, open_memory
+
+E = TypeVar("E", bound=MemoryElement)  # type: ignore[type-arg]
 
 
 def free_port() -> int:
@@ -58,3 +62,10 @@ async def stack(redis_url: str, minilm: LocalMiniLMEmbeddings) -> AsyncIterator[
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+def element(stack: MemoryStack, kind: type[E]) -> E:
+    """The enabled element of a class; fails the test if it is switched off."""
+    found = stack.registry.get(kind)
+    assert found is not None, f"{kind.__name__} is not enabled"
+    return found

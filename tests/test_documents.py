@@ -10,20 +10,17 @@ from memories.current_state import CurrentStateMemory, Mood
 from memories.errors import InvalidInput
 from memories.profile import Diagnosis, ProfileMemory
 from memories.stack import MemoryStack
+from tests.conftest import element
 
 
 @pytest.fixture
 def profile(stack: MemoryStack) -> ProfileMemory:
-    element = stack.registry.get(ProfileMemory)
-    assert element is not None
-    return element
+    return element(stack, ProfileMemory)
 
 
 @pytest.fixture
 def state(stack: MemoryStack) -> CurrentStateMemory:
-    element = stack.registry.get(CurrentStateMemory)
-    assert element is not None
-    return element
+    return element(stack, CurrentStateMemory)
 
 
 async def test_partial_profile_updates_keep_other_fields(profile: ProfileMemory) -> None:

@@ -12,13 +12,12 @@ from memories.interventions import InterventionMemory
 from memories.langchain_faces import InterventionExampleSelector, InterventionRetriever
 from memories.ranking import Outcome
 from memories.stack import MemoryStack
+from tests.conftest import element
 
 
 @pytest.fixture
 def interventions(stack: MemoryStack) -> InterventionMemory:
-    element = stack.registry.get(InterventionMemory)
-    assert element is not None
-    return element
+    return element(stack, InterventionMemory)
 
 
 async def test_recorded_interventions_start_pending_and_settle_by_id(interventions: InterventionMemory) -> None:

@@ -8,20 +8,17 @@ from memories.errors import InvalidInput
 from memories.feedback import FeedbackMemory
 from memories.reflections import ReflectionMemory
 from memories.stack import MemoryStack
+from tests.conftest import element
 
 
 @pytest.fixture
 def reflections(stack: MemoryStack) -> ReflectionMemory:
-    element = stack.registry.get(ReflectionMemory)
-    assert element is not None
-    return element
+    return element(stack, ReflectionMemory)
 
 
 @pytest.fixture
 def feedback(stack: MemoryStack) -> FeedbackMemory:
-    element = stack.registry.get(FeedbackMemory)
-    assert element is not None
-    return element
+    return element(stack, FeedbackMemory)
 
 
 async def test_a_near_duplicate_insight_merges_instead_of_repeating(reflections: ReflectionMemory) -> None:
