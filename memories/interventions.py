@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field, field_validator
 from redisvl.query.filter import Tag
@@ -95,6 +95,17 @@ class FewShotExample(BaseModel):
     contrast: bool = Field(False, description="True for a failed example shown as what not to repeat.")
 
 
+class _Candidate(NamedTuple):
+    """A scored search row, before it is worth building models for."""
+
+    row: dict[str, Any]
+    similarity: float
+    success_rate: float
+    recency: float
+    score: float
+    contrast: bool
+
+
 class InterventionMemory(MemoryElement[NewIntervention]):
     """Past interventions of each user, searchable by situation and ranked by what worked."""
 
@@ -123,7 +134,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         if len(records) > self.settings.max_batch:
             raise InvalidInput(f"{len(records)} records; the batch limit is {self.settings.max_batch}", field="records")
         items = [parse(NewIntervention, r) for r in records]
-        vectors = await self.backend.embeddings.aembed_documents([i.situation for i in items])
+        vectors = await self.backend.embeddings.aembed_documents([i.situation for i in items], remember=False)
         stamp = now()
         stored = [Intervention(**i.model_dump(exclude={"created_at"}), id=uuid.uuid4().hex,
                                created_at=i.created_at if i.created_at is not None else stamp) for i in items]
@@ -233,24 +244,29 @@ class InterventionMemory(MemoryElement[NewIntervention]):
             self.success_rates(user_id),
         )
         weights, stamp = weights or self.settings.ranking, now()
-        ranked: list[FewShotExample] = []
+        # Candidates are scored from the raw rows and only the returned few become models:
+        # validating every candidate as pydantic models was most of rank's own CPU time.
+        ranked: list[_Candidate] = []
+        untried = ToolStats(tool_name=NO_TOOL).success_rate  # the prior, for tools with no settled outcome
         for row in rows:
-            item = self._from_hash(row)
             similarity = 1.0 - float(row["vector_distance"])
             if similarity < weights.min_similarity:
                 continue
-            rate = rates.get(item.tool_name or NO_TOOL, ToolStats(tool_name=NO_TOOL)).success_rate
-            total, rec = score(similarity=similarity, success_rate=rate, outcome=item.outcome,
-                               age_s=stamp - item.created_at, weights=weights)
-            ranked.append(FewShotExample(intervention=item, similarity=similarity, success_rate=rate,
-                                         recency=rec, score=total, contrast=item.outcome in FAILED))
-        ranked.sort(key=lambda e: e.score, reverse=True)
-        chosen = [e for e in ranked if not e.contrast][:k]
+            outcome = Outcome(row["outcome"])
+            stats = rates.get(row.get("tool_name") or NO_TOOL)
+            rate = stats.success_rate if stats is not None else untried
+            total, rec = score(similarity=similarity, success_rate=rate, outcome=outcome,
+                               age_s=stamp - float(row["created_at"]), weights=weights)
+            ranked.append(_Candidate(row, similarity, rate, rec, total, outcome in FAILED))
+        ranked.sort(key=lambda c: c.score, reverse=True)
+        chosen = [c for c in ranked if not c.contrast][:k]
         if contrast:
-            failed = [e for e in ranked if e.contrast]
+            failed = [c for c in ranked if c.contrast]
             if failed:
-                chosen.append(max(failed, key=lambda e: e.similarity))
-        return chosen
+                chosen.append(max(failed, key=lambda c: c.similarity))
+        return [FewShotExample(intervention=self._from_hash(c.row), similarity=c.similarity,
+                               success_rate=c.success_rate, recency=c.recency, score=c.score, contrast=c.contrast)
+                for c in chosen]
 
     async def forget(self, user_id: str) -> int:
         """Delete every intervention of the user and their success counters."""

@@ -106,3 +106,19 @@ async def test_the_cache_keeps_no_plain_text_of_what_people_said(stack: MemorySt
     for key in keys:
         stored = await stack.client.hgetall(key)
         assert not any(b"secret worry" in value for value in stored.values())
+
+
+async def test_a_turn_embeds_what_the_person_said_once(stack: MemoryStack) -> None:
+    from memories.interventions import InterventionMemory
+
+    interventions = stack.registry.get(InterventionMemory)
+    assert interventions is not None
+    said = "I am frozen in front of the laundry pile"
+    await interventions.similar_successes("ada", said)  # retrieval embeds and caches it
+    misses = stack.embeddings.misses
+    await interventions.save("ada", {"text": "Pick up three socks.", "user_context": said})
+    assert stack.embeddings.misses == misses  # recording the intervention reuses the vector
+    # Bulk writes do not fill the cache with vectors nobody will query again.
+    await interventions.record_many("ada", [{"text": "t", "user_context": f"imported line {n}"} for n in range(5)])
+    keys = [k async for k in stack.client.scan_iter(match=f"{stack.registry.backend.settings.namespace}:embedcache:*")]
+    assert len(keys) == 1
