@@ -42,7 +42,7 @@ class MemorySettings(BaseModel):
     intervention_ttl_days: float = Field(30, gt=0, le=3650, description="Interventions expire after this.")
     reflection_ttl_days: float = Field(90, gt=0, le=3650, description="Reflections expire after this.")
     feedback_ttl_days: float | None = Field(None, gt=0, le=3650, description="Feedback entries expire (None: never).")
-    embedding_cache_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="Cached embeddings expire after this.")
+    embedding_cache_ttl_s: int = Field(24 * 3600, gt=0, description="Cached query embeddings expire after this.")
 
     # Limits; text and tag limits are fixed in memories/records.py (docs/memory.md).
     max_batch: int = Field(1000, ge=1, le=100_000, description="Most records in one batched write.")
