@@ -22,9 +22,11 @@ def env(monkeypatch: pytest.MonkeyPatch, redis_url: str, tmp_path: Path) -> None
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
 
 
-def test_doctor_passes_offline(env: None) -> None:
+def test_doctor_passes_offline(env: None, tmp_path: Path) -> None:
     result = runner.invoke(app, ["doctor"])
     assert result.exit_code == 0, result.output
+    assert "REDIS_URL" in result.output
+    assert not (tmp_path / "redis").exists()  # REDIS_URL is set: nothing was started
     assert "pass" in result.output and "FAIL" not in result.output
     assert "skip" in result.output  # no Gemini key: the chat model is skipped, not failed
 
