@@ -30,10 +30,16 @@ class MemoryBackend:
     embeddings: CachedEmbeddings
     settings: MemorySettings
 
+    @property
+    def vector_tag(self) -> str:
+        """Embedding model, dimension and storage type, e.g. ``minilm-l6-int8-384-f16``:
+        vectors of different models or encodings never share an index."""
+        return f"{self.embeddings.tag}-{self.settings.vector_datatype.replace('float', 'f')}"
+
     def index_name(self, element: str, *, with_vectors: bool) -> str:
-        """Index (and key prefix) name; vector indexes carry the embedding model and dimension."""
+        """Index (and key prefix) name; vector indexes carry :attr:`vector_tag`."""
         base = f"{self.settings.namespace}:{element}"
-        return f"{base}:{self.embeddings.tag}" if with_vectors else base
+        return f"{base}:{self.vector_tag}" if with_vectors else base
 
     def key(self, *parts: str) -> str:
         """A namespaced key outside any index (counters, summaries)."""

@@ -55,6 +55,9 @@ class MemorySettings(BaseModel):
     reflection_merge_threshold: float = Field(
         0.88, gt=0, le=1, description="Cosine similarity at which a new insight merges into an old one."
     )
+    # float16 halves vector memory (~2.9 KB instead of ~4.5 KB per intervention, see
+    # docs/benchmarks.md); unit-length vectors lose ~1e-3 of cosine precision, far below
+    # any threshold used here.
     vector_datatype: Literal["float32", "float16"] = Field(
-        "float32", description="Storage type of vectors in the indexes."
+        "float16", description="Storage type of vectors in the indexes."
     )

@@ -121,7 +121,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         return int(self.settings.intervention_ttl_days * 86400)
 
     def _stats_key(self, user_id: str) -> str:
-        return self.backend.key("intervention_stats", self.backend.embeddings.tag, user_tag(user_id))
+        return self.backend.key("intervention_stats", self.backend.vector_tag, user_tag(user_id))
 
     async def save(self, user_id: str, record: NewIntervention | dict[str, Any]) -> str:
         """Store one intervention; returns its id."""

@@ -94,8 +94,8 @@ async def test_bad_vectors_from_a_model_are_refused_and_nothing_is_written(
 
 async def test_index_names_carry_the_embedding_model_and_dimension(stack: MemoryStack) -> None:
     names = {e.name: e.index.name for e in stack.registry}
-    assert names["interventions"].endswith(":interventions:minilm-l6-int8-384")
-    assert names["reflections"].endswith(":reflections:minilm-l6-int8-384")
+    assert names["interventions"].endswith(":interventions:minilm-l6-int8-384-f16")
+    assert names["reflections"].endswith(":reflections:minilm-l6-int8-384-f16")
     assert names["profile"].endswith(":profile")  # no vectors, no model in the name
 
 
