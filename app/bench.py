@@ -9,10 +9,12 @@ Figures (see docs/benchmarks.md for what each one means):
 
 * ``retrieval_*``: ``InterventionMemory.similar_successes`` end to end, embedding included,
   on query texts never seen before (so the embedding cache cannot hide the embedding);
-* ``floor_*``: the same KNN as one raw ``FT.SEARCH`` through redis-py (precomputed vector);
+* ``floor_*``: the same KNN as one raw ``FT.SEARCH`` through the layer's redis-py asyncio
+  client (precomputed vector); ``floor_sync_*`` the same on a synchronous client;
 * ``ours_no_embed_*``: ``InterventionMemory.rank`` with the same precomputed vectors;
 * ``peer_*``: the same KNN through langchain-redis ``RedisVectorStore.similarity_search_by_vector``;
-* ``writes_per_s``: batched ``record_many`` over the whole load, embedding included;
+* ``writes_per_s``: batched ``record_many`` over the whole load, embedding included
+  (``embedder_only_per_s``: the bare embedder, its ceiling);
 * ``bytes_per_record``: growth of Redis ``used_memory`` over the load, per record.
 """
 
@@ -34,12 +36,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import redis
 import redis.asyncio as aioredis
-from redisvl.query.filter import Tag
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from app.embedded_redis import EmbeddedRedis
 from app.settings import Settings
@@ -47,6 +54,7 @@ from memories.interventions import RETURN_FIELDS, InterventionMemory
 from memories.ranking import Outcome
 from memories.records import TurnInputs
 from memories.stack import MemoryStack, open_memory
+from memories.storage import UserScopedIndex
 
 SEED = 20240611
 BATCH = 500
@@ -289,6 +297,7 @@ async def run_memory_bench(
         result = await _bench(settings, url, namespace, records=records, users=users, queries=queries,
                               console=console)
         result["redis"] = "throwaway embedded server" if server else "REDIS_URL (scratch namespace)"
+        result["namespace"] = namespace  # deleted by now, with all its keys and indexes
         return result
     finally:
         if server is not None:
@@ -305,6 +314,8 @@ async def _bench(settings: Settings, url: str, namespace: str, *, records: int, 
                               google_embedding_model=settings.google_embedding_model,
                               google_embedding_dims=settings.google_embedding_dims,
                               connect_timeout_s=settings.redis_connect_timeout_s,
+                              # a 500-record pipeline on a busy 2-core box can exceed the
+                              # app's fail-fast socket timeout; the bench is not a turn
                               socket_timeout_s=max(settings.redis_socket_timeout_s, 30.0))
     try:
         return await _measure(stack, url, records=records, users=users, queries=queries, console=console)
@@ -327,107 +338,137 @@ async def _measure(stack: MemoryStack, url: str, *, records: int, users: int, qu
                    console: Console | None) -> dict[str, Any]:
     memory = stack.registry.get(InterventionMemory)
     assert memory is not None  # enabled above
-    client = stack.client
-    embeddings = stack.embeddings
-    settings = memory.settings
-    # Load the model before timing anything (it is loaded lazily on first use).
-    await embeddings.inner.aembed_query("warm up the embedder")
-
-    # --- load ------------------------------------------------------------------------------
+    client, embeddings, settings = stack.client, stack.embeddings, memory.settings
     data = synthetic_interventions(records)
+    situations = [_situation(item) for item in data]
     user_ids = [f"bench-user-{u:05d}" for u in range(users)]
     per_user: dict[str, list[dict[str, Any]]] = {u: [] for u in user_ids}
     for i, item in enumerate(data):
         per_user[user_ids[i % users]].append(item)
     batches = [(u, items[s : s + BATCH]) for u, items in per_user.items() for s in range(0, len(items), BATCH)]
 
+    # The bare embedder on (up to) 1,000 distinct situations of the load: the ceiling of
+    # writes_per_s. This also loads the model, which happens lazily on first use.
+    await embeddings.inner.aembed_query("warm up the embedder")
+    sample = list(dict.fromkeys(situations))[:1000]
+    embedder_s = await _time(lambda: embeddings.inner.aembed_documents(sample))
+
+    # --- load ------------------------------------------------------------------------------
     memory_before = await _used_memory(client)
-    progress = _progress(console)
     started = time.perf_counter()
-    with progress:
+    with _progress(console) as progress:
         task = progress.add_task("loading interventions", total=records)
         for user_id, batch in batches:
             await memory.record_many(user_id, batch)
             progress.advance(task, len(batch))
     load_s = time.perf_counter() - started
     memory_after = await _used_memory(client)
-    cache_keys = await _scan_keys(client, f"{settings.namespace}:embedcache:*")
+    cache_pattern = f"{settings.namespace}:embedcache:*"
+    load_cache_keys = set(await _scan_keys(client, cache_pattern))  # none unless record_many caches
     index_info = await memory.index.index.info()
 
     # --- retrieval, embedding included -----------------------------------------------------
+    # Query texts are new (in no record, so in no cache entry): every retrieval embeds.
     rng = random.Random(SEED + 2)
-    seen = {_situation(item) for item in data}
-    texts = novel_queries(WARMUP + queries, seen)
+    texts = novel_queries(WARMUP + queries, set(situations))
     warm_texts, query_texts = texts[:WARMUP], texts[WARMUP:]
-    query_users = [rng.choice(user_ids) for _ in range(WARMUP + queries)]
-    for text, user_id in zip(warm_texts, query_users, strict=False):
+    warm_users = [rng.choice(user_ids) for _ in range(WARMUP)]
+    query_users = [rng.choice(user_ids) for _ in range(queries)]
+    for text, user_id in zip(warm_texts, warm_users, strict=True):
         await memory.similar_successes(user_id, text)
-    query_users = query_users[WARMUP:]
-    misses_before = embeddings.misses
     if console is not None:
         console.print(f"timing {queries} retrievals (embedding included)...")
+    misses_before = embeddings.misses
     retrieval = [await _time(lambda t=text, u=user_id: memory.similar_successes(u, t))
                  for text, user_id in zip(query_texts, query_users, strict=True)]
-    misses_during_retrieval = embeddings.misses - misses_before
+    retrieval_misses = embeddings.misses - misses_before
 
-    # --- the same KNN without embedding: raw floor, ours, peer (interleaved) ---------------
+    # --- the same KNN with precomputed vectors: floor, ours, peer (interleaved) ------------
     vectors = await embeddings.inner.aembed_documents(query_texts)
     blobs = [memory.index.vector_bytes(v) for v in vectors]
     pool = max(settings.candidate_pool, settings.few_shot_k * 3)  # what InterventionMemory.rank asks for
     floor = _RawKnn(client, memory, pool)
+    sync_client = redis.Redis.from_url(url)
     peer = _peer_store(url, memory, embeddings.inner)
-    runners: dict[str, Callable[[int], Awaitable[Any]]] = {
-        "floor": lambda i: floor.search(query_users[i], blobs[i]),
-        "ours_no_embed": lambda i: memory.rank(query_users[i], vectors[i]),
-        "peer": lambda i: _peer_search(peer, query_users[i], blobs[i], pool),
-    }
-    for i in range(WARMUP):  # warm up every path (connections, code paths)
-        for run in runners.values():
-            await run(i % queries)
-    samples: dict[str, list[float]] = {name: [] for name in runners}
-    names = list(runners)
-    if console is not None:
-        console.print(f"timing {queries} x {len(names)} KNN queries with precomputed vectors...")
-    for i in range(queries):
-        # Rotate the order so no path always runs first (cache effects) or last.
-        for name in names[i % 3:] + names[: i % 3]:
-            samples[name].append(await _time(lambda n=name, j=i: runners[n](j)))
-    peer.index.client.close()
+    try:
+        runners: dict[str, Callable[[int], Awaitable[Any]]] = {
+            "floor": lambda i: floor.search(query_users[i], blobs[i]),
+            "floor_sync": lambda i: floor.search_sync(sync_client, query_users[i], blobs[i]),
+            "ours_no_embed": lambda i: memory.rank(query_users[i], vectors[i]),
+            "peer": lambda i: _peer_search(peer, query_users[i], blobs[i], pool),
+        }
+        names = list(runners)
+        for i in range(WARMUP):  # connections, code paths, server caches
+            for name in names:
+                await runners[name](i % queries)
+        if console is not None:
+            console.print(f"timing {queries} x {len(names)} KNN queries with precomputed vectors...")
+        samples: dict[str, list[float]] = {name: [] for name in names}
+        for i in range(queries):
+            shift = i % len(names)  # rotate the order so no path always runs first or last
+            for name in names[shift:] + names[:shift]:
+                samples[name].append(await _time(lambda n=name, j=i: runners[n](j)))
 
-    # Sanity: the raw floor and our path see the same nearest neighbours.
-    raw_ids = await floor.search(query_users[0], blobs[0])
-    ours_rows = await memory.index.nearest(query_users[0], vectors[0], k=pool, return_fields=RETURN_FIELDS)
-    same_neighbours = raw_ids == [r["id"] for r in ours_rows]
+        # Sanity: all paths see the same nearest neighbours.
+        ours_rows = await memory.index.nearest(query_users[0], vectors[0], k=pool, return_fields=RETURN_FIELDS)
+        peer_docs = await _peer_search(peer, query_users[0], blobs[0], pool)
+        floor_ids = await floor.search(query_users[0], blobs[0])
+        same_neighbours = [r["id"] for r in ours_rows] == floor_ids == [d.metadata["id"] for d in peer_docs]
+    finally:
+        sync_client.close()
+        peer.index.client.close()
 
-    cache_bytes = await _memory_of(client, cache_keys)
-    result: dict[str, Any] = {
+    # Each retrieval cached its query vector; measure those entries apart from the load.
+    query_cache_keys = set(await _scan_keys(client, cache_pattern)) - load_cache_keys
+    load_cache_bytes = await _memory_of(client, list(load_cache_keys))
+    query_cache_bytes = await _memory_of(client, list(query_cache_keys))
+    grown = memory_after - memory_before
+    return {
         "n_records": records,
         "n_users": users,
         "n_queries": queries,
         "records_per_user": records // users,
+        "distinct_situations": len(set(situations)),
         **_ms_stats("retrieval", retrieval),
         **_ms_stats("floor", samples["floor"]),
+        **_ms_stats("floor_sync", samples["floor_sync"]),
         **_ms_stats("ours_no_embed", samples["ours_no_embed"]),
         **_ms_stats("peer", samples["peer"]),
+        "ours_no_embed_vs_floor_p95": round(_p95(samples["ours_no_embed"]) / _p95(samples["floor"]), 2),
         "writes_per_s": round(records / load_s, 1),
         "load_s": round(load_s, 2),
-        "bytes_per_record": round((memory_after - memory_before) / records, 1),
-        "embedding_cache_bytes": cache_bytes,
-        "embedding_cache_entries": len(cache_keys),
-        "record_bytes_per_record": round((memory_after - memory_before - cache_bytes) / records, 1),
+        "embedder_only_per_s": round(len(sample) / embedder_s, 1),
+        "bytes_per_record": round(grown / records, 1),
+        "embedding_cache_bytes": load_cache_bytes,
+        "embedding_cache_entries": len(load_cache_keys),
+        "record_bytes_per_record": round((grown - load_cache_bytes) / records, 1),
+        "query_cache_entries": len(query_cache_keys),
+        "query_cache_bytes_per_entry": (round(query_cache_bytes / len(query_cache_keys), 1)
+                                        if query_cache_keys else None),
         "used_memory_before": memory_before,
         "used_memory_after_load": memory_after,
         "index_vector_index_sz_mb": _float(index_info.get("vector_index_sz_mb")),
         "index_num_docs": int(index_info.get("num_docs", 0)),
-        "retrieval_embedding_cache_misses": misses_during_retrieval,
-        "same_neighbours_floor_vs_ours": same_neighbours,
+        "retrieval_embedding_cache_misses": retrieval_misses,
+        "same_neighbours_all_paths": same_neighbours,
         "settings": {"vector_datatype": settings.vector_datatype, "candidate_pool": settings.candidate_pool,
-                     "knn_k": pool, "few_shot_k": settings.few_shot_k, "batch": BATCH, "index_algorithm": "flat",
-                     "distance_metric": "cosine", "embedding": embeddings.tag},
-        "machine": _machine(),
+                     "knn_k": pool, "few_shot_k": settings.few_shot_k, "record_many_batch": BATCH,
+                     "index_algorithm": "flat", "distance_metric": "cosine", "embedding": embeddings.tag,
+                     "resp": floor.resp},
+        "machine": {**_machine(), "loadavg_1m_at_end": _loadavg()},
         **(await _server_info(client)),
     }
-    return result
+
+
+def _p95(samples: Sequence[float]) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[94]
+
+
+def _loadavg() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
 
 
 def _situation(item: dict[str, Any]) -> str:
@@ -468,15 +509,24 @@ class _RawKnn:
         self.client = client
         self.index = memory.index.name
         self.k = k
-        fields = [*RETURN_FIELDS[:-1], "vector_distance"]
+        fields = [*(f for f in RETURN_FIELDS if f != "vector_distance"), "vector_distance"]
+        self.resp: int | None = None  # RESP version of the replies (redis-py 8 speaks RESP3 by default)
         self.tail = ["RETURN", len(fields), *fields, "SORTBY", "vector_distance", "ASC", "DIALECT", 2,
                      "LIMIT", 0, k, "PARAMS", 2, "vector"]
 
+    def _query(self, user_id: str) -> str:
+        # The very filter the memory layer builds (the user's encoded tag).
+        return f"({UserScopedIndex.scope(user_id)})=>[KNN {self.k} @embedding $vector AS vector_distance]"
+
     async def search(self, user_id: str, blob: bytes) -> list[str]:
-        # Same filter string as the memory layer builds (RedisVL escapes the tag value).
-        query = f"({Tag('user_id') == user_id})=>[KNN {self.k} @embedding $vector AS vector_distance]"
-        raw = await self.client.execute_command("FT.SEARCH", self.index, query, *self.tail, blob)
+        """Through the memory layer's own asyncio client."""
+        raw = await self.client.execute_command("FT.SEARCH", self.index, self._query(user_id), *self.tail, blob)
+        self.resp = 3 if isinstance(raw, dict) else 2
         return _ids(raw)
+
+    async def search_sync(self, client: redis.Redis, user_id: str, blob: bytes) -> list[str]:
+        """Through a synchronous redis-py client (async def only to share the timing loop)."""
+        return _ids(client.execute_command("FT.SEARCH", self.index, self._query(user_id), *self.tail, blob))
 
 
 def _ids(raw: Any) -> list[str]:
@@ -510,5 +560,5 @@ async def _peer_search(store: Any, user_id: str, blob: bytes, k: int) -> Any:
     # langchain-redis is synchronous; called inline (nothing else runs on the loop meanwhile).
     # The vector goes in as bytes in the index's datatype: RedisVectorStore's query builder
     # does not pass a dtype, so a list would be sent as float32 even on a float16 index.
-    return store.similarity_search_by_vector(blob, k=k, filter=Tag("user_id") == user_id)  # type: ignore[arg-type]
+    return store.similarity_search_by_vector(blob, k=k, filter=UserScopedIndex.scope(user_id))  # type: ignore[arg-type]
 
