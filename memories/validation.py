@@ -72,14 +72,14 @@ def validate_vector(vector: Sequence[float], *, dims: int, field: str = "embeddi
     return values
 
 
-def parse(model: type[M], data: M | dict[str, Any], **context: Any) -> M:
+def parse(model: type[M], data: M | dict[str, Any]) -> M:
     """Validate ``data`` as ``model``, turning pydantic's error into :class:`InvalidInput`."""
     try:
         if isinstance(data, model):
             # Re-validate: a model built with model_construct() or mutated later
             # must not slip past the limits.
-            return model.model_validate(data.model_dump(), context=context or None)
-        return model.model_validate(data, context=context or None)
+            return model.model_validate(data.model_dump())
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or model.__name__
