@@ -21,7 +21,7 @@ from redisvl.query.filter import FilterExpression, Tag
 from redisvl.schema import IndexSchema
 
 from memories.connection import unavailable_as_typed_error
-from memories.validation import user_from_tag, user_tag
+from memories.validation import user_tag, validate_user_id
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class UserScopedIndex:
         keys = await self.keys_of(user_id)
         if not keys:
             return []
-        owner = user_from_tag(user_tag(user_id))
+        owner = validate_user_id(user_id)  # stored tags are encoded; exports show the id as given
         async with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
                 if self.schema.index.storage_type.value == "json":

@@ -55,13 +55,6 @@ def user_tag(user_id: object) -> str:
     )
 
 
-def user_from_tag(tag: str) -> str:
-    """Inverse of :func:`user_tag`."""
-    parts = tag.split("Z")
-    # Encoded characters sit at odd positions between pairs of Z.
-    return "".join(chr(int(p, 16)) if i % 2 else p for i, p in enumerate(parts))
-
-
 def validate_vector(vector: Sequence[float], *, dims: int, field: str = "embedding") -> list[float]:
     """Check an embedding has ``dims`` finite values."""
     if len(vector) != dims:
