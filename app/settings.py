@@ -14,6 +14,8 @@ import platformdirs
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from graphs.configuration import CompanionSettings
+from graphs.models.factory import ChatProvider
 from memories.config import MemorySettings
 
 
@@ -42,6 +44,9 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("GOOGLE_API_KEY", "SAM2VOICE_GOOGLE_API_KEY"),
         description="Enables Gemini models; unset means fully offline.",
     )
+    chat_provider: ChatProvider = Field(
+        "auto", description="auto (Gemini with a key, else local), local (SmolLM2 offline), gemini, template."
+    )
     chat_model: str = Field("gemini-2.5-flash", description="Gemini chat model (used when a key is set).")
     live_model: str = Field("gemini-live-2.5-flash-preview", description="Gemini Live model for voice.")
 
@@ -54,6 +59,14 @@ class Settings(BaseSettings):
 
     # --- Memory ------------------------------------------------------------
     memory: MemorySettings = Field(default_factory=MemorySettings)
+
+    # --- Companion graph ---------------------------------------------------
+    companion: CompanionSettings = Field(default_factory=CompanionSettings)
+
+    # --- Tracing -----------------------------------------------------------
+    weave_project: str | None = Field(
+        None, description="W&B project for weave traces; tracing is on only with this and WANDB_API_KEY."
+    )
 
     # --- Logging -----------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="Log level of the CLI.")

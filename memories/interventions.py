@@ -106,6 +106,23 @@ class _Candidate(NamedTuple):
     contrast: bool
 
 
+class Neighbor(NamedTuple):
+    """A similar past intervention as the agent's choice reads it: which tool, how it went."""
+
+    tool_name: str
+    outcome: Outcome
+    similarity: float
+    age_s: float
+
+
+class Neighborhood(BaseModel):
+    """What one search around a situation found: prompt examples, all neighbours, per-tool results."""
+
+    examples: list[FewShotExample] = Field(description="Ranked few-shot examples (plus an optional contrast).")
+    neighbors: list[Neighbor] = Field(description="Every similar past intervention, failures included.")
+    rates: dict[str, ToolStats] = Field(description="The user's results per tool, over all situations.")
+
+
 class InterventionMemory(MemoryElement[NewIntervention]):
     """Past interventions of each user, searchable by situation and ranked by what worked."""
 
@@ -128,16 +145,24 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         return (await self.record_many(user_id, [record]))[0].id
 
     @unavailable_as_typed_error
-    async def record_many(self, user_id: str, records: list[NewIntervention | dict[str, Any]]) -> list[Intervention]:
-        """Store a batch (embedded together); all are validated before anything is written."""
+    async def record_many(
+        self, user_id: str, records: list[NewIntervention | dict[str, Any]], *, ids: list[str] | None = None
+    ) -> list[Intervention]:
+        """Store a batch (embedded together); all are validated before anything is written.
+        ``ids`` lets a caller name records before they are stored (a write waiting in an
+        outbox can then be settled before it lands); re-storing an id overwrites it."""
         validate_user_id(user_id)
         if len(records) > self.settings.max_batch:
             raise InvalidInput(f"{len(records)} records; the batch limit is {self.settings.max_batch}", field="records")
+        if ids is not None and (len(ids) != len(records) or not all(i.isalnum() and len(i) <= 64 for i in ids)):
+            raise InvalidInput("one alphanumeric id (<= 64 chars) per record", field="ids")
         items = [parse(NewIntervention, r) for r in records]
         vectors = await self.backend.embeddings.aembed_documents([i.situation for i in items], remember=False)
         stamp = now()
-        stored = [Intervention(**i.model_dump(exclude={"created_at"}), id=uuid.uuid4().hex,
-                               created_at=i.created_at if i.created_at is not None else stamp) for i in items]
+        names = ids or [uuid.uuid4().hex for _ in items]
+        stored = [Intervention(**i.model_dump(exclude={"created_at"}), id=name,
+                               created_at=i.created_at if i.created_at is not None else stamp)
+                  for i, name in zip(items, names, strict=True)]
         docs = [self._to_hash(user_id, s, v) for s, v in zip(stored, vectors, strict=True)]
         await self.index.index.load(docs, keys=[self.index.key(s.id) for s in stored], ttl=self.ttl_s)
         settled = [s for s in stored if OUTCOME_VALUE[s.outcome] is not None]
@@ -237,8 +262,17 @@ class InterventionMemory(MemoryElement[NewIntervention]):
     ) -> list[FewShotExample]:
         """Rank the user's nearest interventions to ``vector`` (see ``memories.ranking``);
         ``weights`` overrides the configured ranking weights for this call."""
+        return (await self.neighborhood(user_id, vector, k=k, contrast=contrast, weights=weights)).examples
+
+    async def neighborhood(
+        self, user_id: str, vector: list[float], *, k: int | None = None, contrast: bool = False,
+        weights: RankingWeights | None = None, pool: int | None = None,
+    ) -> Neighborhood:
+        """One search serving two readers: the ranked few-shot examples for the prompt, and
+        every similar past intervention with its outcome (failures included) for the agent's
+        choice of what to try, plus the user's per-tool results."""
         k = k or self.settings.few_shot_k
-        pool = max(self.settings.candidate_pool, k * 3)
+        pool = pool or max(self.settings.candidate_pool, k * 3)
         rows, rates = await asyncio.gather(
             self.index.nearest(user_id, vector, k=pool, return_fields=RETURN_FIELDS),
             self.success_rates(user_id),
@@ -247,16 +281,19 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         # Candidates are scored from the raw rows and only the returned few become models:
         # validating every candidate as pydantic models was most of rank's own CPU time.
         ranked: list[_Candidate] = []
+        neighbors: list[Neighbor] = []
         untried = ToolStats(tool_name=NO_TOOL).success_rate  # the prior, for tools with no settled outcome
         for row in rows:
             similarity = 1.0 - float(row["vector_distance"])
             if similarity < weights.min_similarity:
                 continue
             outcome = Outcome(row["outcome"])
-            stats = rates.get(row.get("tool_name") or NO_TOOL)
+            tool = row.get("tool_name") or NO_TOOL
+            age_s = stamp - float(row["created_at"])
+            neighbors.append(Neighbor(tool, outcome, similarity, age_s))
+            stats = rates.get(tool)
             rate = stats.success_rate if stats is not None else untried
-            total, rec = score(similarity=similarity, success_rate=rate, outcome=outcome,
-                               age_s=stamp - float(row["created_at"]), weights=weights)
+            total, rec = score(similarity=similarity, success_rate=rate, outcome=outcome, age_s=age_s, weights=weights)
             ranked.append(_Candidate(row, similarity, rate, rec, total, outcome in FAILED))
         ranked.sort(key=lambda c: c.score, reverse=True)
         chosen = [c for c in ranked if not c.contrast][:k]
@@ -264,9 +301,10 @@ class InterventionMemory(MemoryElement[NewIntervention]):
             failed = [c for c in ranked if c.contrast]
             if failed:
                 chosen.append(max(failed, key=lambda c: c.similarity))
-        return [FewShotExample(intervention=self._from_hash(c.row), similarity=c.similarity,
-                               success_rate=c.success_rate, recency=c.recency, score=c.score, contrast=c.contrast)
-                for c in chosen]
+        examples = [FewShotExample(intervention=self._from_hash(c.row), similarity=c.similarity,
+                                   success_rate=c.success_rate, recency=c.recency, score=c.score,
+                                   contrast=c.contrast) for c in chosen]
+        return Neighborhood(examples=examples, neighbors=neighbors, rates=rates)
 
     async def forget(self, user_id: str) -> int:
         """Delete every intervention of the user and their success counters."""

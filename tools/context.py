@@ -32,3 +32,5 @@ class ToolContext:
     memory: MemoryRegistry
     chat_model: BaseChatModel | None = None
     clock: Callable[[], float] = field(default=time.time)
+    #: Longest wait for ``chat_model`` before a tool falls back to its rule-based text.
+    model_timeout_s: float = 20.0

@@ -1,0 +1,86 @@
+"""Composition: turn :class:`Settings` into a running companion (memory, tools, chat model,
+graph with its Redis checkpointer). Every entry point opens one of these."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.checkpoint.redis.aio import AsyncRedisSaver
+from langgraph.graph.state import CompiledStateGraph
+
+from app.runtime import open_app_memory
+from app.settings import Settings
+from graphs.deps import CompanionDeps
+from graphs.evidence import EvidenceReader
+from graphs.graph import build_companion_graph
+from graphs.models.factory import ChatProvider, build_chat_model
+from graphs.outbox import Outbox
+from graphs.relevance import ToolRelevance
+from graphs.session import CompanionSession
+from graphs.tracing import init_tracing
+from memories.stack import MemoryStack
+from tools import build_tools
+from tools.context import ToolContext
+from tools.store import CoachingStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Companion:
+    """A ready companion: its dependencies and the compiled, checkpointed graph."""
+
+    deps: CompanionDeps
+    graph: CompiledStateGraph[Any, Any, Any, Any]
+
+    def session(self, user_id: str) -> CompanionSession:
+        """A session for one person (call ``await session.open()`` or just ``send``)."""
+        return CompanionSession(self.graph, self.deps, user_id)
+
+
+async def build_deps(
+    stack: MemoryStack, chat_model: BaseChatModel, settings: Settings, *, outbox: Outbox | None = None
+) -> CompanionDeps:
+    """Wire tools, evidence reader and tool relevance onto an open memory layer."""
+    store = CoachingStore(stack.client, stack.registry.backend.settings.namespace)
+    tools = build_tools(ToolContext(store=store, memory=stack.registry, chat_model=chat_model))
+    evidence = EvidenceReader(stack.embeddings)
+    relevance = ToolRelevance(stack.embeddings)
+    await evidence.setup()
+    await relevance.setup()
+    return CompanionDeps(memory=stack, store=store, tools=tools, chat_model=chat_model, evidence=evidence,
+                         relevance=relevance, settings=settings.companion,
+                         outbox=outbox or Outbox(limit=settings.companion.outbox_limit))
+
+
+async def checkpointer_for(stack: MemoryStack) -> AsyncRedisSaver:
+    """The Redis checkpointer on the memory layer's client (its indexes set up)."""
+    saver = AsyncRedisSaver(redis_client=stack.client)
+    await saver.asetup()  # without setup the saver fails later with an AttributeError (NOTES)
+    return saver
+
+
+@asynccontextmanager
+async def open_companion(
+    settings: Settings, *, chat_provider: ChatProvider | None = None, chat_model: BaseChatModel | None = None
+) -> AsyncIterator[Companion]:
+    """Open memory, build the chat model and tools, compile the graph; close everything after."""
+    init_tracing(settings.weave_project)
+    stack = await open_app_memory(settings)
+    try:
+        model = chat_model or build_chat_model(
+            chat_provider or settings.chat_provider, google_api_key=settings.google_key,
+            gemini_model=settings.chat_model)
+        outbox_path = settings.data_dir / "outbox.json"
+        outbox_path.parent.mkdir(parents=True, exist_ok=True)
+        deps = await build_deps(stack, model, settings,
+                                outbox=Outbox(limit=settings.companion.outbox_limit, path=outbox_path))
+        graph = build_companion_graph(deps, checkpointer=await checkpointer_for(stack))
+        yield Companion(deps=deps, graph=graph)
+    finally:
+        await stack.aclose()

@@ -1,0 +1,56 @@
+"""The companion graph's configuration: per-run values from ``config["configurable"]`` and
+the tunables of the agent's choice, sessions and outbox (one typed object each)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from pydantic import BaseModel, Field
+
+from memories.errors import InvalidInput
+from memories.validation import validate_user_id
+
+
+class PolicySettings(BaseModel):
+    """How the agent weighs what it believes in general against what worked for this person."""
+
+    prior_strength: float = Field(3.0, gt=0, le=100, description="Pseudo-observations behind the general prior.")
+    prior_floor: float = Field(0.15, ge=0, le=1, description="Prior success of the least relevant tool.")
+    prior_span: float = Field(0.5, ge=0, le=1, description="Extra prior success of the most relevant tool.")
+    relevance_temperature: float = Field(0.05, gt=0, le=1, description="Sharpness of the relevance softmax.")
+    similar_from: float = Field(0.3, ge=-1, lt=1, description="Past situations less similar than this teach nothing.")
+    similar_full: float = Field(0.8, gt=-1, le=1, description="Similarity at which a past situation counts fully.")
+    global_weight: float = Field(0.15, ge=0, le=1, description="Weight of each outcome of the tool in other situations.")
+    proposal_bonus: float = Field(0.15, ge=0, le=1, description="Prior boost for the tool the chat model proposes.")
+    pool: int = Field(60, ge=1, le=500, description="Similar past interventions read per turn.")
+
+
+class CompanionSettings(BaseModel):
+    """Tunables of the companion graph and its sessions."""
+
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    model_proposal: bool = Field(True, description="Ask the chat model which tool it would pick (constrained).")
+    idle_timeout_minutes: float = Field(30, gt=0, le=24 * 60, description="A session idle this long is ended.")
+    history_messages: int = Field(6, ge=0, le=50, description="Earlier messages the reply model sees.")
+    settle_window_minutes: float = Field(
+        180, gt=0, le=7 * 24 * 60, description="A pending intervention older than this is not settled by a message."
+    )
+    outbox_limit: int = Field(1000, ge=1, le=100_000, description="Writes kept while Redis is unreachable.")
+
+
+class Configuration(BaseModel):
+    """Per-run values: whose turn it is and which session (thread) it belongs to."""
+
+    user_id: str = Field(description="The person this turn belongs to.")
+    thread_id: str | None = Field(None, description="The session (LangGraph thread) id.")
+
+    @classmethod
+    def from_runnable_config(cls, config: RunnableConfig | None) -> Configuration:
+        """Read and validate ``config["configurable"]``; a missing user id is a clear error."""
+        configurable: dict[str, Any] = (config or {}).get("configurable", {}) or {}
+        user_id = configurable.get("user_id")
+        if not isinstance(user_id, str):
+            raise InvalidInput('missing config["configurable"]["user_id"]: every turn belongs to one person',
+                               field="user_id")
+        return cls(user_id=validate_user_id(user_id), thread_id=configurable.get("thread_id"))

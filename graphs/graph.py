@@ -1,0 +1,62 @@
+"""The companion graph: one turn, top to bottom.
+
+    START ─┬─ "/end" ─────────────────────────────────────────────► reflect ─► END
+           └► load_context ► retrieve_few_shot ► choose_intervention ─┬► tools ─┐
+                                                                      └─────────┴► respond ► record_outcome ► END
+
+Every entry point (terminal chat, LangGraph Studio, voice, tests, the learning
+evaluation) drives this same graph; only the dependencies bound in differ.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.prebuilt import ToolNode
+
+from graphs.deps import CompanionDeps
+from graphs.nodes.agent import choose_intervention
+from graphs.nodes.common import is_end_command
+from graphs.nodes.context import load_context
+from graphs.nodes.outcome import record_outcome
+from graphs.nodes.reflect import reflect
+from graphs.nodes.respond import respond
+from graphs.nodes.retrieve import retrieve_few_shot
+from graphs.state import CompanionState, InputState
+
+
+def _start(state: CompanionState) -> str:
+    return "reflect" if is_end_command(state["messages"]) else "load_context"
+
+
+def _after_choice(state: CompanionState) -> str:
+    last = state["messages"][-1] if state["messages"] else None
+    return "tools" if getattr(last, "tool_calls", None) else "respond"
+
+
+def build_companion_graph(
+    deps: CompanionDeps, *, checkpointer: BaseCheckpointSaver[Any] | None = None, name: str = "companion"
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Compile the companion graph over ``deps`` (with a checkpointer for durable sessions)."""
+    builder = StateGraph(CompanionState, input_schema=InputState)
+    builder.add_node("load_context", partial(load_context, deps=deps))
+    builder.add_node("retrieve_few_shot", partial(retrieve_few_shot, deps=deps))
+    builder.add_node("choose_intervention", partial(choose_intervention, deps=deps))
+    # ToolNode returns argument errors and tool exceptions to the model as error ToolMessages.
+    builder.add_node("tools", ToolNode(deps.tools, handle_tool_errors=True))
+    builder.add_node("respond", partial(respond, deps=deps))
+    builder.add_node("record_outcome", partial(record_outcome, deps=deps))
+    builder.add_node("reflect", partial(reflect, deps=deps))
+    builder.add_conditional_edges(START, _start, ["load_context", "reflect"])
+    builder.add_edge("load_context", "retrieve_few_shot")
+    builder.add_edge("retrieve_few_shot", "choose_intervention")
+    builder.add_conditional_edges("choose_intervention", _after_choice, ["tools", "respond"])
+    builder.add_edge("tools", "respond")
+    builder.add_edge("respond", "record_outcome")
+    builder.add_edge("record_outcome", END)
+    builder.add_edge("reflect", END)
+    return builder.compile(checkpointer=checkpointer, name=name)

@@ -1,0 +1,37 @@
+"""Small helpers the nodes share."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from langchain_core.messages import AnyMessage, HumanMessage
+
+MEMORY_OFFLINE_NOTICE = "My memory is offline for a moment, so I'll keep going without it; nothing you do is lost."
+END_COMMAND = "/end"
+
+
+def message_text(message: AnyMessage) -> str:
+    """A message's plain text (content blocks joined)."""
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return " ".join(b if isinstance(b, str) else str(b.get("text", "")) for b in content)
+
+
+def last_human_text(messages: Sequence[AnyMessage]) -> str:
+    """What the person said last ("" if nothing)."""
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage) or getattr(message, "type", "") == "human":
+            return message_text(message).strip()
+    return ""
+
+
+def is_end_command(messages: Sequence[AnyMessage]) -> bool:
+    """True when the newest message is the person's ``/end``."""
+    return bool(messages) and messages[-1].type == "human" and message_text(messages[-1]).strip() == END_COMMAND
+
+
+def ms_since(start: float) -> float:
+    """Milliseconds since ``start`` (a ``time.perf_counter()`` value), rounded."""
+    return round((time.perf_counter() - start) * 1000, 3)

@@ -1,0 +1,102 @@
+"""Step 6, record outcome: settle the last intervention from the evidence that followed,
+then store this turn's intervention as pending.
+
+Evidence, strongest first: what the person's message says (read in step 2), then tool
+events of this turn (a completed step is progress; a rating of the reply). Writes go
+through the outbox, so an outage delays them and loses none.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from langchain_core.messages import ToolMessage
+from langchain_core.runnables import RunnableConfig
+
+from graphs.configuration import Configuration
+from graphs.deps import CompanionDeps
+from graphs.nodes.common import last_human_text, ms_since
+from graphs.nodes.respond import this_turn
+from graphs.outbox import OutboxFull, RecordIntervention, SettleOutcome
+from graphs.state import CompanionState
+from graphs.tracing import traced
+from memories.errors import MemoryUnavailable, RecordNotFound
+from memories.interventions import InterventionMemory, NewIntervention
+from memories.ranking import Outcome
+
+log = logging.getLogger(__name__)
+
+
+def outcome_from_events(state: CompanionState) -> Outcome | None:
+    """What this turn's tool events say about the last intervention."""
+    for message in this_turn(state["messages"]):
+        artifact = message.artifact if isinstance(message, ToolMessage) else None
+        if not isinstance(artifact, dict):
+            continue
+        if artifact.get("event") == "step_completed":
+            return Outcome.TASK_COMPLETED if artifact.get("plan_done") else Outcome.TASK_PROGRESS
+        if artifact.get("event") == "rated":
+            rating = int(artifact.get("rating", 3))
+            if rating != 3:
+                return {5: Outcome.TASK_PROGRESS, 4: Outcome.RE_ENGAGED, 2: Outcome.DISTRACTED}.get(
+                    rating, Outcome.ABANDONED)
+    return None
+
+
+async def _target(state: CompanionState, deps: CompanionDeps, user: str) -> str | None:
+    """The intervention the evidence is about: this session's newest pending one, or else the
+    person's newest pending one within the settle window (e.g. from before a restart)."""
+    if state.get("last_intervention_id"):
+        return state["last_intervention_id"]
+    interventions = deps.memory.registry.get(InterventionMemory)
+    if interventions is None or state.get("degraded"):
+        return None
+    try:
+        pending = await interventions.pending(user, limit=1)
+    except MemoryUnavailable:
+        return None
+    window_s = deps.settings.settle_window_minutes * 60
+    return pending[0].id if pending and time.time() - pending[0].created_at <= window_s else None
+
+
+@traced("record_outcome")
+async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps: CompanionDeps) -> dict[str, Any]:
+    """Settle what the evidence settles; record this turn's intervention as pending."""
+    start = time.perf_counter()
+    user = Configuration.from_runnable_config(config).user_id
+    registry = deps.memory.registry
+    update: dict[str, Any] = {"settled": [], "session_log": []}
+    evidence = state.get("evidence") or {}
+    outcome = Outcome(evidence["outcome"]) if evidence.get("outcome") else outcome_from_events(state)
+    last_id = state.get("last_intervention_id")
+    try:
+        if outcome is not None and (target := await _target(state, deps, user)):
+            try:
+                await deps.outbox.run_or_queue(SettleOutcome(user_id=user, intervention_id=target, outcome=outcome),
+                                               registry)
+            except RecordNotFound:  # expired, or forgotten at the person's request meanwhile
+                log.info("record_outcome: intervention %s is gone; nothing to settle", target)
+            entry = {"kind": "outcome", "id": target, "outcome": outcome.value}
+            update["settled"].append(entry)
+            update["session_log"].append(entry)
+            last_id = None
+        decision = state.get("decision") or {}
+        if decision.get("intervention") and registry.get(InterventionMemory) is not None:
+            record = NewIntervention(text=state.get("reply") or "(no reply)", tool_name=decision.get("tool"),
+                                     tool_args=decision.get("args") or {},
+                                     user_context=last_human_text(state["messages"])[:2000] or "(silence)")
+            last_id = uuid.uuid4().hex
+            await deps.outbox.run_or_queue(RecordIntervention(user_id=user, intervention_id=last_id, record=record),
+                                           registry)
+            update["session_log"].append({"kind": "intervention", "id": last_id, "tool": decision.get("tool"),
+                                          "said": record.user_context})
+    except OutboxFull as exc:
+        log.error("record_outcome: %s", exc)
+        update["notice"] = "I couldn't save this moment to memory; the conversation goes on."
+    if len(deps.outbox):
+        update.update(degraded=True, notice=state.get("notice") or update.get("notice")
+                      or "My memory is offline for a moment; I'll save this as soon as it's back.")
+    return {**update, "last_intervention_id": last_id, "timings": {"record_outcome": ms_since(start)}}

@@ -1,0 +1,62 @@
+"""Step 2, retrieve few-shot: this person's similar past interventions, ranked by what worked.
+
+The message is embedded once here; the same vector serves the few-shot search, the
+evidence reading (did the last intervention help?) and the tools' relevance.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from graphs.configuration import Configuration
+from graphs.deps import CompanionDeps
+from graphs.nodes.common import MEMORY_OFFLINE_NOTICE, last_human_text, ms_since
+from graphs.state import CompanionState
+from graphs.tracing import traced
+from memories.errors import MemoryUnavailable
+from memories.interventions import FewShotExample, InterventionMemory, render_examples
+
+log = logging.getLogger(__name__)
+
+
+def example_summary(example: FewShotExample) -> dict[str, Any]:
+    """A few-shot example as small JSON for the state (and for ``--show-memory``)."""
+    i = example.intervention
+    return {"id": i.id, "tool": i.tool_name, "said": i.user_context, "reply": i.text, "outcome": i.outcome.value,
+            "similarity": round(example.similarity, 3), "score": round(example.score, 3), "contrast": example.contrast}
+
+
+@traced("retrieve_few_shot")
+async def retrieve_few_shot(state: CompanionState, config: RunnableConfig, *, deps: CompanionDeps) -> dict[str, Any]:
+    """Embed the message once; read the evidence in it; fetch similar past interventions."""
+    start = time.perf_counter()
+    user = Configuration.from_runnable_config(config).user_id
+    message = last_human_text(state["messages"])
+    empty: dict[str, Any] = {"few_shot": [], "few_shot_prompt": "", "evidence": None, "relevance": {},
+                             "neighbors": {"near": [], "rates": {}}}
+    if not message:
+        return {**empty, "timings": {"retrieve_few_shot": ms_since(start)}}
+    vector = await deps.memory.embeddings.aembed_query(message[:2000])
+    evidence = await deps.evidence.read(message, vector)
+    relevance = await deps.relevance.scores(vector)
+    update: dict[str, Any] = {**empty, "evidence": evidence.model_dump(mode="json"), "relevance": relevance}
+    interventions = deps.memory.registry.get(InterventionMemory)
+    if interventions is not None and not state.get("degraded"):
+        try:
+            found = await interventions.neighborhood(user, vector, contrast=True, pool=deps.settings.policy.pool)
+        except MemoryUnavailable as exc:
+            log.warning("retrieve_few_shot: memory unavailable (%s)", exc)
+            update.update(degraded=True, notice=MEMORY_OFFLINE_NOTICE)
+        else:
+            update.update(
+                few_shot=[example_summary(e) for e in found.examples],
+                few_shot_prompt=render_examples(found.examples),
+                neighbors={"near": [list(n) for n in found.neighbors],
+                           "rates": {t: [s.settled, s.value_sum] for t, s in found.rates.items()}},
+                used_memory_ids=[*state.get("used_memory_ids", []), *(e.intervention.id for e in found.examples)],
+            )
+    return {**update, "timings": {"retrieve_few_shot": ms_since(start)}}

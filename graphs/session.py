@@ -1,0 +1,224 @@
+"""A person's session with the companion: one LangGraph thread, resumable, idle-aware,
+and able to carry on when Redis goes away.
+
+* Which thread is a person's current session lives in Redis (:class:`SessionDirectory`),
+  so a second process, or this one after a restart, resumes the same conversation.
+* A session idle longer than ``idle_timeout_minutes`` is ended (the reflect step runs)
+  before a new one starts.
+* If Redis stops answering mid-session, the session switches to an in-process
+  checkpointer seeded with the last known state and keeps talking (memory writes wait in
+  the outbox); when Redis answers again, the state is written back and it switches back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
+
+from graphs.deps import CompanionDeps
+from graphs.graph import build_companion_graph
+from graphs.nodes.common import END_COMMAND, MEMORY_OFFLINE_NOTICE
+from memories.errors import InvalidInput, MemoryUnavailable
+from memories.validation import user_tag, validate_user_id
+
+log = logging.getLogger(__name__)
+MAX_MESSAGE_CHARS = 2000
+OUTAGE = (RedisError, MemoryUnavailable, ConnectionError, TimeoutError, OSError)
+
+
+class SessionInfo(BaseModel):
+    """Where a person's current session lives."""
+
+    thread_id: str = Field(description="The LangGraph thread of the session.")
+    started_at: float = Field(description="Unix time the session started.")
+    last_activity: float = Field(description="Unix time of the last turn.")
+
+
+class TurnResult(BaseModel):
+    """What one turn produced, for the UI."""
+
+    reply: str = Field(description="What the companion says.")
+    thread_id: str = Field(description="The session's thread.")
+    decision: dict[str, Any] | None = Field(None, description="Tool chosen and why.")
+    few_shot: list[dict[str, Any]] = Field(default_factory=list, description="Past interventions shown to the model.")
+    used_memory_ids: list[str] = Field(default_factory=list, description="Memory records the reply drew on.")
+    evidence: dict[str, Any] | None = Field(None, description="What the message said about the last intervention.")
+    settled: list[dict[str, Any]] = Field(default_factory=list, description="Outcomes settled this turn.")
+    due: list[dict[str, Any]] = Field(default_factory=list, description="Check-ins/reminders that fell due.")
+    notice: str | None = Field(None, description="A calm one-line notice (e.g. memory offline).")
+    degraded: bool = Field(False, description="True while memory is unavailable.")
+    ended: bool = Field(False, description="True when this turn ended the session.")
+    reflection: str | None = Field(None, description="The session's insight (on end).")
+    timings: dict[str, float] = Field(default_factory=dict, description="Milliseconds per step.")
+
+
+class SessionDirectory:
+    """Each person's current session id, in Redis."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+        self.client = client
+        self.namespace = namespace
+
+    def _key(self, user_id: str) -> str:
+        return f"{self.namespace}:session:{user_tag(user_id)}"
+
+    async def current(self, user_id: str) -> SessionInfo | None:
+        """The person's open session, if any."""
+        raw = await self.client.hgetall(self._key(user_id))
+        return SessionInfo(**{k.decode(): v.decode() for k, v in raw.items()}) if raw else None
+
+    async def start(self, user_id: str) -> SessionInfo:
+        """Open a new session (a new thread)."""
+        stamp = time.time()
+        info = SessionInfo(thread_id=f"s{uuid.uuid4().hex}", started_at=stamp, last_activity=stamp)
+        await self.client.hset(self._key(user_id), mapping={k: str(v) for k, v in info.model_dump().items()})
+        return info
+
+    async def touch(self, user_id: str) -> None:
+        """Note activity now."""
+        await self.client.hset(self._key(user_id), "last_activity", str(time.time()))
+
+    async def close(self, user_id: str, thread_id: str) -> None:
+        """Forget the session as current (its thread stays readable)."""
+        current = await self.current(user_id)
+        if current and current.thread_id == thread_id:
+            await self.client.delete(self._key(user_id))
+
+
+def _validated(text: str) -> str:
+    if not isinstance(text, str):
+        raise InvalidInput(f"a message must be text, got {type(text).__name__}", field="message")
+    text = text.strip()
+    if not text:
+        raise InvalidInput("say something (the message is empty)", field="message")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise InvalidInput(f"{len(text)} characters; the limit is {MAX_MESSAGE_CHARS}", field="message")
+    return text
+
+
+class CompanionSession:
+    """One person talking to the companion; see the module docstring."""
+
+    def __init__(self, graph: CompiledStateGraph[Any, Any, Any, Any], deps: CompanionDeps, user_id: str) -> None:
+        self.graph = graph
+        self.deps = deps
+        self.user_id = validate_user_id(user_id)
+        self.directory = SessionDirectory(deps.memory.client, deps.memory.registry.backend.settings.namespace)
+        self.thread_id: str | None = None
+        self._values: dict[str, Any] = {}
+        self._fallback: CompiledStateGraph[Any, Any, Any, Any] | None = None
+        self._log_at_outage = 0
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run config of this session's turns."""
+        return {"configurable": {"user_id": self.user_id, "thread_id": self.thread_id}}
+
+    async def open(self) -> TurnResult | None:
+        """Resume the person's current session, or start one; an idle one is ended first
+        (its ending is returned so the UI can show the reflection)."""
+        ended = None
+        try:
+            current = await self.directory.current(self.user_id)
+            idle_s = self.deps.settings.idle_timeout_minutes * 60
+            if current and time.time() - current.last_activity > idle_s:
+                self.thread_id = current.thread_id
+                ended = await self.end()
+                current = None
+            current = current or await self.directory.start(self.user_id)
+            self.thread_id = current.thread_id
+            snapshot = await self.graph.aget_state(self.config)
+            self._values = dict(snapshot.values or {})
+        except OUTAGE as exc:
+            log.warning("session: Redis unavailable at open (%s); starting without memory", exc)
+            self.thread_id = self.thread_id or f"s{uuid.uuid4().hex}"
+            await self._degrade()
+        return ended
+
+    async def send(self, text: str) -> TurnResult:
+        """One turn: the person's words in, the companion's reply out."""
+        return await self._run({"messages": [HumanMessage(content=_validated(text))]})
+
+    async def end(self) -> TurnResult:
+        """End the session: the reflect step runs and the session is closed."""
+        result = await self._run({"messages": [HumanMessage(content=END_COMMAND)]})
+        try:
+            if self.thread_id:
+                await self.directory.close(self.user_id, self.thread_id)
+        except OUTAGE:
+            pass
+        self.thread_id, self._values, self._fallback = None, {}, None  # the next message opens a new session
+        return result
+
+    async def _run(self, payload: dict[str, Any]) -> TurnResult:
+        if self.thread_id is None:
+            await self.open()
+        if self._fallback is not None:
+            await self._try_recover()
+        graph = self._fallback or self.graph
+        try:
+            values = await graph.ainvoke(payload, self.config)
+        except OUTAGE as exc:
+            if self._fallback is not None:
+                raise
+            log.warning("session: checkpointer unavailable (%s); continuing in memory", exc)
+            await self._degrade()
+            assert self._fallback is not None
+            values = await self._fallback.ainvoke(payload, self.config)
+        self._values = dict(values)
+        if self._fallback is None:
+            try:
+                await self.directory.touch(self.user_id)
+            except OUTAGE:
+                pass
+        return self._result(values)
+
+    async def _degrade(self) -> None:
+        """Switch to an in-process checkpointer seeded with the last known state."""
+        self._fallback = build_companion_graph(self.deps, checkpointer=InMemorySaver())
+        self._log_at_outage = len(self._values.get("session_log", []))
+        if self._values:
+            await self._fallback.aupdate_state(self.config, self._values, as_node="record_outcome")
+
+    async def _try_recover(self) -> None:
+        """If Redis answers again, write the in-process state back and use Redis again."""
+        try:
+            await self.deps.memory.client.ping()
+            assert self._fallback is not None
+            snapshot = await self._fallback.aget_state(self.config)
+            values = dict(snapshot.values)
+            # session_log adds up (operator.add): hand back only what happened during the outage.
+            values["session_log"] = values.get("session_log", [])[self._log_at_outage:]
+            values.pop("timings", None)
+            await self.graph.aupdate_state(self.config, values, as_node="record_outcome")
+            if await self.directory.current(self.user_id) is None and self.thread_id:
+                await self.directory.client.hset(self.directory._key(self.user_id), mapping={
+                    "thread_id": self.thread_id, "started_at": str(time.time()), "last_activity": str(time.time())})
+            await self.deps.outbox.flush(self.deps.memory.registry)
+        except OUTAGE:
+            return
+        log.info("session: Redis is back; state written back, %d writes still queued", len(self.deps.outbox))
+        self._fallback = None
+
+    def _result(self, values: dict[str, Any]) -> TurnResult:
+        notice = values.get("notice")
+        if self._fallback is not None and not notice:
+            notice = MEMORY_OFFLINE_NOTICE
+        last = values["messages"][-1].content if values.get("messages") else ""
+        return TurnResult(
+            reply=values.get("reply") if not values.get("ended") else str(last),
+            thread_id=self.thread_id or "", decision=values.get("decision"), few_shot=values.get("few_shot", []),
+            used_memory_ids=values.get("used_memory_ids", []), evidence=values.get("evidence"),
+            settled=values.get("settled", []), due=values.get("due", []), notice=notice,
+            degraded=bool(values.get("degraded")) or self._fallback is not None, ended=bool(values.get("ended")),
+            reflection=values.get("reflection"), timings=values.get("timings", {}),
+        )

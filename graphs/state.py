@@ -1,0 +1,61 @@
+"""The companion graph's state: the conversation plus what each step of a turn worked out.
+
+``typing_extensions.TypedDict`` (not ``typing``) because LangGraph's API server derives
+the JSON schema Studio shows from it, which needs the extensions' version on 3.11.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict
+
+
+def merge_timings(old: dict[str, float] | None, new: dict[str, float] | None) -> dict[str, float]:
+    """Per-step timings of the current turn: the first step (``load_context``) starts afresh."""
+    if new and "load_context" in new:
+        return dict(new)
+    return {**(old or {}), **(new or {})}
+
+
+class InputState(TypedDict):
+    """What a caller sends: the conventional LangGraph chat input. A human message of
+    ``/end`` ends the session (the reflect step runs)."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class CompanionState(InputState, total=False):
+    """The whole state of one session (one LangGraph thread)."""
+
+    # load_context
+    context: str  # every memory element's prompt section, rendered
+    style: dict[str, bool]  # StyleProfile fields from the consented profile
+    due: list[dict[str, Any]]  # check-ins and reminders that fell due before this turn
+    # retrieve_few_shot
+    few_shot: list[dict[str, Any]]  # the examples shown to the model (ids, tool, outcome, scores)
+    few_shot_prompt: str  # the same examples as prompt lines
+    used_memory_ids: list[str]  # every memory record this turn's reply drew on
+    evidence: dict[str, Any] | None  # what the message says about the last intervention
+    relevance: dict[str, float]  # situation-to-tool similarity (the general prior)
+    neighbors: dict[str, Any]  # similar past interventions with outcomes + per-tool results (personal evidence)
+    # choose_intervention
+    decision: dict[str, Any] | None  # the tool chosen (or none), its arguments, why
+    # respond
+    reply: str
+    timings: Annotated[dict[str, float], merge_timings]  # milliseconds per step; "model" = chat-model time
+    # record_outcome
+    last_intervention_id: str | None  # the newest intervention of this session, pending until settled
+    settled: list[dict[str, Any]]  # outcomes settled this turn
+    session_log: Annotated[list[dict[str, Any]], operator.add]  # every intervention and outcome this session
+    # degraded mode
+    degraded: bool
+    notice: str | None  # a calm one-line notice for the person (e.g. memory offline)
+    # session
+    turn: int
+    last_activity: float
+    ended: bool
+    reflection: str | None

@@ -1,0 +1,126 @@
+"""What every coaching tool shares: how it is built, who it runs for, how its errors read.
+
+A tool is a :class:`StructuredTool` around a handler ``async (args, user_id) -> (content,
+artifact)``. The wrapper reads the user from ``config["configurable"]["user_id"]`` and
+turns every failure into a :class:`ToolException` that the tool itself handles
+(``handle_tool_error=True``), so a bad call or a Redis outage comes back to the model
+as an error ``ToolMessage`` whatever ``ToolNode`` error setting the graph uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import StructuredTool, ToolException
+from pydantic import BaseModel, ValidationError
+
+from memories.errors import MemoryLayerError, MemoryUnavailable
+from memories.validation import validate_user_id
+
+if TYPE_CHECKING:
+    from tools.context import ToolContext
+
+log = logging.getLogger(__name__)
+
+A = TypeVar("A", bound=BaseModel)
+Result = tuple[str, dict[str, Any]]
+Handler = Callable[[A, str], Awaitable[Result]]
+
+UNAVAILABLE = "I can't reach my memory right now, so that didn't work. Please try again in a moment."
+
+
+def user_from(config: RunnableConfig | None) -> str:
+    """The validated user id of a run, from ``config["configurable"]["user_id"]``."""
+    user_id = ((config or {}).get("configurable") or {}).get("user_id")
+    if user_id is None:
+        raise ToolException("No user is set for this run: pass config={'configurable': {'user_id': ...}}.")
+    try:
+        return validate_user_id(user_id)
+    except MemoryLayerError as exc:
+        raise ToolException(f"The user id of this run is not usable: {exc}") from exc
+
+
+def explain_validation_error(error: ValidationError, tool: str = "the tool") -> str:
+    """A validation error as a message a model can act on: which argument, what is wrong."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "arguments"
+        problems.append(f"{where}: {item['msg']}")
+    return f"Invalid arguments for {tool} ({'; '.join(problems)}). Call it again with corrected arguments."
+
+
+def coaching_tool(name: str, description: str, schema: type[A], handler: Handler[A]) -> StructuredTool:
+    """Build one coaching tool: validated ``schema`` arguments, the user from the run config,
+    ``(content, artifact)`` output, and errors returned as error messages, never raised."""
+
+    async def run(config: RunnableConfig, **kwargs: Any) -> Result:
+        user_id = user_from(config)
+        args = schema.model_validate(kwargs)  # typed access, defaults filled in
+        try:
+            return await handler(args, user_id)
+        except ToolException:
+            raise
+        except MemoryUnavailable as exc:
+            log.warning("%s: %s", name, exc)
+            raise ToolException(UNAVAILABLE) from exc
+        except MemoryLayerError as exc:  # no plan, limits reached, refused input
+            raise ToolException(f"{name} could not do that: {exc}.") from exc
+        except Exception as exc:
+            # A person must never hear a crash; the log keeps the trace for a developer.
+            log.exception("%s failed", name)
+            raise ToolException(f"{name} failed unexpectedly ({type(exc).__name__}). Try something else.") from exc
+
+    return StructuredTool.from_function(
+        coroutine=run,
+        name=name,
+        description=description,
+        args_schema=schema,
+        response_format="content_and_artifact",
+        handle_tool_error=True,
+        handle_validation_error=lambda error: explain_validation_error(error, name),
+    )
+
+
+async def ask_model(ctx: ToolContext, schema: type[A], prompt: list[tuple[str, str]]) -> A | None:
+    """``ctx.chat_model``'s answer as ``schema``, or None when there is no model or it fails
+    in any way (no structured output support, bad output, timeout): callers then use rules."""
+    if ctx.chat_model is None:
+        return None
+    try:
+        runnable = ctx.chat_model.with_structured_output(schema)
+        raw = await asyncio.wait_for(runnable.ainvoke(prompt), ctx.model_timeout_s)
+        return schema.model_validate(raw.model_dump() if isinstance(raw, BaseModel) else raw)
+    except Exception as exc:  # small offline models often cannot do it; the rules always can
+        log.info("chat model gave no usable %s (%s: %s); using rules", schema.__name__, type(exc).__name__, exc)
+        return None
+
+
+class NoArgs(BaseModel):
+    """Arguments of a tool that takes none."""
+
+
+# Words for times, shared by the tools that schedule things.
+
+def clock_time(ts: float) -> str:
+    """``ts`` as local wall-clock time, e.g. ``3:05 PM``."""
+    moment = datetime.fromtimestamp(ts).astimezone()
+    return f"{moment.hour % 12 or 12}:{moment.minute:02d} {'AM' if moment.hour < 12 else 'PM'}"
+
+
+def duration(seconds: float) -> str:
+    """A duration in words: ``less than a minute``, ``12 minutes``, ``2 hours and 5 minutes``, ``3 days``."""
+    minutes = int(max(seconds, 0) // 60)
+    if minutes < 1:
+        return "less than a minute"
+    if minutes >= 2 * 24 * 60:
+        return f"{minutes // (24 * 60)} days"
+    hours, rest = divmod(minutes, 60)
+    parts = [f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []
+    if rest:
+        parts.append(f"{rest} minute{'s' if rest != 1 else ''}")
+    return " and ".join(parts)
