@@ -147,7 +147,7 @@ async def run_arm(spec: PersonaFile, *, memory_on: bool, redis_url: str, setting
             graph = build_companion_graph(deps, checkpointer=await checkpointer_for(stack))
             rates: list[float] = []
             for session_no in range(spec.sessions):
-                session = CompanionSession(graph, deps, persona.user_id)
+                session = CompanionSession(graph, deps, persona.user_id, seed=f"{spec.seed}:{index}:{session_no}")
                 await session.open()
                 successes = 0
                 for turn in range(spec.turns_per_session):

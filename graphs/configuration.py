@@ -15,14 +15,18 @@ from memories.validation import validate_user_id
 class PolicySettings(BaseModel):
     """How the agent weighs what it believes in general against what worked for this person."""
 
-    prior_strength: float = Field(3.0, gt=0, le=100, description="Pseudo-observations behind the general prior.")
-    prior_floor: float = Field(0.15, ge=0, le=1, description="Prior success of the least relevant tool.")
-    prior_span: float = Field(0.5, ge=0, le=1, description="Extra prior success of the most relevant tool.")
+    prior_strength: float = Field(1.5, gt=0, le=100, description="Pseudo-observations behind the general prior.")
+    prior_floor: float = Field(0.25, ge=0, le=1, description="Prior success of the least relevant tool.")
+    prior_span: float = Field(0.4, ge=0, le=1, description="Extra prior success of the most relevant tool.")
     relevance_temperature: float = Field(0.05, gt=0, le=1, description="Sharpness of the relevance softmax.")
-    similar_from: float = Field(0.3, ge=-1, lt=1, description="Past situations less similar than this teach nothing.")
-    similar_full: float = Field(0.8, gt=-1, le=1, description="Similarity at which a past situation counts fully.")
+    similar_from: float = Field(0.25, ge=-1, lt=1, description="Past situations less similar than this teach nothing.")
+    similar_full: float = Field(0.5, gt=-1, le=1, description="Similarity at which a past situation counts fully.")
     global_weight: float = Field(0.15, ge=0, le=1, description="Weight of each outcome of the tool in other situations.")
     proposal_bonus: float = Field(0.15, ge=0, le=1, description="Prior boost for the tool the chat model proposes.")
+    sharpness: float = Field(
+        5.0, ge=1, le=100, description="Sampling from a k-times sharper belief: explores less, exploits sooner."
+    )
+    neighbors_k: int = Field(20, ge=1, le=500, description="Most similar settled tries the choice learns from.")
     pool: int = Field(60, ge=1, le=500, description="Similar past interventions read per turn.")
 
 
@@ -44,6 +48,7 @@ class Configuration(BaseModel):
 
     user_id: str = Field(description="The person this turn belongs to.")
     thread_id: str | None = Field(None, description="The session (LangGraph thread) id.")
+    seed: str | None = Field(None, description="Seeds the agent's random choices (evaluations); default: the thread.")
 
     @classmethod
     def from_runnable_config(cls, config: RunnableConfig | None) -> Configuration:
@@ -53,4 +58,6 @@ class Configuration(BaseModel):
         if not isinstance(user_id, str):
             raise InvalidInput('missing config["configurable"]["user_id"]: every turn belongs to one person',
                                field="user_id")
-        return cls(user_id=validate_user_id(user_id), thread_id=configurable.get("thread_id"))
+        seed = configurable.get("seed")
+        return cls(user_id=validate_user_id(user_id), thread_id=configurable.get("thread_id"),
+                   seed=None if seed is None else str(seed))

@@ -19,14 +19,19 @@ Mixed messages, on purpose:
 
 * *A new request dominates.* "I finished breakfast, now I need to start my essay" or
   "I'm done with being sad, help me" read as ``None``: outcome cues are ignored and ``none``
-  gets a bonus. Asking to go on with the same plan ("done, what's next?") is not a request.
+  gets a bonus. So do a question, a habit ("always") and another time ("last year").
+  Asking to go on with the same plan ("done, what's next?") is not a request.
 * *Success and failure cues together*: the clause after the last turn ("but", "then", ...)
   decides ("I started but then got distracted" is a distraction); without such a turn the
   message is ambiguous and reads as ``None``.
+* *Part of a task* ("some of", "halfway", "the first step"): "done" and "finished" count as
+  progress, and completion is ruled out.
 
 An outcome is returned only if it is the best class, its combined score clears
-``threshold`` (plus ``no_cue_extra`` when no cue backs it), its own similarity clears
-``similarity_floor`` (cues alone never decide) and it beats the runner-up by ``margin``.
+``threshold``, its own similarity clears ``similarity_floor`` (cues alone never decide) and
+it beats the runner-up by ``margin``. When no cue backs it, the embedder alone must lead by
+``no_cue_margin`` (over the raw similarities too), the message must have ``no_cue_min_words``
+words ("ok" says too little) and no negation at all (embeddings barely see "not").
 A wrong settlement teaches the agent the wrong thing, so doubt reads as ``None``.
 """
 
@@ -43,7 +48,7 @@ from pydantic import BaseModel, Field
 
 from graphs import evidence_phrases as vocab
 from memories.errors import InvalidInput
-from memories.ranking import Outcome
+from memories.ranking import OUTCOME_VALUE, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,8 @@ _NOT_NEGATIONS = re.compile(vocab.NOT_NEGATIONS)
 _NEGATED_ONLY = re.compile(vocab.NEGATED_ONLY)
 _CLAUSE = re.compile(vocab.CLAUSE)
 _TURN = re.compile(vocab.TURN)
+_PARTIAL = re.compile(vocab.PARTIAL)
+_NOT_OVER = re.compile(vocab.NOT_OVER)
 _NEW_TOPIC = re.compile(vocab.NEW_TOPIC)
 _CONTINUATION = re.compile(vocab.CONTINUATION)
 _STARTING = re.compile(r"start(?:ed|ing)|began|begun")
@@ -103,6 +110,8 @@ class CueReading:
     against_positive: list[str] = field(default_factory=list)  # negated success cues, overruled ones
     against_negative: list[str] = field(default_factory=list)  # negated failure cues, overruled ones
     new_topic: list[str] = field(default_factory=list)  # a request, a question, a habit, another time
+    negation: bool = False  # any negation at all, cue or not
+    partial: bool = False  # "some of", "half", "the first": whatever was done, it was not all
     conflict: bool = False  # success and failure cues with nothing to tell which came last
 
     def labels(self) -> list[str]:
@@ -111,12 +120,14 @@ class CueReading:
         out += [f"not:positive:{w}" for w in self.against_positive]
         out += [f"not:negative:{w}" for w in self.against_negative]
         out += [f"new:{w}" for w in self.new_topic]
-        return out + (["conflict"] if self.conflict else [])
+        return out + (["partial"] if self.partial else []) + (["conflict"] if self.conflict else [])
 
 
 def read_cues(text: str) -> CueReading:
     """Find outcome cues (with negation), request cues and conflicts in a normalised message."""
     reading = CueReading()
+    words = re.findall(r"[a-z0-9']+", _NOT_NEGATIONS.sub(" ", text))
+    reading.negation = any(_NEGATOR.search(w) for w in words)
     hits: list[tuple[int, Outcome, str]] = []
     for outcome, pattern, negatable in _CUES:
         for m in pattern.finditer(text):
@@ -127,6 +138,10 @@ def read_cues(text: str) -> CueReading:
     for m in _NEGATED_ONLY.finditer(text):
         if _negated(text, m.start()) and m.group() not in reading.against_positive:
             reading.against_positive.append(m.group())
+    reading.against_negative += [m.group() for m in _NOT_OVER.finditer(text)]
+    reading.partial = bool(_PARTIAL.search(text))
+    if reading.partial:  # "finished the first part" is progress
+        hits = [(s, Outcome.TASK_PROGRESS if o is Outcome.TASK_COMPLETED else o, w) for s, o, w in hits]
     if any(o in POSITIVE for _, o, _ in hits) and any(o in NEGATIVE for _, o, _ in hits):
         hits = _resolve_mixed(text, hits, reading)
     for _, outcome, word in sorted(hits, key=lambda h: h[0]):
@@ -161,9 +176,10 @@ def _resolve_mixed(text: str, hits: list[tuple[int, Outcome, str]],
 class EvidenceReader:
     """Reads a user's message as evidence about the last intervention (see the module docs)."""
 
-    def __init__(self, embeddings: Embeddings, *, threshold: float = 0.45, margin: float = 0.04,
+    def __init__(self, embeddings: Embeddings, *, threshold: float = 0.42, margin: float = 0.04,
                  top_k: int = 3, cue_weight: float = 0.08, new_topic_weight: float = 0.12, veto: float = 0.3,
-                 no_cue_margin: float = 0.1, no_cue_min_words: int = 3, similarity_floor: float = 0.3, temperature: float = 0.05) -> None:
+                 no_cue_margin: float = 0.1, no_cue_min_words: int = 3, similarity_floor: float = 0.3,
+                 temperature: float = 0.05) -> None:
         self.embeddings = embeddings
         self.threshold = threshold  # combined score an outcome needs when a cue backs it
         self.margin = margin  # lead over the runner-up (any class, 'none' included)
@@ -215,7 +231,8 @@ class EvidenceReader:
         text = normalise(message)
         if not text:
             return Evidence(outcome=None, confidence=1.0)
-        await self.setup()
+        if self._matrix is None:
+            await self.setup()
         if vector is None:
             vector = await self.embeddings.aembed_query(message)
         sims = self.similarities(np.asarray(vector, dtype=np.float32))
@@ -237,6 +254,8 @@ class EvidenceReader:
         if cues.against_negative and not NEGATIVE & cues.found.keys():
             for o in NEGATIVE:
                 scores[o.value] -= self.veto
+        if cues.partial:
+            scores[Outcome.TASK_COMPLETED.value] -= self.veto
         if cues.new_topic:
             scores[NONE] += self.new_topic_weight
         return scores
@@ -257,10 +276,26 @@ class EvidenceReader:
         lead = scores[best] - scores[runner_up]
         if scores[best] < self.threshold or sims[best] < self.similarity_floor:
             return None, no_outcome
-        if lead < (self.margin if backed else self.no_cue_margin):
+        if lead < self.margin:
+            # Two outcomes of the same polarity neck and neck ("that helped, I made progress"):
+            # which one is unclear, whether it went well is not. Settle on the lower value of
+            # the two, if together they lead everything of the other polarity and 'none'.
+            pair = {Outcome(best), Outcome(runner_up)} if runner_up != NONE else set()
+            same_side = pair <= POSITIVE or pair <= NEGATIVE
+            others = max(v for c, v in scores.items() if c not in (best, runner_up))
+            if not (len(pair) == 2 and same_side and scores[runner_up] - others >= self.margin
+                    and pair & cues.found.keys() and not cues.new_topic):
+                return None, no_outcome
+            outcome = min(pair, key=lambda o: OUTCOME_VALUE[o] or 0.0)
+            return outcome, float(probs[CLASSES.index(best)] + probs[CLASSES.index(runner_up)])
+        if not backed and cues.negation:  # embeddings barely see "not": no verdict on their own
             return None, no_outcome
-        if not backed and len(text.split()) < self.no_cue_min_words:  # "ok", "thanks": too little to go on
-            return None, no_outcome
+        if not backed:
+            # The embedder alone decides only when it is clear on its own: a veto may rule a
+            # class out, but must not manufacture a lead for its neighbour.
+            raw_lead = sims[best] - max(v for c, v in sims.items() if c != best)
+            if min(lead, raw_lead) < self.no_cue_margin or len(text.split()) < self.no_cue_min_words:  # "ok"
+                return None, no_outcome
         return outcome, float(probs[CLASSES.index(best)])
 
 

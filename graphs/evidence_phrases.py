@@ -193,17 +193,23 @@ CUES: tuple[tuple[Outcome, str, bool], ...] = (
      r"start(?:ed|ing)|began|begun|made (?:a|some) (?:\w+ )?start"
      r"|first (?:step|part|section|bit|page|few|two|sentence|question)|halfway|half of|part of|partly"
      r"|some of|a bit of|bit done|progress|so far|step (?:one|1|two)|(?:almost|nearly) (?:done|finished|there)"
-     r"|(?:one|two|three|four|five|\d+) of (?:the|them|\d+)|working (?:on|through) it|getting through", True),
+     r"|part ?way|a (?:couple|few) of (?:the|them|my)|\d+ (?:minutes|words|pages) (?:of|so)"
+     r"|(?:one|two|three|four|five|\d+) of (?:the|them|\d+)|working (?:on|through) it|getting through"
+     r"|(?:the|my) first \w+|been (?:at it|working|doing it)", True),
     (Outcome.RE_ENGAGED,
      r"i'?m back|back (?:now|at it|on track|at my desk|to it)|calm(?:er|ed)|better|helped|helps|helpful"
      r"|ready|focused|clearer|grounded|settled|doable|manageable|let'?s (?:go|do|try|keep|continue|start)"
-     r"|keep going|i can do (?:this|that|it)|i can handle|good (?:idea|call)|(?:that|it) worked"
+     r"|keep going|continue|carry on|i can do (?:this|that|it)|i can handle|good (?:idea|call)"
+     r"|(?:that|it|this|exercise|breathing|trick|idea|plan|timer|walk|break) (?:really |actually )?worked"
      r"|less (?:anxious|overwhelmed|stressed|panicky|tense|scared|worried|wound up|frazzled)"
-     r"|sounds (?:good|great|doable|manageable|ok(?:ay)?|like a plan)|i'?ll (?:try|start|give it a go)", True),
+     r"|sounds (?:good|great|doable|manageable|ok(?:ay)?|like a plan)|i'?ll (?:try|start|give it a go)"
+     r"|(?:did|does) help|works for me|(?:sitting|sat) down to|back to (?:work|it)|getting on with it"
+     r"|(?:more|back) in control|more (?:motivated|relaxed|awake|present)|relaxed", True),
     (Outcome.DISTRACTED,
      # a phone is a distraction when someone is on it, not when it broke
      r"on (?:my|the) phone|(?:check|checked|checking|grabbed|picked up) (?:my |the )?phone|phone again"
-     r"|youtube|tiktok|instagram|insta|reddit|twitter|facebook|netflix|social media|scrolling|scrolled"
+     r"|youtube|tiktok|instagram|insta|reddit|twitter|facebook|netflix|discord|snapchat|whatsapp|spotify|podcasts?"
+     r"|social media|scrolling|scrolled|daydream(?:ing|ed)?|drifted off|mind drifted"
      r"|side ?tracked|distracted|rabbit hole|lost (?:track|focus)|zoned out|spaced out|wandered|gaming"
      r"|texting|notifications|got (?:lost|sucked|pulled|caught up)|instead|(?:a|video) games?|playing"
      r"|watch(?:ed|ing) (?:tv|a show|a film|a movie|videos?|something|netflix)|forgot (?:about )?(?:it|what)",
@@ -216,6 +222,14 @@ CUES: tuple[tuple[Outcome, str, bool], ...] = (
      r"|can'?t do (?:it|this)|forget (?:it|about it|this)|never ?mind|nope|not happening", False),
 )
 
+#: Words saying only part of a task is done: with them, "done" or "finished" is progress
+#: ("I've done the first problem", "halfway done", "finished some of the dishes").
+PARTIAL = (r"\b(?:some of|half(?! an? hour)|halfway|part of|partly|part ?way|a (?:couple|few) of|a bit of|so far"
+           r"|(?:the|my) first|(?:one|two|three|four|five|\d+) of (?:the|them|\d+)|step (?:one|1|two))\b")
+
+#: Words saying it is not over ("not done yet"): evidence against a failure.
+NOT_OVER = r"\byet\b|\bstill (?:going|working on it|at it|trying)\b"
+
 #: Words that negate a cue when they come shortly before it in the same clause. "no" only
 #: negates the word right after it ("no progress"), not a whole reply ("no, forget it").
 NEGATOR = (r"\b(?:not|never|without|hardly|barely|nothing|cannot|\w+n't"
@@ -223,7 +237,7 @@ NEGATOR = (r"\b(?:not|never|without|hardly|barely|nothing|cannot|\w+n't"
 #: Phrases that look negative but do not negate ("I can't believe I finished").
 NOT_NEGATIONS = r"\b(?:can'?t|couldn'?t) believe\b|\bnot only\b|\bwasn'?t so bad\b|\bdon'?t know how\b"
 #: Bare verbs that are cues only when negated ("didn't help", "couldn't start"), never in "help me".
-NEGATED_ONLY = r"\b(?:help|work|start|finish|get (?:it|anything) done|focus|calm down)\b"
+NEGATED_ONLY = r"\b(?:help|work|start|finish|get (?:it|anything) done|focus|calm down|back|able)\b"
 #: Clause boundaries: a negation does not reach across them.
 CLAUSE = r"[,.;:!?]|\bbut\b|\bthough\b|\bthen\b|\bnow\b|\band\b"
 #: Turns in a story: after them comes how it ended ("I started but then got distracted").

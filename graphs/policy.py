@@ -5,8 +5,9 @@ Each intervention tool is an arm of a Thompson-sampling bandit whose Beta belief
 * a **prior** from general knowledge: how well the situation matches the tool's
   "when to use" description (embedding similarity, softmaxed over tools), plus a bonus
   for the tool the chat model proposes, worth ``prior_strength`` pseudo-observations;
-* **this person's evidence near this situation**: every similar past intervention
-  (failures included) adds its outcome value, weighted by how similar the situation was;
+* **this person's evidence near this situation**: every similar past intervention adds
+  a success (completed, progress, re-engaged) or a failure (distracted, abandoned),
+  weighted by how similar the situation was;
 * **this person's evidence elsewhere**: their per-tool results over all situations, weakly.
 
 The choice samples each belief and takes the best, so an untried but promising tool still
@@ -26,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from graphs.configuration import PolicySettings
 from memories.interventions import Neighbor
-from memories.ranking import OUTCOME_VALUE, ToolStats, recency
+from memories.ranking import FAILED, SUCCEEDED, ToolStats, recency
 
 
 class ArmBelief(BaseModel):
@@ -49,6 +50,9 @@ class Choice(BaseModel):
     from_memory: bool = Field(description="True when this person's history decided over the general prior.")
 
 
+TYPICAL_SUCCESS_VALUE = 0.7
+
+
 def prior_means(relevance: Mapping[str, float], settings: PolicySettings, proposal: str | None = None
                 ) -> dict[str, float]:
     """General prior success per tool from relevance scores (softmax, scaled to floor..floor+span)."""
@@ -63,10 +67,9 @@ def prior_means(relevance: Mapping[str, float], settings: PolicySettings, propos
 
 
 def similarity_weight(similarity: float, settings: PolicySettings) -> float:
-    """0 below ``similar_from``, 1 at ``similar_full``, quadratic in between."""
+    """0 below ``similar_from``, 1 from ``similar_full``, linear in between."""
     span = settings.similar_full - settings.similar_from
-    x = min(max((similarity - settings.similar_from) / span, 0.0), 1.0)
-    return x * x
+    return min(max((similarity - settings.similar_from) / span, 0.0), 1.0)
 
 
 def turn_rng(*parts: object) -> random.Random:
@@ -90,10 +93,14 @@ def choose_tool(
         raise ValueError("choose_tool needs at least one candidate tool")
     priors = prior_means(relevance, settings, proposal)
     near: dict[str, list[float]] = {t: [0.0, 0.0, 0.0] for t in priors}  # weight, value, raw count
-    for n in neighbors:
-        value = OUTCOME_VALUE[n.outcome]
-        if value is None or n.tool_name not in near:
-            continue
+    # The k most similar settled tries: the person's own history of *this* kind of moment.
+    # A fixed count rather than a similarity cut-off alone, because short utterances of
+    # different situations are often as similar to each other (MiniLM ~0.2-0.35) as
+    # paraphrases of the same one; the nearest tries are mostly the same situation.
+    settled = sorted((n for n in neighbors if n.tool_name in near and (n.outcome in SUCCEEDED or n.outcome in FAILED)),
+                     key=lambda n: n.similarity, reverse=True)[: settings.neighbors_k]
+    for n in settled:
+        value = 1.0 if n.outcome in SUCCEEDED else 0.0
         w = similarity_weight(n.similarity, settings) * recency(n.age_s, half_life_days)
         near[n.tool_name][0] += w
         near[n.tool_name][1] += w * value
@@ -103,13 +110,18 @@ def choose_tool(
         weight, value, count = near[tool]
         stats = rates.get(tool)
         # Outcomes elsewhere = the tool's overall results minus those counted as similar here.
+        # Outcomes elsewhere: the tool's tries not counted as similar here, at the tool's overall
+        # rate (outcome values average ~0.7 for a success, hence the rescaling to a success share).
         other_n = max((stats.settled if stats else 0) - count, 0)
-        other_v = max((stats.value_sum if stats else 0.0) - value, 0.0) if other_n else 0.0
-        alpha = settings.prior_strength * prior + value + settings.global_weight * other_v
-        beta = settings.prior_strength * (1 - prior) + (weight - value) + settings.global_weight * (other_n - other_v)
+        overall = min(stats.value_sum / stats.settled / TYPICAL_SUCCESS_VALUE, 1.0) if stats and stats.settled else 0.0
+        # Capped at one pseudo-observation: what works in one kind of moment says little about another.
+        elsewhere = min(settings.global_weight * other_n, 1.0)
+        alpha = settings.prior_strength * prior + value + elsewhere * overall
+        beta = settings.prior_strength * (1 - prior) + (weight - value) + elsewhere * (1 - overall)
         alpha, beta = max(alpha, 1e-3), max(beta, 1e-3)
         beliefs[tool] = ArmBelief(prior=prior, similar_weight=weight, similar_value=value, elsewhere=other_n,
-                                  mean=alpha / (alpha + beta), sample=rng.betavariate(alpha, beta))
+                                  mean=alpha / (alpha + beta),
+                                  sample=rng.betavariate(alpha * settings.sharpness, beta * settings.sharpness))
     tool = max(beliefs, key=lambda t: beliefs[t].sample)
     best_prior = max(priors, key=lambda t: priors[t])
     chosen = beliefs[tool]

@@ -108,8 +108,10 @@ def _validated(text: str) -> str:
 class CompanionSession:
     """One person talking to the companion; see the module docstring."""
 
-    def __init__(self, graph: CompiledStateGraph[Any, Any, Any, Any], deps: CompanionDeps, user_id: str) -> None:
+    def __init__(self, graph: CompiledStateGraph[Any, Any, Any, Any], deps: CompanionDeps, user_id: str,
+                 *, seed: str | None = None) -> None:
         self.graph = graph
+        self.seed = seed  # makes the agent's random choices repeatable (evaluations)
         self.deps = deps
         self.user_id = validate_user_id(user_id)
         self.directory = SessionDirectory(deps.memory.client, deps.memory.registry.backend.settings.namespace)
@@ -121,7 +123,10 @@ class CompanionSession:
     @property
     def config(self) -> dict[str, Any]:
         """The run config of this session's turns."""
-        return {"configurable": {"user_id": self.user_id, "thread_id": self.thread_id}}
+        configurable = {"user_id": self.user_id, "thread_id": self.thread_id}
+        if self.seed is not None:
+            configurable["seed"] = self.seed
+        return {"configurable": configurable}
 
     async def open(self) -> TurnResult | None:
         """Resume the person's current session, or start one; an idle one is ended first

@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field
 
 MAX_SENTENCES = 2
 MAX_CHARS = 220
+MIN_DRAFT_KEPT = 0.34  # share of the draft's content words a reply must keep
+MAX_NEW_CONTENT = 0.5  # share of a reply's content words that may come from neither draft nor user
 HEADS_UP = "Heads-up:"
 NEUTRAL_REPLY = "I'm here with you. What's one tiny thing we could try next?"
 
@@ -151,8 +153,7 @@ def _cut(text: str, max_sentences: int) -> tuple[str, list[str]]:
 
 def _violations(reply: str, draft: str, profile: StyleProfile, user_message: str) -> list[str]:
     reasons: list[str] = []
-    if not _content_stems(reply) & _content_stems(draft):
-        reasons.append("off topic: keeps nothing of the draft's step")
+    reasons += _topic_drift(reply, draft, user_message)
     if _gibberish(reply):
         reasons.append("gibberish or not English")
     if match := _JUDGMENTAL.search(reply):
@@ -184,6 +185,20 @@ def _gibberish(text: str) -> bool:
     if len(words) >= 8 and content and Counter(content).most_common(1)[0][1] > 0.3 * len(words):
         return True
     return len(words) >= 4 and not any(w in _COMMON for w in words)
+
+
+def _topic_drift(reply: str, draft: str, user_message: str) -> list[str]:
+    """The wording may change, the content may not: a reply must keep a good part of the draft's
+    content words and add few of its own (small models drift into unrelated stories)."""
+    said, wanted = _content_stems(reply), _content_stems(draft)
+    if not said or not wanted:
+        return []
+    reasons = []
+    if len(said & wanted) < MIN_DRAFT_KEPT * len(wanted):
+        reasons.append("drops the draft's step")
+    if len(said - wanted - _content_stems(user_message)) > MAX_NEW_CONTENT * len(said):
+        reasons.append("adds content that is not in the draft")
+    return reasons
 
 
 def _content_stems(text: str) -> set[str]:

@@ -41,6 +41,7 @@ OUTCOME_VALUE: dict[Outcome, float | None] = {
     Outcome.ABANDONED: 0.0,
 }
 FAILED = frozenset({Outcome.DISTRACTED, Outcome.ABANDONED})
+SUCCEEDED = frozenset({Outcome.TASK_COMPLETED, Outcome.TASK_PROGRESS, Outcome.RE_ENGAGED})
 NEUTRAL = 0.5
 PRIOR_STRENGTH = 2.0
 NO_TOOL = "none"

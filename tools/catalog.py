@@ -32,7 +32,8 @@ _SPECS: list[tuple[str, Literal["intervention", "utility"], str, str]] = [
     ("mark_step_complete", "utility",
      "I did it, I finished that step, done, that part is finished.", "ticking off that step"),
     ("create_reminder", "intervention",
-     "Remind me later, I'll forget, don't let me forget to take my meds or leave on time.", "setting a reminder"),
+     "Remind me later, I'll forget, I lose track of time, I have to switch to something else or leave soon, "
+     "don't let me forget to take my meds.", "setting a reminder"),
     ("get_current_time", "utility",
      "What time is it? How late is it? I lost track of time.", "checking the time"),
     ("schedule_checkin", "intervention",

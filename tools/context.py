@@ -33,4 +33,7 @@ class ToolContext:
     chat_model: BaseChatModel | None = None
     clock: Callable[[], float] = field(default=time.time)
     #: Longest wait for ``chat_model`` before a tool falls back to its rule-based text.
-    model_timeout_s: float = 20.0
+    #: Pass a chat model only if it does structured output well and fast (Gemini): the
+    #: offline SmolLM2-135M took 12-60 s and mostly failed or looped (measured), so the
+    #: rules are the better choice offline.
+    model_timeout_s: float = 10.0

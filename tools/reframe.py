@@ -27,7 +27,7 @@ class ReframeArgs(BaseModel):
 class ReframeDraft(BaseModel):
     """What the chat model is asked for."""
 
-    reframe: str = Field(min_length=1, max_length=400, description="One or two short, warm, realistic sentences "
+    reframe: str = Field(min_length=1, max_length=300, description="One or two short, warm, realistic sentences "
                                                                    "that answer the thought kindly, using 'you'.")
 
 
@@ -71,6 +71,14 @@ def rule_reframe(thought: str) -> tuple[str, str]:
     return DEFAULT, "other"
 
 
+def sounds_right(reframe: str) -> bool:
+    """Whether a model's reframe can be said as is: not empty, not looping (small models
+    repeat a phrase until they run out of tokens), addressed to the person."""
+    words = re.findall(r"[a-z']+", reframe.lower())
+    looping = len(words) > 12 and len(set(words)) < 0.5 * len(words)
+    return bool(words) and not looping and ("you" in words or "your" in words or "you're" in words)
+
+
 def build(ctx: ToolContext) -> list[BaseTool]:
     """The reframe tool bound to ``ctx``."""
 
@@ -82,7 +90,7 @@ def build(ctx: ToolContext) -> list[BaseTool]:
             ("human", args.thought),
         ]
         draft = await ask_model(ctx, ReframeDraft, prompt)
-        if draft is not None and draft.reframe.strip():
+        if draft is not None and sounds_right(draft.reframe):
             reframe, pattern, source = draft.reframe.strip(), "model", "model"
         else:
             (reframe, pattern), source = rule_reframe(args.thought), "rules"

@@ -175,15 +175,14 @@ class CoachingStore:
 
     async def add_checkin(self, user_id: str, due_at: float, about: str) -> DueItem:
         """Schedule a check-in about ``about`` at ``due_at``."""
-        return await self._add(user_id, DueItem(kind="checkin", text=about, due_at=due_at))
+        return await self._add(user_id, parse(DueItem, {"kind": "checkin", "text": about, "due_at": due_at}))
 
     async def add_reminder(self, user_id: str, due_at: float, text: str) -> DueItem:
         """Schedule a reminder of ``text`` at ``due_at``."""
-        return await self._add(user_id, DueItem(kind="reminder", text=text, due_at=due_at))
+        return await self._add(user_id, parse(DueItem, {"kind": "reminder", "text": text, "due_at": due_at}))
 
     @unavailable_as_typed_error
     async def _add(self, user_id: str, item: DueItem) -> DueItem:
-        item = parse(DueItem, item)
         kind, other = ("checkins", "reminders") if item.kind == "checkin" else ("reminders", "checkins")
         added = await self._add_bounded(
             keys=[self.key(kind, user_id), self.key(other, user_id)],

@@ -59,8 +59,11 @@ async def propose_tool(deps: CompanionDeps, message: str, candidates: list[str])
     return getattr(result, "tool", None)
 
 
-def _acknowledge(evidence: dict[str, Any] | None, deps: CompanionDeps, message: str) -> Decision | None:
-    if not evidence or not evidence.get("outcome"):
+def _acknowledge(state: CompanionState, deps: CompanionDeps, message: str) -> Decision | None:
+    """An acknowledgement when the message reports how this session's pending intervention went.
+    Without one pending, "I keep getting distracted" is a situation to help with, not a report."""
+    evidence = state.get("evidence")
+    if not evidence or not evidence.get("outcome") or not state.get("last_intervention_id"):
         return None
     outcome = Outcome(evidence["outcome"])
     if outcome in FAILED:
@@ -84,7 +87,7 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
     elif intent := detect_intent(message):
         decision = Decision(tool=intent.tool, args=intent.args, source="request", intervention=intent.intervention,
                             reason="you asked for it")
-    elif acknowledgement := _acknowledge(state.get("evidence"), deps, message):
+    elif acknowledgement := _acknowledge(state, deps, message):
         decision = acknowledgement
     else:
         relevance = state.get("relevance") or {}
@@ -100,7 +103,7 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
             neighbors=[Neighbor(t, Outcome(o), s, a) for t, o, s, a in near.get("near", [])],
             rates={t: ToolStats(tool_name=t, settled=n, value_sum=v) for t, (n, v) in near.get("rates", {}).items()},
             settings=deps.settings.policy,
-            rng=turn_rng(cfg.user_id, cfg.thread_id, state.get("turn", 0), message),
+            rng=turn_rng(cfg.user_id, cfg.seed or cfg.thread_id, state.get("turn", 0), message),
             proposal=proposal,
             half_life_days=deps.memory.registry.backend.settings.ranking.recency_half_life_days,
         )
