@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,6 +17,7 @@ from rich.table import Table
 from app.settings import Settings
 
 if TYPE_CHECKING:
+    from app.companion import Companion
     from memories.registry import MemoryRegistry
 
 console = Console()
@@ -27,6 +29,8 @@ redis_app = typer.Typer(help="Manage the embedded Redis server (used when REDIS_
                         no_args_is_help=True)
 memory_app = typer.Typer(help="Inspect or delete what sam2voice remembers about a person.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks (figures go to docs/benchmarks.md).", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluations of what the companion learns.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 app.add_typer(redis_app, name="redis")
 app.add_typer(memory_app, name="memory")
 app.add_typer(bench_app, name="bench")
@@ -69,12 +73,80 @@ def doctor() -> None:
         raise typer.Exit(1)
 
 
-@app.command()
-def demo() -> None:
-    """A short offline demo: one simulated person's interventions, outcomes and few-shot ranking."""
-    from app.demo import run_demo
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", help="Chat model: auto (Gemini with a key, else local), local, gemini or template."),
+]
 
-    _with_registry(lambda registry: run_demo(registry, console), as_json=False)
+
+def _provider(model: str | None) -> str | None:
+    if model is not None and model not in ("auto", "local", "gemini", "template"):
+        err.print(f"[red]--model must be auto, local, gemini or template, not {model!r}[/]")
+        raise typer.Exit(2)
+    return model
+
+
+def _run_companion(action: Callable[[Companion], Awaitable[object]], *, model: str | None) -> object:
+    """Open the companion (memory, tools, model, graph), run ``action``, report known errors cleanly."""
+    from app.companion import open_companion
+    from app.embedded_redis import EmbeddedRedisError
+    from graphs.models.errors import ChatModelError
+    from memories.errors import MemoryLayerError
+
+    async def main() -> object:
+        async with open_companion(_settings(), chat_provider=_provider(model)) as companion:  # type: ignore[arg-type]
+            return await action(companion)
+
+    try:
+        return asyncio.run(main())
+    except (MemoryLayerError, EmbeddedRedisError, ChatModelError) as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def chat(
+    user: UserOption,
+    show_memory: Annotated[bool, typer.Option("--show-memory", help="Show which memories each reply used.")] = False,
+    model: ModelOption = None,
+) -> None:
+    """Talk with the companion in the terminal (/end ends the session and shows what it learned)."""
+    from app.chat import run_chat
+    from memories.validation import validate_user_id
+
+    try:
+        validate_user_id(user)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    _run_companion(lambda companion: run_chat(companion.session(user), console, show_memory=show_memory),
+                   model=model)
+
+
+@app.command()
+def demo(
+    sessions: Annotated[int, typer.Option(help="Sessions to simulate.", min=1, max=50)] = 5,
+    turns: Annotated[int, typer.Option(help="Situations per session.", min=1, max=50)] = 4,
+    model: ModelOption = None,
+) -> None:
+    """Offline demo: a simulated person over several sessions; watch what the companion learns."""
+    from app.demo import DEMO_USER, PERSONA, run_demo, show_learned
+    from graphs.session import CompanionSession
+    from memories.profile import ProfileMemory
+
+    async def action(companion: Companion) -> None:
+        registry = companion.deps.memory.registry
+        await registry.forget(DEMO_USER)  # the demo starts from a blank slate every time
+        await companion.deps.store.forget(DEMO_USER)
+        if (profiles := registry.get(ProfileMemory)) is not None:
+            await profiles.update(DEMO_USER, PERSONA.profile)
+        console.print(f"[bold]sam2voice demo[/]: {sessions} sessions with a simulated person, '{DEMO_USER}'. "
+                      f"Model: {companion.deps.chat_model._llm_type}. ★ = chosen because of their history.\n")
+        rates = await run_demo(lambda seed: CompanionSession(companion.graph, companion.deps, DEMO_USER, seed=seed),
+                               console, sessions=sessions, turns=turns)
+        console.print("[bold]Helped per session:[/] " + "  ".join(f"{r:.0%}" for r in rates))
+        console.print("[bold]What the companion remembers about Sam:[/]")
+        await show_learned(registry, console)
+
+    _run_companion(action, model=model)
 
 
 @redis_app.command("start")
@@ -167,6 +239,53 @@ def bench_memory(
 
     result = asyncio.run(run_memory_bench(_settings(), records=records, users=users, queries=queries,
                                           console=None if as_json else console))
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print_json(json.dumps(result))
+
+
+@bench_app.command("graph")
+def bench_graph(
+    interventions: Annotated[int, typer.Option(help="Interventions stored for the person.", min=0)] = 10_000,
+    turns: Annotated[int, typer.Option(help="Template-model turns to time.", min=10)] = 200,
+    local_turns: Annotated[int, typer.Option(help="Offline-model turns to time (0: skip).", min=0)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, no progress.")] = False,
+) -> None:
+    """Time one graph turn without the chat model (10k interventions stored) and a local-model reply."""
+    from app.bench.graph import run_graph_bench
+
+    result = asyncio.run(run_graph_bench(_settings(), interventions=interventions, turns=turns,
+                                         local_turns=local_turns, console=None if as_json else err))
+    print(json.dumps(result)) if as_json else console.print_json(json.dumps(result))
+
+
+@eval_app.command("learning")
+def eval_learning(
+    personas: Annotated[Path, typer.Option("--personas", help="Personas JSON (see tests/data/personas.json).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object; progress goes to stderr.")] = False,
+) -> None:
+    """Simulated people over many sessions, memory on vs off: does the companion learn what helps each?"""
+    from app.bench.scratch import scratch_redis
+    from app.learning_eval import load_personas, run_learning_eval
+    from memories.embeddings import LocalMiniLMEmbeddings
+    from memories.errors import InvalidInput
+
+    settings = _settings()
+    try:
+        spec = load_personas(personas)
+    except InvalidInput as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    embedder = LocalMiniLMEmbeddings()
+
+    async def main() -> dict[str, object]:
+        with scratch_redis(settings) as (url, _):
+            return await run_learning_eval(spec, redis_url=url, settings=settings,
+                                           base_embeddings=(embedder, embedder.model_id, embedder.dims),
+                                           progress=lambda line: err.print(f"[dim]{line}[/]"))
+
+    result = asyncio.run(main())
     if as_json:
         print(json.dumps(result))
     else:

@@ -1,94 +1,89 @@
-"""``sam2voice demo``: a short, offline tour of the memory layer for one simulated person.
+"""``sam2voice demo``: a simulated person over several sessions, offline, through the real graph.
 
-(The companion graph issue replaces this with a simulated coaching session.)
+It shows the product's point: at first the companion guesses from general knowledge; as
+outcomes come in, the few-shot context fills with what worked for *this* person and the
+choice of intervention follows it. The person is simulated with the learning
+evaluation's rules (they are helped with a fixed probability per tool and situation, and
+say so in words that the graph has to read).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Console
 from rich.table import Table
 
-from memories.current_state import CurrentStateMemory
-from memories.feedback import FeedbackMemory
-from memories.interventions import FewShotExample, InterventionMemory
-from memories.profile import ProfileMemory
+from app.learning_eval import Persona, Situation, sim_rng, success_probability
+from graphs.session import CompanionSession
 from memories.reflections import ReflectionMemory
 from memories.registry import MemoryRegistry
 
 DEMO_USER = "demo-sam"
-SITUATION = "I have to clean my room but I just can't get started"
-
-# (what the person said, what the companion did, tool, how it went)
-SESSION_ONE = [
-    ("I can't start cleaning, it's too much", "Let's take a five minute break first.", "suggest_break", "distracted"),
-    ("The kitchen is a mess and I'm frozen", "Step one: put just the cups in the sink.", "create_microsteps",
-     "task_completed"),
-    ("Everything is too loud and I'm overwhelmed", "Let's breathe in for 4 and out for 6, together.",
-     "start_breathing_exercise", "re_engaged"),
-    ("I keep avoiding the laundry pile", "Just pick up three socks. That's the whole step.", "create_microsteps",
-     "task_progress"),
-    ("I can't make myself start my homework", "How about a break and a snack?", "suggest_break", "abandoned"),
-]
-
-
-def _table(title: str, examples: list[FewShotExample]) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("rank")
-    table.add_column("they said", max_width=38)
-    for column in ("tool", "outcome", "similarity", "tool success", "score"):
-        table.add_column(column, no_wrap=True)
-    for rank, e in enumerate(examples, 1):
-        i = e.intervention
-        table.add_row("contrast" if e.contrast else str(rank), i.user_context, i.tool_name or "-",
-                      i.outcome.value, f"{e.similarity:.2f}", f"{e.success_rate:.0%}", f"{e.score:.2f}")
-    return table
+PERSONA = Persona(
+    user_id=DEMO_USER,
+    profile={"name": "Sam", "diagnosis": "ADHD", "diagnosis_source": "SELF", "consent_diagnosis_in_prompts": True},
+    situations=[
+        Situation(kind="starting", utterances=[
+            "I can't get myself to start cleaning my room",
+            "The laundry pile is huge and I keep avoiding it",
+            "I need to start my tax forms but I just can't",
+        ], success={"create_microsteps": 0.9, "suggest_break": 0.15, "start_breathing_exercise": 0.1}),
+        Situation(kind="overloaded", utterances=[
+            "Everything is too loud and I'm overwhelmed",
+            "There's too much noise and light, I can't think",
+            "I'm overloaded and irritable and I don't know why",
+        ], success={"sensory_check": 0.9, "start_breathing_exercise": 0.25, "suggest_break": 0.3}),
+    ],
+    success_replies=["That helped, I got started.", "Okay, that worked, I'm calmer now.",
+                     "Thanks, I did the first part."],
+    failure_replies=["That didn't help, I gave up.", "No, I ended up on my phone instead."],
+)
 
 
-async def run_demo(registry: MemoryRegistry, console: Console) -> None:
-    """Walk one simulated person through recording, settling and retrieving interventions."""
-    interventions = registry.get(InterventionMemory)
-    if interventions is None:
-        console.print("[yellow]The interventions element is switched off; nothing to demo.[/]")
-        return
-    await registry.forget(DEMO_USER)
-    console.rule(f"Memory demo for [bold]{DEMO_USER}[/] (offline)")
-    if (profile := registry.get(ProfileMemory)) is not None:
-        await profile.update(DEMO_USER, {"name": "Sam", "diagnosis": "ADHD", "diagnosis_source": "SELF",
-                                         "consent_diagnosis_in_prompts": True,
-                                         "preferences": {"checkin_interval_minutes": 10}})
-    console.print("1. Session one: the companion tries five interventions; all start as [italic]pending[/].")
-    stored = await interventions.record_many(
-        DEMO_USER, [{"user_context": said, "text": did, "tool_name": tool} for said, did, tool, _ in SESSION_ONE]
-    )
-    before = await interventions.similar_successes(DEMO_USER, SITUATION, contrast=True)
-    console.print(_table(f'Few-shot for "{SITUATION}" before any outcome is known', before))
+def _short(text: str, limit: int = 70) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
-    console.print("2. The person's next messages settle each outcome.")
-    for record, (*_, outcome) in zip(stored, SESSION_ONE, strict=True):
-        await interventions.settle(DEMO_USER, record.id, outcome)
-    rates = await interventions.success_rates(DEMO_USER)
-    console.print("   Observed success per tool: " + ", ".join(
-        f"{tool} {s.success_rate:.0%} (n={s.settled})" for tool, s in sorted(rates.items())))
-    after = await interventions.similar_successes(DEMO_USER, SITUATION, contrast=True)
-    console.print(_table("Few-shot after outcomes: what worked rises, what failed is kept only as contrast", after))
 
-    console.print("3. Reflect, rate, update state.")
-    if (reflections := registry.get(ReflectionMemory)) is not None:
-        await reflections.remember(DEMO_USER, {"insight": "Tiny concrete first steps get Sam moving; breaks derail"})
-        saved = await reflections.remember(DEMO_USER, {"insight": "Tiny concrete first steps get Sam moving; "
-                                                                  "breaks derail him"})
-        console.print(f"   A near-duplicate insight merged: {saved.merged} (support {saved.reflection.support})")
-    if (feedback := registry.get(FeedbackMemory)) is not None:
-        await feedback.save(DEMO_USER, {"rating": 5, "tags": ["microsteps"], "comment": "the cups step was perfect"})
-        await feedback.save(DEMO_USER, {"rating": 2, "tags": ["breaks"], "comment": "breaks make me lose it"})
-        await feedback.refresh_summary(DEMO_USER)
-    if (state := registry.get(CurrentStateMemory)) is not None:
-        await state.update(DEMO_USER, {"mood": "focused", "energy": "medium", "focus_areas": ["clean the room"]})
-        await state.add_win(DEMO_USER, "Put the cups in the sink")
+async def run_demo(session_factory: Callable[[str], CompanionSession], console: Console, *, sessions: int = 5,
+                   turns: int = 4, seed: int = 3) -> list[float]:
+    """Run the simulated person; print each session; return the success rate per session."""
+    rates: list[float] = []
+    for number in range(sessions):
+        session = session_factory(f"demo:{seed}:{number}")
+        await session.open()
+        table = Table(title=f"Session {number + 1}", title_justify="left", show_lines=False)
+        for column, width in (("Sam said", 26), ("recalled (✓ helped, ✗ didn't)", 22), ("chose", 17),
+                              ("companion said", 34), ("result", 9)):
+            table.add_column(column, max_width=width, overflow="fold")
+        helped_count = 0
+        for turn in range(turns):
+            pick = sim_rng(seed, number, turn, "situation")
+            situation = pick.choice(PERSONA.situations)
+            said = pick.choice(situation.utterances)
+            result = await session.send(said)
+            decision = result.decision or {}
+            tool = decision.get("tool") if decision.get("source") == "policy" else None
+            helped = sim_rng(seed, number, turn, "draw").random() < success_probability(situation, tool)
+            helped_count += helped
+            answer = pick.choice(PERSONA.success_replies if helped else PERSONA.failure_replies)
+            reply = await session.send(answer)
+            recalled = [f"{'✗' if e['contrast'] else '✓'} {e['tool'] or 'reply'}" for e in result.few_shot[:3]]
+            chose = f"{tool or '-'}{' ★' if decision.get('from_memory') else ''}"
+            read = "" if (reply.evidence or {}).get("outcome") else "\n[dim](unread)[/]"
+            mark = "[green]helped[/]" if helped else "[red]didn't[/]"
+            table.add_row(_short(said, 60), "\n".join(recalled) or "[dim]nothing yet[/]", chose,
+                          _short(result.reply, 90), mark + read)
+        ending = await session.end()
+        rates.append(helped_count / turns)
+        console.print(table)
+        console.print(f"[bold]Helped {helped_count}/{turns}.[/] {ending.reply}\n")
+    return rates
 
-    console.print("4. What the next turn's prompt receives from memory:")
-    sections = await registry.load(DEMO_USER, {"message": SITUATION})
-    for name, section in sections.items():
-        if section.prompt:
-            console.print(f"[bold cyan]{name}[/]\n{section.prompt}")
-    console.rule("done")
+
+async def show_learned(registry: MemoryRegistry, console: Console) -> None:
+    """What the companion now remembers about the demo person."""
+    reflections = registry.get(ReflectionMemory)
+    if reflections is not None:
+        for item in await reflections.recent(DEMO_USER, limit=5):
+            console.print(f"  • {item.insight} [dim](seen {item.support}×)[/]")

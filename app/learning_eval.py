@@ -119,7 +119,7 @@ def oracle_rate(spec: PersonaFile) -> float:
     return sum(per_persona) / len(per_persona)
 
 
-def _rng(*parts: object) -> random.Random:
+def sim_rng(*parts: object) -> random.Random:
     return random.Random(int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "big"))
 
 
@@ -151,12 +151,12 @@ async def run_arm(spec: PersonaFile, *, memory_on: bool, redis_url: str, setting
                 await session.open()
                 successes = 0
                 for turn in range(spec.turns_per_session):
-                    pick = _rng(spec.seed, index, session_no, turn, "situation")
+                    pick = sim_rng(spec.seed, index, session_no, turn, "situation")
                     situation = pick.choice(persona.situations)
                     result = await session.send(pick.choice(situation.utterances))
                     decision = result.decision or {}
                     tool = decision.get("tool") if decision.get("source") == "policy" else None
-                    helped = _rng(spec.seed, index, session_no, turn, "draw").random() < success_probability(
+                    helped = sim_rng(spec.seed, index, session_no, turn, "draw").random() < success_probability(
                         situation, tool)
                     successes += helped
                     answer = pick.choice(persona.success_replies if helped else persona.failure_replies)

@@ -21,7 +21,9 @@ class PolicySettings(BaseModel):
     relevance_temperature: float = Field(0.05, gt=0, le=1, description="Sharpness of the relevance softmax.")
     similar_from: float = Field(0.25, ge=-1, lt=1, description="Past situations less similar than this teach nothing.")
     similar_full: float = Field(0.5, gt=-1, le=1, description="Similarity at which a past situation counts fully.")
-    global_weight: float = Field(0.15, ge=0, le=1, description="Weight of each outcome of the tool in other situations.")
+    global_weight: float = Field(
+        0.15, ge=0, le=1, description="Weight of each outcome of the tool in other situations (capped at 1 in all)."
+    )
     proposal_bonus: float = Field(0.15, ge=0, le=1, description="Prior boost for the tool the chat model proposes.")
     sharpness: float = Field(
         5.0, ge=1, le=100, description="Sampling from a k-times sharper belief: explores less, exploits sooner."

@@ -35,7 +35,8 @@ def detect_intent(message: str) -> Intent | None:
     if m := re.match(r"^/rate\s+([1-5])\b\s*(.*)$", low):
         comment = text[m.end(1):].strip() or None
         return Intent(tool="rate_response", args={"rating": int(m[1]), "comment": comment})
-    if m := re.search(r"\b(?:i(?:'d)? rate (?:that|this|it)|rating:?)\s*(?:a\s+)?([1-5])(?:\s*(?:/|out of)\s*5)?\b", low):
+    rated = r"\b(?:i(?:'d)? rate (?:that|this|it)|rating:?)\s*(?:a\s+)?([1-5])(?:\s*(?:/|out of)\s*5)?\b"
+    if m := re.search(rated, low):
         return Intent(tool="rate_response", args={"rating": int(m[1])})
     if re.search(r"\bwhat(?:'s| is)? the time\b|\bwhat time is it\b|\bcurrent time\b", low):
         return Intent(tool="get_current_time")

@@ -125,12 +125,14 @@ def choose_tool(
     tool = max(beliefs, key=lambda t: beliefs[t].sample)
     best_prior = max(priors, key=lambda t: priors[t])
     chosen = beliefs[tool]
+    history = sum(b.similar_weight for b in beliefs.values())
     if chosen.similar_weight >= 0.5:
         rate = chosen.similar_value / chosen.similar_weight
         reason = f"{tool}: helped you {rate:.0%} of the time in moments like this"
     elif tool == best_prior:
         reason = f"{tool}: usually suits a moment like this"
     else:
-        reason = f"{tool}: worth a try here"
-    from_memory = tool != best_prior or chosen.similar_weight >= 0.5
+        reason = f"{tool}: not tried in moments like this yet; worth a try"
+    # "From memory" = this person's history, not chance, made the difference.
+    from_memory = history >= 0.5 and (chosen.similar_weight >= 0.5 or tool != best_prior)
     return Choice(tool=tool, beliefs=beliefs, reason=reason, from_memory=from_memory)

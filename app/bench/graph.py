@@ -1,0 +1,99 @@
+"""``sam2voice bench graph``: what the companion graph itself costs per turn.
+
+* ``turn_overhead_*``: one whole graph turn (load context, retrieve few-shot, choose,
+  tools, respond, record outcome, Redis checkpoint) minus the chat model's own time, with
+  the deterministic template model, for a person with ``interventions`` stored.
+* ``local_reply_p50_ms``: one whole turn with the offline SmolLM2 model, as a person waits for it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from typing import Any
+
+from rich.console import Console
+
+from app.bench.memory import _machine
+from app.bench.scratch import scratch_redis
+from app.bench.synthetic import synthetic_interventions
+from app.companion import build_deps, checkpointer_for
+from app.settings import Settings
+from graphs.graph import build_companion_graph
+from graphs.models.factory import build_chat_model
+from graphs.models.template import TemplateChatModel
+from graphs.session import CompanionSession
+from memories.embeddings import LocalMiniLMEmbeddings
+from memories.interventions import InterventionMemory
+from memories.stack import MemoryStack, open_memory
+
+USER = "bench-user"
+SITUATIONS = [
+    "I can't get started on my report, it feels huge",
+    "Everything is too loud and I'm overwhelmed",
+    "I keep checking my phone instead of studying",
+    "I'm so annoyed with myself, I wasted the morning",
+    "The dishes are piling up and I'm avoiding them",
+]
+ANSWERS = ["That helped, I got started.", "No, that didn't help, I gave up."]
+
+
+def _stats(name: str, ms: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(ms, n=100, method="inclusive")
+    return {f"{name}_p50_ms": round(cuts[49], 2), f"{name}_p95_ms": round(cuts[94], 2)}
+
+
+async def _session(stack: MemoryStack, settings: Settings, model: Any) -> CompanionSession:
+    deps = await build_deps(stack, model, settings)
+    graph = build_companion_graph(deps, checkpointer=await checkpointer_for(stack))
+    session = CompanionSession(graph, deps, USER, seed="bench")
+    await session.open()
+    return session
+
+
+async def run_graph_bench(settings: Settings, *, interventions: int, turns: int, local_turns: int,
+                          console: Console | None) -> dict[str, Any]:
+    """Run the graph benchmark; returns a JSON-ready dict (progress on ``console`` if given)."""
+    say = console.log if console else (lambda *_: None)
+    with scratch_redis(settings) as (url, where):
+        embedder = LocalMiniLMEmbeddings()
+        memory = settings.memory.model_copy(update={"namespace": f"benchg{uuid.uuid4().hex[:8]}"})
+        stack = await open_memory(url, memory, base_embeddings=(embedder, embedder.model_id, embedder.dims),
+                                  socket_timeout_s=30.0)
+        try:
+            store = stack.registry.get(InterventionMemory)
+            assert store is not None
+            say(f"storing {interventions} interventions for {USER} ...")
+            rows = synthetic_interventions(interventions)
+            for start in range(0, len(rows), 500):
+                await store.record_many(USER, [{k: v for k, v in r.items() if k != "user_id"}
+                                               for r in rows[start:start + 500]])
+            session = await _session(stack, settings, TemplateChatModel())
+            overhead: list[float] = []
+            for i in range(turns + 10):  # 10 warm-up turns
+                text = SITUATIONS[i % len(SITUATIONS)] if i % 2 == 0 else ANSWERS[(i // 2) % 2]
+                start = time.perf_counter()
+                result = await session.send(text)
+                total = (time.perf_counter() - start) * 1000
+                model = result.timings.get("model_reply", 0.0) + result.timings.get("model_propose", 0.0)
+                if i >= 10:
+                    overhead.append(total - model)
+            say(f"{turns} template-model turns timed")
+            figures: dict[str, Any] = {**_stats("turn_overhead", overhead)}
+            local_ms: list[float] = []
+            if local_turns:
+                say("loading the offline chat model ...")
+                local = await _session(stack, settings, build_chat_model("local"))
+                await local.send("hello")  # loads the model
+                for i in range(local_turns):
+                    start = time.perf_counter()
+                    await local.send(SITUATIONS[i % len(SITUATIONS)] if i % 2 == 0 else ANSWERS[i % 2])
+                    local_ms.append((time.perf_counter() - start) * 1000)
+                figures["local_reply_p50_ms"] = round(statistics.median(local_ms), 1)
+                figures["local_reply_max_ms"] = round(max(local_ms), 1)
+                say(f"{local_turns} offline-model turns timed")
+        finally:
+            await stack.aclose()
+    return {**figures, "target_turn_overhead_p95_ms": 25.0, "interventions": interventions, "turns": turns,
+            "local_turns": local_turns, "redis": where, "machine": _machine()}
