@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langgraph.checkpoint.redis.aio import AsyncRedisSaver
+from langgraph.checkpoint.redis.ashallow import AsyncShallowRedisSaver
 from langgraph.graph.state import CompiledStateGraph
 
 from app.runtime import open_app_memory
@@ -19,6 +19,8 @@ from graphs.deps import CompanionDeps
 from graphs.evidence import EvidenceReader
 from graphs.graph import build_companion_graph
 from graphs.models.factory import ChatProvider, build_chat_model
+from graphs.models.offline import LocalChatModel
+from graphs.models.template import TemplateChatModel
 from graphs.outbox import Outbox
 from graphs.relevance import ToolRelevance
 from graphs.session import CompanionSession
@@ -48,7 +50,10 @@ async def build_deps(
 ) -> CompanionDeps:
     """Wire tools, evidence reader and tool relevance onto an open memory layer."""
     store = CoachingStore(stack.client, stack.registry.backend.settings.namespace)
-    tools = build_tools(ToolContext(store=store, memory=stack.registry, chat_model=chat_model))
+    # The 135M offline model writes step lists and reframes badly and slowly (12-60 s, often
+    # invalid); the tools' rule-based writers are better, so only a capable model gets them.
+    tools_model = None if isinstance(chat_model, LocalChatModel | TemplateChatModel) else chat_model
+    tools = build_tools(ToolContext(store=store, memory=stack.registry, chat_model=tools_model))
     evidence = EvidenceReader(stack.embeddings)
     relevance = ToolRelevance(stack.embeddings)
     await evidence.setup()
@@ -58,9 +63,14 @@ async def build_deps(
                          outbox=outbox or Outbox(limit=settings.companion.outbox_limit))
 
 
-async def checkpointer_for(stack: MemoryStack) -> AsyncRedisSaver:
-    """The Redis checkpointer on the memory layer's client (its indexes set up)."""
-    saver = AsyncRedisSaver(redis_client=stack.client)
+async def checkpointer_for(stack: MemoryStack) -> AsyncShallowRedisSaver:
+    """The Redis checkpointer on the memory layer's client (its indexes set up).
+
+    The shallow saver keeps each thread's latest checkpoint only: a session resumes from
+    it after a restart, and a turn costs one small write instead of a growing history
+    (measured: ~35 ms less per turn). Time travel is what Studio's own server offers.
+    """
+    saver = AsyncShallowRedisSaver(redis_client=stack.client)
     await saver.asetup()  # without setup the saver fails later with an AttributeError (NOTES)
     return saver
 

@@ -119,6 +119,7 @@ class CompanionSession:
         self._values: dict[str, Any] = {}
         self._fallback: CompiledStateGraph[Any, Any, Any, Any] | None = None
         self._log_at_outage = 0
+        self._unclosed: str | None = None  # a session ended while Redis was down: still listed as current
 
     @property
     def config(self) -> dict[str, Any]:
@@ -133,6 +134,7 @@ class CompanionSession:
         (its ending is returned so the UI can show the reflection)."""
         ended = None
         try:
+            await self._close_unclosed()
             current = await self.directory.current(self.user_id)
             idle_s = self.deps.settings.idle_timeout_minutes * 60
             if current and time.time() - current.last_activity > idle_s:
@@ -160,7 +162,9 @@ class CompanionSession:
             if self.thread_id:
                 await self.directory.close(self.user_id, self.thread_id)
         except OUTAGE:
-            pass
+            # Closed once Redis answers: resuming the ended thread would replay its stale log
+            # (its end ran in memory), re-settling outcomes reported during the outage as unknown.
+            self._unclosed = self.thread_id
         self.thread_id, self._values, self._fallback = None, {}, None  # the next message opens a new session
         return result
 
@@ -171,14 +175,16 @@ class CompanionSession:
             await self._try_recover()
         graph = self._fallback or self.graph
         try:
-            values = await graph.ainvoke(payload, self.config)
+            # One checkpoint per turn, written when the turn completes ("exit"), instead of one
+            # per node: a turn that dies half-way is simply not there, and a turn costs one write.
+            values = await graph.ainvoke(payload, self.config, durability="exit")
         except OUTAGE as exc:
             if self._fallback is not None:
                 raise
             log.warning("session: checkpointer unavailable (%s); continuing in memory", exc)
             await self._degrade()
             assert self._fallback is not None
-            values = await self._fallback.ainvoke(payload, self.config)
+            values = await self._fallback.ainvoke(payload, self.config, durability="exit")
         self._values = dict(values)
         if self._fallback is None:
             try:
@@ -197,14 +203,18 @@ class CompanionSession:
     async def _try_recover(self) -> None:
         """If Redis answers again, write the in-process state back and use Redis again."""
         try:
+            await self._drop_idle_connections()
             await self.deps.memory.client.ping()
             assert self._fallback is not None
             snapshot = await self._fallback.aget_state(self.config)
             values = dict(snapshot.values)
             # session_log adds up (operator.add): hand back only what happened during the outage.
+            log_length = len(values.get("session_log", []))
             values["session_log"] = values.get("session_log", [])[self._log_at_outage:]
             values.pop("timings", None)
             await self.graph.aupdate_state(self.config, values, as_node="record_outcome")
+            self._log_at_outage = log_length  # handed back: a retry after a failure below must not add it twice
+            await self._close_unclosed()
             if await self.directory.current(self.user_id) is None and self.thread_id:
                 await self.directory.client.hset(self.directory._key(self.user_id), mapping={
                     "thread_id": self.thread_id, "started_at": str(time.time()), "last_activity": str(time.time())})
@@ -213,6 +223,17 @@ class CompanionSession:
             return
         log.info("session: Redis is back; state written back, %d writes still queued", len(self.deps.outbox))
         self._fallback = None
+
+    async def _drop_idle_connections(self) -> None:
+        # Idle pooled connections died with the server but still look open (redis-py finds out
+        # only when one is used, failing that command): drop them after an outage.
+        await self.deps.memory.client.connection_pool.disconnect(inuse_connections=False)
+
+    async def _close_unclosed(self) -> None:
+        if self._unclosed is not None:
+            await self._drop_idle_connections()
+            await self.directory.close(self.user_id, self._unclosed)
+            self._unclosed = None
 
     def _result(self, values: dict[str, Any]) -> TurnResult:
         notice = values.get("notice")

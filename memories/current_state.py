@@ -9,6 +9,7 @@ from pydantic import Field
 from memories.connection import unavailable_as_typed_error
 from memories.documents import DocumentMemory
 from memories.records import Record, Text, TextList, Timestamp, now
+from memories.tracing import traced
 from memories.validation import parse
 
 
@@ -78,6 +79,7 @@ class CurrentStateMemory(DocumentMemory[CurrentState, CurrentStateUpdate]):
         """Append a setback, keeping the ``max_list_items`` most recent."""
         return await self._append(user_id, "recent_losses", text)
 
+    @traced("current_state.append")
     @unavailable_as_typed_error
     async def _append(self, user_id: str, field: str, text: str) -> CurrentState:
         item = parse(_Item, {"text": text}).text

@@ -16,6 +16,7 @@ from memories.base import MemoryElement
 from memories.connection import unavailable_as_typed_error
 from memories.records import MemorySection, now
 from memories.storage import UserScopedIndex
+from memories.tracing import traced
 from memories.validation import parse, user_tag
 
 D = TypeVar("D", bound=BaseModel)
@@ -47,6 +48,7 @@ class DocumentMemory(MemoryElement[D], Generic[D, U]):
         raw = {k: v for k, v in raw.items() if k != "user_id"}
         return self.document.model_validate(raw)  # type: ignore[return-value]
 
+    @traced("document.get")
     @unavailable_as_typed_error
     async def get(self, user_id: str) -> D | None:
         """The user's document, or ``None`` if nothing was stored yet."""
@@ -57,6 +59,7 @@ class DocumentMemory(MemoryElement[D], Generic[D, U]):
         """The user's document, or a fresh default one (not stored)."""
         return await self.get(user_id) or self.document()  # type: ignore[return-value]
 
+    @traced("document.save")
     @unavailable_as_typed_error
     async def save(self, user_id: str, record: D | dict[str, Any]) -> str:
         """Replace the user's whole document."""
@@ -65,6 +68,7 @@ class DocumentMemory(MemoryElement[D], Generic[D, U]):
         await self.backend.client.json().set(key, "$", self._stored(user_id, doc))
         return key
 
+    @traced("document.update")
     @unavailable_as_typed_error
     async def update(self, user_id: str, changes: U | dict[str, Any]) -> D:
         """Apply a partial update (only the fields given) and return the new document."""
@@ -85,6 +89,7 @@ class DocumentMemory(MemoryElement[D], Generic[D, U]):
             *_, raw = await pipe.execute()
         return self._from_stored(raw) if raw else merged
 
+    @traced("document.load")
     async def load(self, user_id: str, inputs: Any = None) -> MemorySection:
         """The user's document as a prompt section (empty when none is stored)."""
         doc = await self.get(user_id)

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import logging
 import threading
+from collections import OrderedDict
 from functools import cached_property
 from importlib import resources
 from typing import Any, Literal
@@ -152,6 +153,10 @@ class CachedEmbeddings(Embeddings):
         self.cache = cache
         self.hits = 0
         self.misses = 0
+        # A turn embeds what the person said once, but several steps search by it (reflections,
+        # few-shot, evidence); a small in-process layer in front of Redis makes the repeats free.
+        self._recent: OrderedDict[str, list[float]] = OrderedDict()
+        self.recent_limit = 256
 
     @property
     def tag(self) -> str:
@@ -181,12 +186,13 @@ class CachedEmbeddings(Embeddings):
         """
         if not texts:
             return []
-        found: dict[str, list[float]] = {}
         distinct = list(dict.fromkeys(texts))
-        if self.cache is not None:
+        found = {t: self._recent[_digest(t)] for t in distinct if _digest(t) in self._recent}
+        unseen = [t for t in distinct if t not in found]
+        if self.cache is not None and unseen:
             try:
-                entries = await self.cache.amget([_digest(t) for t in distinct], self.tag)
-                found = {t: e["embedding"] for t, e in zip(distinct, entries, strict=True) if e}
+                entries = await self.cache.amget([_digest(t) for t in unseen], self.tag)
+                found.update({t: e["embedding"] for t, e in zip(unseen, entries, strict=True) if e})
             except REDIS_DOWN as exc:  # the cache is an optimisation: embed without it
                 log.warning("embedding cache unavailable, embedding without it: %s", exc)
         missing = [t for t in distinct if t not in found]
@@ -201,6 +207,12 @@ class CachedEmbeddings(Embeddings):
                                             for t, v in zip(missing, fresh, strict=True)])
                 except REDIS_DOWN as exc:
                     log.warning("embedding cache unavailable, not caching: %s", exc)
+        if remember:
+            for t in distinct:
+                self._recent[_digest(t)] = found[t]
+                self._recent.move_to_end(_digest(t))
+            while len(self._recent) > self.recent_limit:
+                self._recent.popitem(last=False)
         return [found[t] for t in texts]
 
     async def aembed_query(self, text: str) -> list[float]:

@@ -12,6 +12,7 @@ from memories.base import MemoryElement
 from memories.connection import unavailable_as_typed_error
 from memories.records import MemorySection, Record, ShortText, Tags, Text, Timestamp, TurnInputs, now
 from memories.storage import UserScopedIndex, join_tags, split_tags, tag_field
+from memories.tracing import traced
 from memories.validation import parse, user_tag, validate_user_id
 
 RETURN_FIELDS = ["rating", "tags", "comment", "interaction_id", "created_at"]
@@ -59,6 +60,7 @@ class FeedbackMemory(MemoryElement[NewFeedback]):
     def _summary_key(self, user_id: str) -> str:
         return self.backend.key("feedback_summary", user_tag(user_id))
 
+    @traced("feedback.save")
     @unavailable_as_typed_error
     async def save(self, user_id: str, record: NewFeedback | dict[str, Any]) -> str:
         """Store one rating; the comment (if any) is embedded so it can be searched by meaning."""
@@ -85,11 +87,13 @@ class FeedbackMemory(MemoryElement[NewFeedback]):
             created_at=float(raw["created_at"]),
         )
 
+    @traced("feedback.recent")
     async def recent(self, user_id: str, limit: int = 10) -> list[Feedback]:
         """The user's newest ratings."""
         rows = await self.index.find(user_id, return_fields=RETURN_FIELDS, sort_by="created_at", limit=limit)
         return [self._from_hash(r) for r in rows]
 
+    @traced("feedback.similar_comments")
     async def similar_comments(self, user_id: str, text: str, limit: int = 3) -> list[tuple[Feedback, float]]:
         """Comments closest in meaning to ``text``."""
         query = parse(TurnInputs, {"message": text}).situation
@@ -99,12 +103,14 @@ class FeedbackMemory(MemoryElement[NewFeedback]):
         rows = await self.index.nearest(user_id, vector, k=limit, return_fields=[*RETURN_FIELDS, "vector_distance"])
         return [(self._from_hash(r), 1.0 - float(r["vector_distance"])) for r in rows]
 
+    @traced("feedback.summary")
     @unavailable_as_typed_error
     async def summary(self, user_id: str) -> FeedbackSummary | None:
         """The stored summary, if any."""
         raw = await self.backend.client.json().get(self._summary_key(user_id))
         return FeedbackSummary.model_validate(raw) if raw else None
 
+    @traced("feedback.set_summary")
     @unavailable_as_typed_error
     async def set_summary(self, user_id: str, summary: FeedbackSummary | dict[str, Any]) -> FeedbackSummary:
         """Store a summary written elsewhere (e.g. by the reflect step's chat model)."""
@@ -112,6 +118,7 @@ class FeedbackMemory(MemoryElement[NewFeedback]):
         await self.backend.client.json().set(self._summary_key(user_id), "$", item.model_dump(mode="json"))
         return item
 
+    @traced("feedback.refresh_summary")
     async def refresh_summary(self, user_id: str) -> FeedbackSummary:
         """Rebuild the summary from recent entries without a model: tags and comments of
         high ratings become positives, of low ratings negatives; low-rated comments
@@ -138,6 +145,7 @@ class FeedbackMemory(MemoryElement[NewFeedback]):
         summary = await self.summary(user_id)
         return entries + ([{"key": self._summary_key(user_id), **summary.model_dump(mode="json")}] if summary else [])
 
+    @traced("feedback.load")
     async def load(self, user_id: str, inputs: TurnInputs | dict[str, Any] | None = None) -> MemorySection:
         """The feedback summary as prompt text."""
         summary = await self.summary(user_id)

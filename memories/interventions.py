@@ -17,6 +17,7 @@ from memories.errors import InvalidInput, RecordNotFound
 from memories.ranking import FAILED, NO_TOOL, OUTCOME_VALUE, Outcome, ToolStats, score
 from memories.records import MemorySection, Record, ShortText, Tags, Text, Timestamp, TurnInputs, now
 from memories.storage import UserScopedIndex, join_tags, split_tags, tag_field
+from memories.tracing import traced
 from memories.validation import parse, user_tag, validate_user_id
 
 MAX_TOOL_ARGS_CHARS = 4000
@@ -144,6 +145,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         """Store one intervention; returns its id."""
         return (await self.record_many(user_id, [record]))[0].id
 
+    @traced("interventions.record_many")
     @unavailable_as_typed_error
     async def record_many(
         self, user_id: str, records: list[NewIntervention | dict[str, Any]], *, ids: list[str] | None = None
@@ -196,6 +198,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
             settled_at=float(raw["settled_at"]) if raw.get("settled_at") else None,
         )
 
+    @traced("interventions.settle")
     @unavailable_as_typed_error
     async def settle(self, user_id: str, intervention_id: str, outcome: Outcome | str) -> Outcome:
         """Set the outcome of one of the user's interventions; returns the previous outcome."""
@@ -216,6 +219,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
             raise RecordNotFound(f"no intervention {intervention_id!r} for this user")
         return Outcome(old.decode() if isinstance(old, bytes) else old)
 
+    @traced("interventions.get")
     @unavailable_as_typed_error
     async def get(self, user_id: str, intervention_id: str) -> Intervention:
         """One of the user's interventions by id."""
@@ -225,12 +229,14 @@ class InterventionMemory(MemoryElement[NewIntervention]):
             raise RecordNotFound(f"no intervention {intervention_id!r} for this user")
         return self._from_hash({**doc, "id": intervention_id})
 
+    @traced("interventions.pending")
     async def pending(self, user_id: str, limit: int = 20) -> list[Intervention]:
         """The user's interventions still waiting for an outcome, newest first."""
         rows = await self.index.find(user_id, extra=Tag("outcome") == Outcome.PENDING.value,
                                      return_fields=RETURN_FIELDS, sort_by="created_at", limit=limit)
         return [self._from_hash(r) for r in rows]
 
+    @traced("interventions.success_rates")
     @unavailable_as_typed_error
     async def success_rates(self, user_id: str) -> dict[str, ToolStats]:
         """The user's observed results per tool."""
@@ -264,6 +270,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         ``weights`` overrides the configured ranking weights for this call."""
         return (await self.neighborhood(user_id, vector, k=k, contrast=contrast, weights=weights)).examples
 
+    @traced("interventions.neighborhood")
     async def neighborhood(
         self, user_id: str, vector: list[float], *, k: int | None = None, contrast: bool = False,
         weights: RankingWeights | None = None, pool: int | None = None,
@@ -320,6 +327,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         return rows + [{"key": self._stats_key(user_id), "success_rates": {
             tool: {**s.model_dump(), "success_rate": s.success_rate} for tool, s in stats.items()}}]
 
+    @traced("interventions.load")
     async def load(self, user_id: str, inputs: TurnInputs | dict[str, Any] | None = None) -> MemorySection:
         """Few-shot examples for the turn's situation (empty when there is no message)."""
         turn = self._inputs(inputs)

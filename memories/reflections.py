@@ -11,6 +11,7 @@ from memories.base import MemoryElement
 from memories.connection import unavailable_as_typed_error
 from memories.records import MemorySection, Record, Tags, Text, Timestamp, TurnInputs, now
 from memories.storage import UserScopedIndex, join_tags, split_tags, tag_field
+from memories.tracing import traced
 from memories.validation import parse, user_tag, validate_user_id
 
 RETURN_FIELDS = ["insight", "tags", "support", "created_at", "last_seen", "vector_distance"]
@@ -58,6 +59,7 @@ class ReflectionMemory(MemoryElement[NewReflection]):
         """Store (or merge) an insight; returns the id it lives under."""
         return (await self.remember(user_id, record)).reflection.id
 
+    @traced("reflections.remember")
     @unavailable_as_typed_error
     async def remember(self, user_id: str, record: NewReflection | dict[str, Any]) -> SavedReflection:
         """Store an insight, or merge it into a near-duplicate (``reflection_merge_threshold``)."""
@@ -98,11 +100,13 @@ class ReflectionMemory(MemoryElement[NewReflection]):
             created_at=float(raw["created_at"]), last_seen=float(raw["last_seen"]),
         )
 
+    @traced("reflections.recent")
     async def recent(self, user_id: str, limit: int = 5) -> list[Reflection]:
         """The user's most recently seen insights."""
         rows = await self.index.find(user_id, return_fields=RETURN_FIELDS, sort_by="last_seen", limit=limit)
         return [self._from_hash(r) for r in rows]
 
+    @traced("reflections.relevant")
     async def relevant(self, user_id: str, text: str, limit: int = 3) -> list[tuple[Reflection, float]]:
         """The user's insights closest in meaning to ``text``, with their similarity."""
         query = parse(TurnInputs, {"message": text}).situation
@@ -112,6 +116,7 @@ class ReflectionMemory(MemoryElement[NewReflection]):
         rows = await self.index.nearest(user_id, vector, k=limit, return_fields=RETURN_FIELDS)
         return [(self._from_hash(r), 1.0 - float(r["vector_distance"])) for r in rows]
 
+    @traced("reflections.load")
     async def load(self, user_id: str, inputs: TurnInputs | dict[str, Any] | None = None) -> MemorySection:
         """Relevant insights for the turn's situation, topped up with the most recent ones."""
         turn = self._inputs(inputs)

@@ -19,6 +19,7 @@ from memories.interventions import InterventionMemory
 from memories.profile import ProfileMemory
 from memories.records import MemorySection, TurnInputs
 from memories.reflections import ReflectionMemory
+from memories.tracing import traced
 from memories.validation import parse, validate_user_id
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class MemoryRegistry:
         """Create every enabled element's index."""
         await asyncio.gather(*(e.setup() for e in self))
 
+    @traced("registry.load")
     async def load(self, user_id: str, inputs: TurnInputs | dict[str, Any] | None = None) -> dict[str, MemorySection]:
         """Every element's section for a turn, loaded concurrently."""
         validate_user_id(user_id)
@@ -76,6 +78,7 @@ class MemoryRegistry:
         sections = await self.load(user_id, inputs)
         return {e.memory_variables[0]: sections[e.name].prompt for e in self}
 
+    @traced("registry.forget")
     async def forget(self, user_id: str) -> dict[str, int]:
         """Delete everything about ``user_id`` in every element; counts per element."""
         validate_user_id(user_id)
@@ -83,6 +86,7 @@ class MemoryRegistry:
         log.info("forgot user: %s", dict(zip(self.elements, counts, strict=True)))
         return dict(zip(self.elements, counts, strict=True))
 
+    @traced("registry.export")
     async def export(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
         """Everything about ``user_id``, per element."""
         validate_user_id(user_id)

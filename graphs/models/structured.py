@@ -78,7 +78,9 @@ def tool_call_schema(specs: list[dict[str, Any]]) -> dict[str, Any]:
 def tool_call_hint(specs: list[dict[str, Any]]) -> str:
     """A short instruction listing the tools, appended to the system prompt."""
     lines = [f"- {spec['name']}: {spec.get('description', '').strip()}" for spec in specs]
-    return "Call exactly one tool. Tools:\n" + "\n".join(lines) + '\nAnswer with JSON: {"name": ..., "arguments": {...}}'
+    return (
+        "Call exactly one tool. Tools:\n" + "\n".join(lines) + '\nAnswer with JSON: {"name": ..., "arguments": {...}}'
+    )
 
 
 def parse_tool_call(text: str, specs: list[dict[str, Any]]) -> ToolCall:

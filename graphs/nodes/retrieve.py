@@ -55,7 +55,7 @@ async def retrieve_few_shot(state: CompanionState, config: RunnableConfig, *, de
             update.update(
                 few_shot=[example_summary(e) for e in found.examples],
                 few_shot_prompt=render_examples(found.examples),
-                neighbors={"near": [list(n) for n in found.neighbors],
+                neighbors={"near": [[n.tool_name, n.outcome.value, n.similarity, n.age_s] for n in found.neighbors],
                            "rates": {t: [s.settled, s.value_sum] for t, s in found.rates.items()}},
                 used_memory_ids=[*state.get("used_memory_ids", []), *(e.intervention.id for e in found.examples)],
             )

@@ -1,0 +1,105 @@
+"""LangGraph Studio (``langgraph dev``): the companion graph served by the LangGraph API server.
+
+``langgraph.json`` registers two things from this module:
+
+* ``studio_app`` as the server's custom HTTP app. Its lifespan opens the memory layer,
+  the chat model and the tools once per server process and closes them at shutdown.
+* ``make_graph`` as the ``companion`` graph. The server calls a graph factory on every run
+  and every state read, so the factory only hands back the graph compiled at start-up
+  (opening the companion took 1.7 s cold and 0.15 s warm here; the server logs graph loads
+  over 250 ms as errors).
+
+Both are registered with module syntax (``app.studio:...``): a file path would make the
+server import this file twice under different names, and the factory would not see the
+app the lifespan ran on.
+
+Threads belong to the API server: it replaces any checkpointer on a served graph with its
+own (``langgraph dev``: in memory, pickled under ``./.langgraph_api/``), so the graph is
+compiled without the Redis checkpointer the CLI chat uses. What the companion learns
+(interventions, outcomes, state, reflections) still goes to the Redis memory layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from langgraph.graph.state import CompiledStateGraph
+from starlette.applications import Starlette
+
+from app.companion import build_deps
+from app.runtime import open_app_memory, resolve_redis_url
+from app.settings import Settings
+from graphs.configuration import Configuration
+from graphs.graph import build_companion_graph
+from graphs.models.factory import build_chat_model
+from graphs.outbox import Outbox
+from graphs.tracing import init_tracing
+
+log = logging.getLogger(__name__)
+
+# The CLI chat keeps its outbox in ``outbox.json``; a server running next to it must not share the file.
+STUDIO_OUTBOX = "studio-outbox.json"
+
+
+class StudioNotStarted(RuntimeError):
+    """The graph was asked for before the server's lifespan opened the companion."""
+
+
+def _open_outbox(settings: Settings) -> Outbox:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Outbox(limit=settings.companion.outbox_limit, path=settings.data_dir / STUDIO_OUTBOX)
+
+
+@asynccontextmanager
+async def open_studio_graph(settings: Settings) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
+    """Open memory, chat model and tools for ``settings`` and compile the graph without a
+    checkpointer (the API server brings its own); close the memory layer afterwards."""
+    init_tracing(settings.weave_project)
+    # The dev server raises on blocking calls in its event loop: starting the embedded Redis
+    # and touching files happen in a worker thread.
+    settings = settings.model_copy(update={"redis_url": await asyncio.to_thread(resolve_redis_url, settings)})
+    outbox = await asyncio.to_thread(_open_outbox, settings)
+    stack = await open_app_memory(settings)
+    try:
+        model = build_chat_model(settings.chat_provider, google_api_key=settings.google_key,
+                                 gemini_model=settings.chat_model)
+        deps = await build_deps(stack, model, settings, outbox=outbox)
+        log.info("studio: companion graph ready (chat model %s, namespace %s)",
+                 type(model).__name__, settings.memory.namespace)
+        # The context schema only tells Studio to show a form with ``user_id`` (and ``seed``);
+        # the server mirrors a run's context into ``configurable``, where the nodes read it.
+        yield build_companion_graph(deps).copy(update={"context_schema": Configuration})
+    finally:
+        await stack.aclose()
+
+
+@asynccontextmanager
+async def _lifespan(server: Starlette) -> AsyncIterator[None]:
+    async with open_studio_graph(Settings()) as graph:
+        server.state.companion_graph = graph
+        try:
+            yield
+        finally:
+            del server.state.companion_graph
+
+
+studio_app = Starlette(lifespan=_lifespan)
+"""The custom HTTP app of ``langgraph.json`` (no routes; it carries the companion's lifespan)."""
+
+
+def make_graph() -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The ``companion`` graph for the API server (opened by ``studio_app``'s lifespan).
+
+    Input: ``{"messages": [...]}``; the person: ``config["configurable"]["user_id"]``.
+    """
+    graph: CompiledStateGraph[Any, Any, Any, Any] | None = getattr(studio_app.state, "companion_graph", None)
+    if graph is None:
+        raise StudioNotStarted(
+            'the companion is opened by app.studio:studio_app; langgraph.json needs "http": '
+            '{"app": "app.studio:studio_app"} next to "graphs": {"companion": "app.studio:make_graph"}, '
+            "both in module syntax (a file path loads this module a second time)")
+    return graph

@@ -1,0 +1,134 @@
+"""The companion's commands (chat, demo, eval learning, bench graph) run in-process against
+the test server, with the deterministic template model."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app
+from tests.companion_fixtures import SUCCESS_REPLY
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, redis_url: str, tmp_path: Path) -> str:
+    """Point the app at the test server, in a namespace of its own; returns the namespace."""
+    namespace = f"cli{uuid.uuid4().hex[:10]}"
+    monkeypatch.chdir(tmp_path)  # no stray .env from the repo
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("SAM2VOICE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SAM2VOICE_MEMORY__NAMESPACE", namespace)
+    monkeypatch.setenv("SAM2VOICE_CHAT_PROVIDER", "template")
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    return namespace
+
+
+def export(user: str) -> dict[str, Any]:
+    result = runner.invoke(app, ["memory", "export", "--user", user])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_chat_resumes_across_runs_and_learns_from_the_answer(env: str) -> None:
+    too_long = "x" * 2001
+    first = runner.invoke(app, ["chat", "--user", "maya"],
+                          input=f"{too_long}\nI can't get myself to start my essay\n")
+    assert first.exit_code == 0, first.output
+    assert first.output.count("sam ›") == 1  # the over-long line was refused, not sent, and the chat went on
+    assert "the limit is 2000" in first.output and "Traceback" not in first.output
+    assert "Bye for now" in first.output  # end of input leaves the session open
+
+    second = runner.invoke(app, ["chat", "--user", "maya", "--show-memory"], input=f"{SUCCESS_REPLY}\n/end\n")
+    assert second.exit_code == 0, second.output
+    assert "learned" in second.output and "last intervention task progress" in second.output  # settled from run 1
+    assert "Session saved." in second.output
+
+    data = export("maya")
+    said = {row["user_context"]: row["outcome"] for row in data["interventions"] if "user_context" in row}
+    assert said["I can't get myself to start my essay"] == "task_progress"
+    assert len(data["reflections"]) == 1
+
+
+def test_chat_refuses_a_bad_user_or_model_clearly(env: str) -> None:
+    bad_user = runner.invoke(app, ["chat", "--user", " padded "], input="/quit\n")
+    assert bad_user.exit_code == 1 and "user_id" in bad_user.output
+    bad_model = runner.invoke(app, ["chat", "--user", "maya", "--model", "gpt-9"], input="/quit\n")
+    assert bad_model.exit_code == 2 and "--model must be" in bad_model.output
+
+
+def test_demo_runs_the_requested_sessions_and_remembers_them(env: str) -> None:
+    result = runner.invoke(app, ["demo", "--model", "template", "--sessions", "2"])
+    assert result.exit_code == 0, result.output
+    assert "Session 1" in result.output and "Session 2" in result.output and "Session 3" not in result.output
+    assert "Helped per session:" in result.output
+    data = export("demo-sam")
+    assert len([r for r in data["interventions"] if "user_context" in r]) >= 2 * 4
+    assert data["profile"][0]["name"] == "Sam"
+
+
+PERSONA = {
+    "user_id": "pat",
+    "situations": [{"kind": "starting", "utterances": ["I can't get myself to start my essay"],
+                    "success": {"suggest_break": 0.9}}],
+    "success_replies": [SUCCESS_REPLY],
+    "failure_replies": ["That didn't help, I gave up."],
+}
+
+
+def write_personas(tmp_path: Path, **changes: Any) -> Path:
+    path = tmp_path / "personas.json"
+    path.write_text(json.dumps({"seed": 1, "sessions": 3, "turns_per_session": 2, "personas": [PERSONA], **changes}))
+    return path
+
+
+def test_eval_learning_reports_both_arms_as_json(env: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", "learning", "--personas", str(write_personas(tmp_path)), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # progress went to stderr
+    assert "session 3/3" in result.stderr
+    on, off = report["memory_on"], report["memory_off"]
+    assert len(on["success_by_session"]) == 3 and len(off["success_by_session"]) == 3
+    assert list(on["by_persona"]) == ["pat"] and len(on["by_persona"]["pat"]) == 3
+    assert all(0 <= r <= 1 for r in [*on["success_by_session"], *off["success_by_session"]])
+    assert 0 <= on["outcome_reading_accuracy"] <= 1 and "outcome_reading_accuracy" not in off
+    assert report["oracle_rate"] == 0.9 and report["last_sessions"] == 3
+    assert report["memory_on_last"] == pytest.approx(sum(on["success_by_session"]) / 3, abs=1e-4)
+    assert isinstance(report["target_met"], bool)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "no such file"),
+    ("{not json", "is not valid JSON"),
+    ({"seed": 1, "sessions": 3, "turns_per_session": 2,
+      "personas": [{**PERSONA, "situations": [{**PERSONA["situations"][0], "success": {"teleport": 0.5}}]}]},
+     "personas.0.situations.0.success"),
+    ({"seed": 1, "sessions": 3, "turns_per_session": 2, "personas": []}, "personas"),
+], ids=["missing", "not-json", "unknown-tool", "no-personas"])
+def test_eval_learning_explains_a_bad_personas_file(env: str, tmp_path: Path, content: Any, message: str) -> None:
+    path = tmp_path / "bad.json"
+    if content is not None:
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+    result = runner.invoke(app, ["eval", "learning", "--personas", str(path)])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_bench_graph_reports_turn_overhead_as_json(env: str) -> None:
+    result = runner.invoke(app, ["bench", "graph", "--interventions", "50", "--turns", "10", "--local-turns", "0",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for key in ("turn_overhead_p50_ms", "turn_overhead_p95_ms"):
+        assert math.isfinite(report[key]) and report[key] > 0
+    assert report["turn_overhead_p95_ms"] >= report["turn_overhead_p50_ms"]
+    assert (report["interventions"], report["turns"], report["local_turns"]) == (50, 10, 0)
+    assert "local_reply_p50_ms" not in report
+    assert report["redis"].startswith("REDIS_URL")

@@ -1,0 +1,124 @@
+"""The agent's choice of intervention (graphs.policy): pure arithmetic, no Redis."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from graphs.configuration import PolicySettings
+from graphs.policy import Choice, choose_tool, prior_means, similarity_weight, turn_rng
+from memories.interventions import Neighbor
+from memories.ranking import Outcome, ToolStats
+
+SETTINGS = PolicySettings()
+# "steps" is what the general prior favours for this situation; "break" is a poor match.
+RELEVANCE = {"steps": 0.55, "checkin": 0.40, "break": 0.30, "breathing": 0.20}
+DRAWS = 200
+
+
+def choices(neighbors: list[Neighbor], rates: dict[str, ToolStats] | None = None, **kwargs: object) -> list[Choice]:
+    return [choose_tool(relevance=RELEVANCE, neighbors=neighbors, rates=rates or {}, settings=SETTINGS,
+                        rng=turn_rng("maya", "thread", turn), **kwargs)  # type: ignore[arg-type]
+            for turn in range(DRAWS)]
+
+
+def tries(tool: str, outcome: Outcome, similarity: float, n: int) -> list[Neighbor]:
+    return [Neighbor(tool, outcome, similarity, 3600.0) for _ in range(n)]
+
+
+def stats_of(neighbors: list[Neighbor]) -> dict[str, ToolStats]:
+    """The per-tool results a person with exactly these settled tries has."""
+    value = {Outcome.TASK_COMPLETED: 1.0, Outcome.ABANDONED: 0.0}
+    rates: dict[str, ToolStats] = {}
+    for n in neighbors:
+        old = rates.get(n.tool_name, ToolStats(tool_name=n.tool_name))
+        rates[n.tool_name] = ToolStats(tool_name=n.tool_name, settled=old.settled + 1,
+                                       value_sum=old.value_sum + value[n.outcome])
+    return rates
+
+
+def test_without_history_the_choice_follows_the_relevance_prior() -> None:
+    picked = choices([])
+    counts = Counter(c.tool for c in picked)
+    assert counts.most_common(1)[0][0] == "steps"
+    assert counts["steps"] >= 0.7 * DRAWS
+    assert len(counts) > 1  # still explores: other tools get the odd try
+    assert not any(c.from_memory for c in picked)
+    first = next(c for c in picked if c.tool == "steps")
+    assert first.reason == "steps: usually suits a moment like this"
+    assert set(first.beliefs) == set(RELEVANCE)
+    assert first.beliefs["steps"].mean > first.beliefs["break"].mean
+    assert all(b.similar_weight == 0 for b in first.beliefs.values())
+
+
+def test_similar_successes_of_another_tool_and_failures_of_the_favourite_move_the_choice() -> None:
+    history = tries("break", Outcome.TASK_COMPLETED, 0.8, 4) + tries("steps", Outcome.ABANDONED, 0.8, 4)
+    picked = choices(history, stats_of(history))
+    counts = Counter(c.tool for c in picked)
+    assert counts["break"] >= 0.9 * DRAWS
+    chosen = next(c for c in picked if c.tool == "break")
+    assert chosen.from_memory
+    assert chosen.reason == "break: helped you 100% of the time in moments like this"
+    beliefs = chosen.beliefs
+    assert beliefs["break"].mean > 0.7 > beliefs["break"].prior
+    assert beliefs["steps"].mean < beliefs["steps"].prior
+    assert beliefs["break"].similar_weight == pytest.approx(4.0, rel=0.01)
+    assert beliefs["steps"].similar_value == 0.0
+
+
+def test_failures_in_dissimilar_situations_count_little() -> None:
+    unrelated = tries("steps", Outcome.ABANDONED, 0.1, 4)  # below similar_from: another kind of moment
+    picked = choices(unrelated, stats_of(unrelated))
+    assert Counter(c.tool for c in picked)["steps"] >= 0.7 * DRAWS
+    belief = picked[0].beliefs["steps"]
+    assert belief.similar_weight == 0
+    assert belief.mean == pytest.approx(belief.prior, abs=0.1)
+
+    similar = tries("steps", Outcome.ABANDONED, 0.8, 4)
+    after_similar = choices(similar, stats_of(similar))
+    assert Counter(c.tool for c in after_similar)["steps"] < 0.3 * DRAWS  # the same failures, nearby, do count
+
+
+def test_the_tools_record_elsewhere_counts_at_most_one_observation() -> None:
+    # Twenty failures of "steps" in other situations (not among the neighbours) against a fresh prior.
+    rates = {"steps": ToolStats(tool_name="steps", settled=20, value_sum=0.0)}
+    belief = choose_tool(relevance=RELEVANCE, neighbors=[], rates=rates, settings=SETTINGS,
+                         rng=turn_rng(1)).beliefs["steps"]
+    assert belief.elsewhere == 20
+    prior = belief.prior
+    one_failure = SETTINGS.prior_strength * prior / (SETTINGS.prior_strength + 1)
+    assert belief.mean == pytest.approx(one_failure, rel=1e-6)
+
+
+def test_a_model_proposal_lifts_the_proposed_tools_prior() -> None:
+    plain = prior_means(RELEVANCE, SETTINGS)
+    proposed = prior_means(RELEVANCE, SETTINGS, proposal="break")
+    assert proposed["break"] == pytest.approx(plain["break"] + SETTINGS.proposal_bonus)
+    assert {t: v for t, v in proposed.items() if t != "break"} == {t: v for t, v in plain.items() if t != "break"}
+    assert prior_means(RELEVANCE, SETTINGS, proposal="not-a-candidate") == plain
+    assert plain["steps"] == pytest.approx(SETTINGS.prior_floor + SETTINGS.prior_span)
+    assert min(plain.values()) >= SETTINGS.prior_floor
+
+
+def test_similarity_weight_ramps_between_the_thresholds() -> None:
+    assert similarity_weight(SETTINGS.similar_from - 0.1, SETTINGS) == 0
+    assert similarity_weight(SETTINGS.similar_full + 0.1, SETTINGS) == 1
+    middle = (SETTINGS.similar_from + SETTINGS.similar_full) / 2
+    assert similarity_weight(middle, SETTINGS) == pytest.approx(0.5)
+
+
+def test_the_turn_rng_replays_the_same_turn_and_differs_between_turns() -> None:
+    same = [turn_rng("maya", "s1", 3, "I'm stuck").random() for _ in range(2)]
+    assert same[0] == same[1]
+    assert turn_rng("maya", "s1", 4, "I'm stuck").random() != same[0]
+    assert turn_rng("leo", "s1", 3, "I'm stuck").random() != same[0]
+    history = tries("break", Outcome.TASK_COMPLETED, 0.6, 1)
+    replay = [choose_tool(relevance=RELEVANCE, neighbors=history, rates={}, settings=SETTINGS,
+                          rng=turn_rng("maya", "s1", 3)) for _ in range(2)]
+    assert replay[0] == replay[1]
+
+
+def test_no_candidates_is_an_error() -> None:
+    with pytest.raises(ValueError, match="at least one candidate"):
+        choose_tool(relevance={}, neighbors=[], rates={}, settings=SETTINGS, rng=turn_rng(0))

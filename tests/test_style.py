@@ -1,0 +1,134 @@
+"""The reply style guard: what a user hears is short, kind, on the step, and literal when needed."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+from graphs.models.template import TemplateChatModel
+from graphs.prompts import MAX_HISTORY, reply_messages
+from graphs.style import MAX_CHARS, StyleProfile, enforce_style, transition_warning
+
+PLAIN = StyleProfile()
+AUTISM = StyleProfile(autism=True)
+DRAFT = "Let's open the math book to the first problem. Want me to start a 5-minute timer?"
+
+WELL_FORMED_DRAFTS = [
+    DRAFT,
+    "That sounds like a lot. Let's take three slow breaths together.",
+    "Great work finishing the first page! Want to take a 2-minute break?",
+    "Your 25-minute timer is running. Let's start with the first small step.",
+    "Thanks for telling me. Let's set a reminder for tomorrow morning.",
+    "I'm here with you. What's one tiny thing we could try next?",
+    "Heads-up: next we will do homework. You can play for 5 more minutes first.",
+    f"{transition_warning('a breathing exercise')} We will breathe in for four counts.",
+]
+
+
+@pytest.mark.parametrize("draft", WELL_FORMED_DRAFTS)
+@pytest.mark.parametrize("profile", [PLAIN, AUTISM])
+def test_a_well_formed_draft_passes_unchanged(draft: str, profile: StyleProfile) -> None:
+    styled = enforce_style(draft, draft=draft, profile=profile, user_message="I can't start my homework.")
+    assert styled.text == draft
+    assert styled.reasons == []
+
+
+def test_a_good_paraphrase_is_kept_and_cleaned() -> None:
+    raw = 'Assistant: "**Let\'s open** your math book at the first problem. 🙂 I can start a 5-minute timer."\nUser: ok'
+    styled = enforce_style(raw, draft=DRAFT, profile=PLAIN)
+    assert styled == styled.model_copy(update={"used_draft": False, "reasons": []})
+    assert styled.text == "Let's open your math book at the first problem. I can start a 5-minute timer."
+
+
+def test_long_replies_are_cut_to_two_complete_sentences() -> None:
+    raw = (
+        "Let's open the math book now. Start with the first problem. Then we set a 5-minute timer. "
+        "After that we check the answer and the next"
+    )
+    styled = enforce_style(raw, draft=DRAFT, profile=PLAIN)
+    assert not styled.used_draft, styled.reasons
+    assert styled.text == "Let's open the math book now. Start with the first problem."
+    assert len(styled.text) <= MAX_CHARS
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("", "empty"),
+        ("   \n  ", "empty"),
+        ("Just let me know what's on your", "incomplete"),
+        ("Математика книга открыть первая задача сейчас.", "gibberish"),
+        ("Math math math book book book timer timer.", "gibberish"),
+        ("You should have opened the math book earlier. Open it now.", "judgmental"),
+        ("Why didn't you open the math book? Open it to the first problem.", "judgmental"),
+        ("No excuses, open the math book to the first problem.", "judgmental"),
+        ("Just do it: open the math book and start the timer.", "judgmental"),
+        ("It's a bit early and I'm getting ready to finish my homework.", "speaks as the user"),
+        ("As an AI language model, I suggest opening the math book.", "model"),
+        ("You're not alone in this world of chaos, full of courage and resilience.", "draft's step"),
+        ("Let's open the book and then we go to the beach for a glass of wine with friends.", "not in the draft"),
+        ("Let's open the math book. " + "It is a very long and winding sentence " * 8 + ".", None),
+    ],
+)
+def test_broken_replies_fall_back_to_the_draft(raw: str, reason: str | None) -> None:
+    styled = enforce_style(raw, draft=DRAFT, profile=PLAIN)
+    if reason is None:  # the over-long second sentence is dropped, the first one stays
+        assert styled.text == "Let's open the math book."
+        return
+    assert styled.used_draft
+    assert styled.text == DRAFT
+    assert any(reason in r for r in styled.reasons), styled.reasons
+
+
+def test_a_reply_that_parrots_the_user_is_rejected() -> None:
+    user = "I can't open the math book today."
+    styled = enforce_style("I can't open the math book today.", draft=DRAFT, profile=PLAIN, user_message=user)
+    assert styled.used_draft and styled.reasons
+
+
+def test_idioms_are_rejected_only_for_literal_profiles() -> None:
+    raw = "Let's open the math book, the first problem is a piece of cake."
+    assert not enforce_style(raw, draft=DRAFT, profile=PLAIN).used_draft
+    for profile in (AUTISM, StyleProfile(literal_language=True)):
+        styled = enforce_style(raw, draft=DRAFT, profile=profile)
+        assert styled.used_draft
+        assert any("piece of cake" in r for r in styled.reasons)
+
+
+def test_the_heads_up_of_an_autism_draft_is_kept() -> None:
+    draft = f"{transition_warning('homework')} You can play for 5 more minutes first."
+    styled = enforce_style("You can play 5 more minutes, then homework.", draft=draft, profile=AUTISM)
+    assert not styled.used_draft, styled.reasons
+    assert styled.text == "Heads-up: next we will do homework. You can play 5 more minutes, then homework."
+
+
+def test_transition_warning_is_literal() -> None:
+    assert transition_warning("a breathing exercise") == "Heads-up: next we will do a breathing exercise."
+    assert transition_warning(" homework. ") == "Heads-up: next we will do homework."
+
+
+def test_reply_messages_end_the_system_prompt_with_the_draft() -> None:
+    history = [HumanMessage(f"m{i}") if i % 2 else AIMessage(f"r{i}") for i in range(10)]
+    messages = reply_messages(
+        context="Helped before: a 5-minute timer.",
+        history=history,
+        message="I can't start.",
+        draft=DRAFT,
+        profile=AUTISM,
+    )
+    system, *rest = messages
+    assert isinstance(system, SystemMessage)
+    assert system.text.splitlines()[-1] == f"Draft reply: {DRAFT}"
+    assert "Helped before: a 5-minute timer." in system.text
+    assert "literal" in system.text and "heads-up" in system.text.lower()
+    assert rest[:-1] == history[-MAX_HISTORY:]
+    assert rest[-1] == HumanMessage("I can't start.")
+    plain = reply_messages(context="", history=[], message="hi", draft=DRAFT, profile=PLAIN)
+    assert "literal" not in plain[0].text
+    assert len(plain) == 2
+
+
+async def test_the_template_model_says_the_draft_of_reply_messages() -> None:
+    messages = reply_messages(context="", history=[], message="I can't start.", draft=DRAFT, profile=PLAIN)
+    reply = await TemplateChatModel().ainvoke(messages)
+    assert enforce_style(reply.text, draft=DRAFT, profile=PLAIN).text == DRAFT
