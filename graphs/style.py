@@ -16,8 +16,9 @@ from pydantic import BaseModel, Field
 MAX_SENTENCES = 2
 MAX_CHARS = 220
 MIN_DRAFT_KEPT = 0.34  # share of the draft's content words a reply must keep
-MAX_NEW_CONTENT = 0.5  # share of a reply's content words that may come from neither draft nor user
+MAX_NEW_CONTENT = 0.34  # share of a reply's content words that may come from neither draft nor user
 HEADS_UP = "Heads-up:"
+_HEADS_UP_START = re.compile(r"\s*heads[- ]?up\b", re.IGNORECASE)
 NEUTRAL_REPLY = "I'm here with you. What's one tiny thing we could try next?"
 
 _ROLE_PREFIX = re.compile(r"^\s*(?:assistant|coach|sam|ai|bot|reply|response|answer|draft reply)\s*:\s*", re.IGNORECASE)
@@ -43,6 +44,11 @@ _AS_USER = re.compile(
     r"|late|overwhelmed|anxious|bored|not able|behind|scared|worried)\b"
     r"|\bi (?:can't|cannot|don't want to|have to|need to) (?:start|finish|focus|do|get)\b"
     r"|\bi (?:have|had) (?:a |an |my |some )?(?:homework|essay|exam|assignment|deadline|test)",
+    re.IGNORECASE,
+)
+# Topics a companion for possibly young, vulnerable users never brings up by itself.
+_UNSAFE = re.compile(
+    r"\b(?:wine|beer|alcohol|vodka|drunk|cigarettes?|vape|vaping|drugs?|weed|kill|die|suicide|weapons?|guns?|knife)\b",
     re.IGNORECASE,
 )
 # Talk about being a model breaks the companion's voice and confuses literal listeners.
@@ -114,11 +120,14 @@ def enforce_style(text: str, *, draft: str, profile: StyleProfile, user_message:
     if _normalized(cleaned) == _normalized(draft):
         return StyledReply(text=draft, used_draft=True)
     heads_up = _heads_up_of(draft) if profile.autism else None
-    reply, reasons = _cut(cleaned, MAX_SENTENCES - 1 if heads_up and HEADS_UP not in cleaned else MAX_SENTENCES)
+    if heads_up:
+        # The draft's warning is exact and literal; the model's own version of it is not kept.
+        cleaned = " ".join(s for s in _SENTENCE_END.split(cleaned) if not _HEADS_UP_START.match(s))
+    reply, reasons = _cut(cleaned, MAX_SENTENCES - 1 if heads_up else MAX_SENTENCES)
     reasons += _violations(reply, draft, profile, user_message)
     if reasons:
         return StyledReply(text=draft, used_draft=True, reasons=reasons)
-    if heads_up and HEADS_UP not in reply:
+    if heads_up:
         reply = f"{heads_up} {reply}"  # the warning is the part an autistic user relies on: keep it
     return StyledReply(text=reply, used_draft=False)
 
@@ -164,6 +173,8 @@ def _violations(reply: str, draft: str, profile: StyleProfile, user_message: str
         reasons.append(f"judgmental wording: {match.group(0)!r}")
     if match := _AS_USER.search(reply):
         reasons.append(f"speaks as the user: {match.group(0)!r}")
+    if match := _UNSAFE.search(reply):
+        reasons.append(f"unsafe topic: {match.group(0)!r}")
     if match := _META.search(reply):
         reasons.append(f"talks about being a model: {match.group(0)!r}")
     if profile.literal and (match := _IDIOM.search(reply)):
@@ -212,7 +223,7 @@ def _content_stems(text: str) -> set[str]:
 
 def _heads_up_of(draft: str) -> str | None:
     for sentence in _SENTENCE_END.split(draft):
-        if sentence.startswith(HEADS_UP):
+        if _HEADS_UP_START.match(sentence):
             return sentence
     return None
 

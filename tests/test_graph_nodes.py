@@ -231,11 +231,17 @@ async def test_the_models_proposal_is_used_and_its_failure_is_harmless(stack: Me
 async def test_respond_uses_the_models_words_when_they_keep_the_style(stack: MemoryStack, tmp_path: Path) -> None:
     words = "Good idea to pause now: take a 5 minute break, stand up, stretch and drink some water."
     deps = await scripted(stack, tmp_path, replies=[words])
-    update = await respond({"messages": break_turn(), "decision": BREAK_DECISION}, CONFIG, deps=deps)
+    state = {"messages": break_turn(), "decision": BREAK_DECISION, "context": "About them:\nName: Maya",
+             "few_shot_prompt": '- "I was exhausted" -> suggest_break: task_completed'}
+    update = await respond(state, CONFIG, deps=deps)
     assert update["reply"] == words
     assert update["messages"][0].content == words
     [prompt] = deps.chat_model.seen  # type: ignore[attr-defined]
-    assert f"Draft reply: {BREAK_RESULT}" in prompt[0].content
+    system = prompt[0].content
+    assert "Name: Maya" in system  # the memory context and this person's past successes reach the model
+    assert 'What helped them before:\n- "I was exhausted" -> suggest_break: task_completed' in system
+    assert system.endswith(f"Draft reply: {BREAK_RESULT}")
+    assert prompt[-1].content == "I've been at this for hours"
 
 
 @pytest.mark.parametrize("words", [

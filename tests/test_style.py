@@ -102,6 +102,25 @@ def test_the_heads_up_of_an_autism_draft_is_kept() -> None:
     assert styled.text == "Heads-up: next we will do homework. You can play 5 more minutes, then homework."
 
 
+def test_the_model_own_heads_up_is_replaced_by_the_draft_one() -> None:
+    draft = f"{transition_warning('a breathing exercise')} We will breathe in for four counts."
+    styled = enforce_style(
+        "Heads-Up: Next, we'll practice! We breathe in for four counts.", draft=draft, profile=AUTISM
+    )
+    assert styled.text == "Heads-up: next we will do a breathing exercise. We breathe in for four counts."
+
+
+def test_a_reply_that_swaps_the_step_for_something_else_is_rejected() -> None:
+    draft = "Being tired is okay. Let's drink a glass of water first."
+    styled = enforce_style(
+        "Being tired can be just as enjoyable as drinking a glass of wine!", draft=draft, profile=PLAIN
+    )
+    assert styled.used_draft and styled.text == draft
+    assert any("unsafe" in r for r in styled.reasons)
+    styled = enforce_style("Being tired is fun, so enjoy drinking lemonade at the beach.", draft=draft, profile=PLAIN)
+    assert styled.used_draft and any("not in the draft" in r for r in styled.reasons)
+
+
 def test_transition_warning_is_literal() -> None:
     assert transition_warning("a breathing exercise") == "Heads-up: next we will do a breathing exercise."
     assert transition_warning(" homework. ") == "Heads-up: next we will do homework."

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tools.wording import clean_task, echo, is_noun_phrase, shorten
+from tools.wording import clean_task, echo, is_noun_phrase, second_person, shorten
 
 
 class ToolSpec(BaseModel):
@@ -32,8 +32,8 @@ _SPECS: list[tuple[str, Literal["intervention", "utility"], str, str]] = [
     ("mark_step_complete", "utility",
      "I did it, I finished that step, done, that part is finished.", "ticking off that step"),
     ("create_reminder", "intervention",
-     "Remind me later, I'll forget, I lose track of time, I have to switch to something else or leave soon, "
-     "don't let me forget to take my meds.", "setting a reminder"),
+     "Remind me later, I'll forget, I keep getting distracted and lose track of time, I have to switch to "
+     "something else or leave soon, don't let me forget to take my meds.", "setting a reminder"),
     ("get_current_time", "utility",
      "What time is it? How late is it? I lost track of time.", "checking the time"),
     ("schedule_checkin", "intervention",
@@ -90,12 +90,34 @@ def _task_phrase(task: str) -> str:
     return phrase if is_noun_phrase(phrase) else f"your task, {phrase}"
 
 
+# "I can't (make myself) start my essay, ..." -> "my essay": what the person is stuck on.
+_STUCK_ON = re.compile(
+    r"\b(?:can'?t|cannot|can not|need to|have to|has to|should|must|want to|trying to|keep putting off|"
+    r"keep avoiding|avoiding|putting off|procrastinating on)\s+"
+    r"(?:(?:get|make|bring)\s+(?:myself\s+)?(?:to\s+)?)?"
+    r"(?:(?:start(?:ing)?|begin(?:ning)?|do(?:ing)?|finish(?:ing)?|work(?:ing)? on|get(?:ting)? started on)\s+)?"
+    r"(?P<task>[^,.;!?]+)", re.IGNORECASE)
+_VAGUE = {"it", "this", "that", "anything", "something", "things", "myself", "going", "started", "focus"}
+
+
+def task_from_message(message: str) -> str | None:
+    """The task a message says the person is stuck on, in the second person, if it names one."""
+    found = _STUCK_ON.search(message or "")
+    if not found:
+        return None
+    phrase = re.split(r"\s+(?:but|and|because|so|it|which)\s+", found["task"].strip(), maxsplit=1)[0]
+    phrase = re.sub(r"\s+(?:today|now|right now|anymore|at all)$", "", phrase.strip(), flags=re.IGNORECASE)
+    if not phrase or phrase.lower() in _VAGUE or len(phrase.split()) > 8:
+        return None
+    return second_person(phrase)
+
+
 def default_args(tool_name: str, *, message: str, task: str | None) -> dict[str, Any]:
     """Valid arguments for ``tool_name`` derived from the person's ``message`` and current
     ``task`` without a model. Raises ``ValueError`` when there are none (an unknown tool,
     or ``rate_response`` without a 1-5 rating in the message)."""
     message = " ".join((message or "").split())
-    task = " ".join((task or "").split()) or None
+    task = " ".join((task or "").split()) or task_from_message(message)
     if tool_name == "create_microsteps":
         return {"task": shorten(task or message or "the next thing on your list", 500), "max_steps": 5}
     if tool_name == "create_reminder":

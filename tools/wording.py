@@ -88,8 +88,11 @@ def split_task(phrase: str) -> list[str]:
 
 def is_noun_phrase(phrase: str) -> bool:
     """Whether a task phrase names a thing (``your essay``) rather than an action (``write it``)."""
-    first = phrase.split(maxsplit=1)[0].lower() if phrase.split() else ""
-    return first in _NOUN_STARTS
+    words = phrase.lower().split()
+    if not words:
+        return False
+    # A gerund ("cleaning your room") or a lone word ("laundry") is used like a thing.
+    return words[0] in _NOUN_STARTS or (words[0].endswith("ing") and len(words[0]) > 4) or len(words) == 1
 
 
 def sentence(text: str) -> str:

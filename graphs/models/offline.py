@@ -102,9 +102,9 @@ class LocalChatModel(BaseChatModel):
     model_path: Path = Field(default_factory=smollm2_path, description="The GGUF file to run.")
     n_ctx: int = Field(default=2048, description="Context window in tokens (prompt + reply).")
     n_threads: int = Field(default=2, description="CPU threads for generation.")
-    max_tokens: int = Field(default=80, description="Most tokens in a free-text reply.")
+    max_tokens: int = Field(default=64, description="Most tokens in a free-text reply (2 short sentences fit).")
     json_max_tokens: int = Field(default=256, description="Most tokens in a tool call or structured output.")
-    temperature: float = Field(default=0.7, description="Sampling temperature for free text (JSON is greedy).")
+    temperature: float = Field(default=0.3, description="Sampling temperature for free text (JSON is greedy).")
     repeat_penalty: float = Field(default=1.15, description="Discourages the loops tiny models fall into.")
     seed: int | None = Field(default=42, description="Sampling seed; fixed so replies are reproducible. None: random.")
 
