@@ -264,6 +264,7 @@ def bench_graph(
 def eval_learning(
     personas: Annotated[Path, typer.Option("--personas", help="Personas JSON (see tests/data/personas.json).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object; progress goes to stderr.")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also draw the curves to this PNG file.")] = None,
 ) -> None:
     """Simulated people over many sessions, memory on vs off: does the companion learn what helps each?"""
     from app.bench.scratch import scratch_redis
@@ -286,6 +287,10 @@ def eval_learning(
                                            progress=lambda line: err.print(f"[dim]{line}[/]"))
 
     result = asyncio.run(main())
+    if plot is not None:
+        from app.learning_eval import plot_learning
+
+        plot_learning(result, plot)
     if as_json:
         print(json.dumps(result))
     else:

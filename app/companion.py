@@ -60,6 +60,7 @@ async def build_deps(
     await relevance.setup()
     return CompanionDeps(memory=stack, store=store, tools=tools, chat_model=chat_model, evidence=evidence,
                          relevance=relevance, settings=settings.companion,
+                         reword_replies=not isinstance(chat_model, LocalChatModel),
                          outbox=outbox or Outbox(limit=settings.companion.outbox_limit))
 
 

@@ -209,3 +209,31 @@ async def run_learning_eval(spec: PersonaFile, *, redis_url: str, settings: Sett
         "target_met": on_last >= 0.8 * oracle and on_last - off_last >= 0.15,
         "seconds": round(time.perf_counter() - start, 1),
     }
+
+
+def plot_learning(result: dict[str, Any], path: Path) -> None:
+    """Success rate per session, memory on vs off, with the oracle and the 0.8 × oracle line."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # matplotlib is a dev extra
+        raise InvalidInput("plotting needs matplotlib (pip install -e '.[dev]')", field="plot") from exc
+    on, off = result["memory_on"]["success_by_session"], result["memory_off"]["success_by_session"]
+    sessions = list(range(1, len(on) + 1))
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+    ax.plot(sessions, on, marker="o", label="memory on")
+    ax.plot(sessions, off, marker="s", label="memory off")
+    ax.axhline(result["oracle_rate"], color="grey", linestyle="--", label="oracle (best tool every time)")
+    ax.axhline(0.8 * result["oracle_rate"], color="grey", linestyle=":", label="0.8 × oracle")
+    ax.axvspan(len(on) - result["last_sessions"] + 0.5, len(on) + 0.5, color="grey", alpha=0.1)
+    ax.set_xlabel("session")
+    ax.set_ylabel("share of turns that helped")
+    ax.set_ylim(0, 1)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc="lower center", fontsize=8, ncol=2)
+    ax.set_title("Learning what helps each person (simulated personas)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -4,6 +4,8 @@ Replies are 1-2 short sentences with one tiny step, never judgmental, and for an
 user (only when their consented profile says so) literal, with a heads-up before a change of
 activity. A small model misses this often, so :func:`enforce_style` cleans its text and falls
 back to the graph's draft (always well formed) whenever a rule is broken, saying which.
+The heads-up itself is written by the graph (:func:`transition_warning`) into the draft, and
+the guard makes sure it is said word for word.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ MAX_CHARS = 220
 MIN_DRAFT_KEPT = 0.34  # share of the draft's content words a reply must keep
 MAX_NEW_CONTENT = 0.34  # share of a reply's content words that may come from neither draft nor user
 HEADS_UP = "Heads-up:"
-_HEADS_UP_START = re.compile(r"\s*heads[- ]?up\b", re.IGNORECASE)
+# Sentences the graph puts before the reply's step: "Heads-up: ...", "Reminder: ...", "Check-in: ...".
+_NOTICE = re.compile(r"\s*(?:heads[- ]?up|reminder|check-in)\b", re.IGNORECASE)
 NEUTRAL_REPLY = "I'm here with you. What's one tiny thing we could try next?"
 
 _ROLE_PREFIX = re.compile(r"^\s*(?:assistant|coach|sam|ai|bot|reply|response|answer|draft reply)\s*:\s*", re.IGNORECASE)
@@ -119,16 +122,15 @@ def enforce_style(text: str, *, draft: str, profile: StyleProfile, user_message:
     cleaned = clean_reply(text)
     if _normalized(cleaned) == _normalized(draft):
         return StyledReply(text=draft, used_draft=True)
-    heads_up = _heads_up_of(draft) if profile.autism else None
-    if heads_up:
-        # The draft's warning is exact and literal; the model's own version of it is not kept.
-        cleaned = " ".join(s for s in _SENTENCE_END.split(cleaned) if not _HEADS_UP_START.match(s))
-    reply, reasons = _cut(cleaned, MAX_SENTENCES - 1 if heads_up else MAX_SENTENCES)
-    reasons += _violations(reply, draft, profile, user_message)
+    notices, body = _split_notices(draft)
+    # Notices (a heads-up, a reminder, a check-in) are what a user relies on: they are said
+    # exactly as the draft has them, and the model's own versions of them are dropped.
+    own = " ".join(s for s in _SENTENCE_END.split(cleaned) if not _NOTICE.match(s))
+    reply, reasons = _cut(own, MAX_SENTENCES - 1 if notices else MAX_SENTENCES)
+    reasons += _violations(reply, body or draft, draft, profile, user_message)
     if reasons:
         return StyledReply(text=draft, used_draft=True, reasons=reasons)
-    if heads_up:
-        reply = f"{heads_up} {reply}"  # the warning is the part an autistic user relies on: keep it
+    reply = " ".join([*notices, reply])
     return StyledReply(text=reply, used_draft=False)
 
 
@@ -164,9 +166,9 @@ def _cut(text: str, max_sentences: int) -> tuple[str, list[str]]:
     return " ".join(kept), []
 
 
-def _violations(reply: str, draft: str, profile: StyleProfile, user_message: str) -> list[str]:
+def _violations(reply: str, step: str, draft: str, profile: StyleProfile, user_message: str) -> list[str]:
     reasons: list[str] = []
-    reasons += _topic_drift(reply, draft, user_message)
+    reasons += _topic_drift(reply, step, draft, user_message)
     if _gibberish(reply):
         reasons.append("gibberish or not English")
     if match := _JUDGMENTAL.search(reply):
@@ -202,16 +204,17 @@ def _gibberish(text: str) -> bool:
     return len(words) >= 4 and not any(w in _COMMON for w in words)
 
 
-def _topic_drift(reply: str, draft: str, user_message: str) -> list[str]:
-    """The wording may change, the content may not: a reply must keep a good part of the draft's
-    content words and add few of its own (small models drift into unrelated stories)."""
-    said, wanted = _content_stems(reply), _content_stems(draft)
+def _topic_drift(reply: str, step: str, draft: str, user_message: str) -> list[str]:
+    """The wording may change, the content may not: a reply must keep a good part of the content
+    words of the draft's ``step`` and add few that are in neither the draft nor the user's message
+    (small models drift into unrelated stories)."""
+    said, wanted = _content_stems(reply), _content_stems(step)
     if not wanted:
         return []
     reasons = []
     if len(said & wanted) < MIN_DRAFT_KEPT * len(wanted):
         reasons.append("drops the draft's step")
-    if len(said - wanted - _content_stems(user_message)) > MAX_NEW_CONTENT * len(said):
+    if len(said - _content_stems(draft) - _content_stems(user_message)) > MAX_NEW_CONTENT * len(said):
         reasons.append("adds content that is not in the draft")
     return reasons
 
@@ -221,11 +224,13 @@ def _content_stems(text: str) -> set[str]:
     return {w[:5] for w in (w.lower().strip("'") for w in _WORD.findall(text)) if w not in _STOPWORDS and len(w) > 2}
 
 
-def _heads_up_of(draft: str) -> str | None:
+def _split_notices(draft: str) -> tuple[list[str], str]:
+    """The draft's notice sentences, and the rest (its step)."""
+    notices: list[str] = []
+    body: list[str] = []
     for sentence in _SENTENCE_END.split(draft):
-        if _HEADS_UP_START.match(sentence):
-            return sentence
-    return None
+        (notices if _NOTICE.match(sentence) else body).append(sentence)
+    return notices, " ".join(body)
 
 
 def _normalized(text: str) -> str:

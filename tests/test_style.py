@@ -21,6 +21,7 @@ WELL_FORMED_DRAFTS = [
     "Thanks for telling me. Let's set a reminder for tomorrow morning.",
     "I'm here with you. What's one tiny thing we could try next?",
     "Heads-up: next we will do homework. You can play for 5 more minutes first.",
+    "Reminder: take your medication. Check-in: how is the essay going? Let's write one sentence now.",
     f"{transition_warning('a breathing exercise')} We will breathe in for four counts.",
 ]
 
@@ -108,6 +109,16 @@ def test_the_model_own_heads_up_is_replaced_by_the_draft_one() -> None:
         "Heads-Up: Next, we'll practice! We breathe in for four counts.", draft=draft, profile=AUTISM
     )
     assert styled.text == "Heads-up: next we will do a breathing exercise. We breathe in for four counts."
+
+
+def test_reminders_and_check_ins_of_the_draft_are_said_word_for_word() -> None:
+    draft = "Reminder: take your medication. Check-in: how is the essay going? Let's write one sentence now."
+    styled = enforce_style("Reminder: meds! Let's write just one sentence now. Then rest.", draft=draft, profile=PLAIN)
+    assert not styled.used_draft, styled.reasons
+    assert styled.text == (
+        "Reminder: take your medication. Check-in: how is the essay going? Let's write just one sentence now."
+    )
+    assert enforce_style("Let's open the math book.", draft=draft, profile=PLAIN).text == draft  # off the step
 
 
 def test_a_reply_that_swaps_the_step_for_something_else_is_rejected() -> None:

@@ -86,8 +86,9 @@ def build(ctx: ToolContext) -> list[BaseTool]:
         source = "model" if steps else "rules"
         steps = steps or rule_steps(args.task, args.max_steps)
         plan = await ctx.store.save_plan(user_id, args.task, steps, now=ctx.clock())
-        listed = "; ".join(f"{i}) {s}" for i, s in enumerate(plan.steps, 1))
-        content = f"Here are {len(plan.steps)} small steps: {listed}. Let's start with the first one: {plan.steps[0]}."
+        # One step at a time: the person hears the first step only; the whole plan is in the
+        # artifact (UIs show it) and comes back step by step with get_current_step.
+        content = f"I've split it into {len(plan.steps)} tiny steps. Step 1: {plan.steps[0]}."
         return content, {"event": "plan_created", "task": plan.task, "steps": plan.steps,
                          "current_step": plan.steps[0], "source": source}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # The shipped file is 98,362,432 bytes; anything far smaller is a truncated install.
 _MIN_GGUF_BYTES = 50_000_000
+_LANGCHAIN_ONLY = ("strict", "parallel_tool_calls", "ls_structured_output_format")
 
 
 def smollm2_path() -> Path:
@@ -90,7 +92,7 @@ def to_openai_messages(messages: Sequence[BaseMessage], *, system_hint: str | No
 
 
 class LocalChatModel(BaseChatModel):
-    """SmolLM2-135M-Instruct on llama.cpp: offline, ~150 tokens/s on two cores, ~210 MB RAM.
+    """SmolLM2-135M-Instruct on llama.cpp: offline, ~0.6 s for a two-sentence reply on one core, ~210 MB RAM.
 
     The llama.cpp server is loaded on first use, once per instance, and calls are serialized
     (it is not thread-safe); async calls run in a worker thread so the event loop keeps going.
@@ -101,7 +103,11 @@ class LocalChatModel(BaseChatModel):
 
     model_path: Path = Field(default_factory=smollm2_path, description="The GGUF file to run.")
     n_ctx: int = Field(default=2048, description="Context window in tokens (prompt + reply).")
-    n_threads: int = Field(default=2, description="CPU threads for generation.")
+    # Half the cores: with as many llama.cpp threads as cores, any other busy process (STT, Redis,
+    # a test run) stalls its thread barrier and a 0.6 s reply took 10-170 s on two cores.
+    n_threads: int = Field(
+        default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), description="CPU threads for generation."
+    )
     max_tokens: int = Field(default=64, description="Most tokens in a free-text reply (2 short sentences fit).")
     json_max_tokens: int = Field(default=256, description="Most tokens in a tool call or structured output.")
     temperature: float = Field(default=0.3, description="Sampling temperature for free text (JSON is greedy).")
@@ -152,6 +158,8 @@ class LocalChatModel(BaseChatModel):
         specs: list[dict[str, Any]] = options.pop("tools", None) or []
         tool_choice = options.pop("tool_choice", None)
         hint: str | None = options.pop("format_hint", None)
+        for key in _LANGCHAIN_ONLY:  # OpenAI-style switches LangChain callers add; llama.cpp has no use for them
+            options.pop(key, None)
         callable_specs = structured.select_tools(specs, tool_choice) if specs else []
         tool_round_done = bool(messages) and isinstance(messages[-1], ToolMessage)
         calling = bool(callable_specs) and (structured.must_call_tool(tool_choice) or not tool_round_done)

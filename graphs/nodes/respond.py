@@ -78,17 +78,18 @@ async def respond(state: CompanionState, config: RunnableConfig, *, deps: Compan
     context = state.get("context", "")
     if state.get("few_shot_prompt"):
         context = f"{context}\n\nWhat helped them before:\n{state['few_shot_prompt']}".strip()
-    messages = reply_messages(context=context, history=history(state["messages"], deps.settings.history_messages),
-                              message=last_human_text(state["messages"]), draft=draft, profile=profile)
+    message = last_human_text(state["messages"])
     model_start = time.perf_counter()
-    try:
-        answer = await deps.chat_model.ainvoke(messages)
-        words = message_text(answer)
-    except Exception as exc:  # a model outage degrades the wording, never the turn
-        log.warning("respond: chat model failed (%s); using the draft", exc)
-        words = draft
+    words = draft
+    if deps.reword_replies:
+        messages = reply_messages(context=context, history=history(state["messages"], deps.settings.history_messages),
+                                  message=message, draft=draft, profile=profile)
+        try:
+            words = message_text(await deps.chat_model.ainvoke(messages))
+        except Exception as exc:  # a model outage degrades the wording, never the turn
+            log.warning("respond: chat model failed (%s); using the draft", exc)
     model_ms = ms_since(model_start)
-    styled = enforce_style(words, draft=draft, profile=profile)
+    styled = enforce_style(words, draft=draft, profile=profile, user_message=message)
     reply = styled.text
     return {"messages": [AIMessage(content=reply)], "reply": reply,
             "timings": {"respond": ms_since(start) - model_ms, "model_reply": model_ms}}

@@ -101,7 +101,7 @@ class FakeGemini:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, name="fake-gemini", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-gemini", daemon=True).start()
         return self
 
     def stop(self) -> None:
