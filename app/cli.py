@@ -19,6 +19,7 @@ from app.settings import Settings
 if TYPE_CHECKING:
     from app.companion import Companion
     from memories.registry import MemoryRegistry
+    from tools.store import CoachingStore
 
 console = Console()
 err = Console(stderr=True)
@@ -194,8 +195,18 @@ def redis_status() -> None:
 
 @memory_app.command("export")
 def memory_export(user: UserOption) -> None:
-    """Print everything remembered about a person as JSON."""
-    _with_registry(lambda registry: registry.export(user), as_json=True)
+    """Print everything remembered about a person as JSON (memories and coaching plans/check-ins)."""
+
+    async def export(registry: MemoryRegistry) -> dict[str, object]:
+        from graphs.session import SessionDirectory
+
+        data: dict[str, object] = dict(await registry.export(user))
+        data["coaching"] = await _coaching_store(registry).export(user)
+        directory = SessionDirectory(registry.backend.client, registry.backend.settings.namespace)
+        data["sessions"] = await directory.threads(user)
+        return data
+
+    _with_registry(export, as_json=True)
 
 
 @memory_app.command("forget")
@@ -203,7 +214,26 @@ def memory_forget(user: UserOption, yes: Annotated[bool, typer.Option("--yes", h
     """Delete everything remembered about a person."""
     if not yes:
         typer.confirm(f"Delete everything sam2voice remembers about {user!r}?", abort=True)
-    _with_registry(lambda registry: registry.forget(user), as_json=True)
+    async def forget(registry: MemoryRegistry) -> dict[str, int]:
+        from langgraph.checkpoint.redis.ashallow import AsyncShallowRedisSaver
+
+        from graphs.session import SessionDirectory
+
+        counts = dict(await registry.forget(user))
+        counts["coaching"] = await _coaching_store(registry).forget(user)
+        saver = AsyncShallowRedisSaver(redis_client=registry.backend.client)
+        await saver.asetup()
+        directory = SessionDirectory(registry.backend.client, registry.backend.settings.namespace)
+        counts["sessions"] = await directory.forget(user, saver)
+        return counts
+
+    _with_registry(forget, as_json=True)
+
+
+def _coaching_store(registry: MemoryRegistry) -> CoachingStore:
+    from tools.store import CoachingStore
+
+    return CoachingStore(registry.backend.client, registry.backend.settings.namespace)
 
 
 def _with_registry(action: Callable[[MemoryRegistry], Awaitable[object]], *, as_json: bool) -> None:
@@ -276,7 +306,7 @@ def eval_learning(
     try:
         spec = load_personas(personas)
     except InvalidInput as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(f"[red]{exc}[/]", soft_wrap=True)
         raise typer.Exit(2) from None
     embedder = LocalMiniLMEmbeddings()
 

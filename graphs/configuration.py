@@ -39,6 +39,9 @@ class CompanionSettings(BaseModel):
     model_proposal: bool = Field(True, description="Ask the chat model which tool it would pick (constrained).")
     idle_timeout_minutes: float = Field(30, gt=0, le=24 * 60, description="A session idle this long is ended.")
     history_messages: int = Field(6, ge=0, le=50, description="Earlier messages the reply model sees.")
+    keep_messages: int = Field(
+        40, ge=8, le=1000, description="Messages a session's checkpoint keeps (older ones are dropped)."
+    )
     settle_window_minutes: float = Field(
         180, gt=0, le=7 * 24 * 60, description="A pending intervention older than this is not settled by a message."
     )

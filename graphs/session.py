@@ -71,6 +71,21 @@ class SessionDirectory:
     def _key(self, user_id: str) -> str:
         return f"{self.namespace}:session:{user_tag(user_id)}"
 
+    def _threads_key(self, user_id: str) -> str:
+        return f"{self.namespace}:session_threads:{user_tag(user_id)}"
+
+    async def threads(self, user_id: str) -> list[str]:
+        """Every session thread of the person (for export and forget)."""
+        return sorted(t.decode() for t in await self.client.smembers(self._threads_key(user_id)))
+
+    async def forget(self, user_id: str, checkpointer: Any) -> int:
+        """Delete the person's conversations: every thread's checkpoints and the directory."""
+        threads = await self.threads(user_id)
+        for thread_id in threads:
+            await checkpointer.adelete_thread(thread_id)
+        await self.client.unlink(self._key(user_id), self._threads_key(user_id))
+        return len(threads)
+
     async def current(self, user_id: str) -> SessionInfo | None:
         """The person's open session, if any."""
         raw = await self.client.hgetall(self._key(user_id))
@@ -80,7 +95,10 @@ class SessionDirectory:
         """Open a new session (a new thread)."""
         stamp = time.time()
         info = SessionInfo(thread_id=f"s{uuid.uuid4().hex}", started_at=stamp, last_activity=stamp)
-        await self.client.hset(self._key(user_id), mapping={k: str(v) for k, v in info.model_dump().items()})
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(user_id), mapping={k: str(v) for k, v in info.model_dump().items()})
+            pipe.sadd(self._threads_key(user_id), info.thread_id)
+            await pipe.execute()
         return info
 
     async def touch(self, user_id: str) -> None:

@@ -122,7 +122,7 @@ class UserScopedIndex:
             num_results=k,
             dtype=self.vector_datatype,
         )
-        return await self.index.query(query)
+        return _complete(await self.index.query(query), return_fields)
 
     @unavailable_as_typed_error
     async def find(
@@ -139,7 +139,7 @@ class UserScopedIndex:
         query = FilterQuery(self.scope(user_id, extra), return_fields=return_fields, num_results=limit)
         if sort_by:
             query.sort_by(sort_by, asc=ascending)
-        return await self.index.query(query)
+        return _complete(await self.index.query(query), return_fields or [])
 
     @unavailable_as_typed_error
     async def count(self, user_id: str, extra: FilterExpression | None = None) -> int:
@@ -188,3 +188,13 @@ class UserScopedIndex:
         for start in range(0, len(keys), EXPORT_PAGE):
             deleted += int(await self.client.unlink(*keys[start : start + EXPORT_PAGE]))
         return deleted
+
+
+def _complete(rows: list[dict[str, Any]], fields: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows that have every requested field. A record expiring (TTL) while the search runs
+    can come back as a bare id; it is gone, so it is left out rather than half-read."""
+    wanted = [f for f in fields if f != "vector_distance"]
+    complete = [r for r in rows if all(f in r for f in wanted)]
+    if len(complete) != len(rows):
+        log.debug("skipped %d record(s) that expired during the search", len(rows) - len(complete))
+    return complete

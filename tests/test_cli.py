@@ -61,9 +61,9 @@ def test_redis_start_status_stop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 
 def test_demo_then_export_then_forget(env: None) -> None:
-    demo = runner.invoke(app, ["demo"])
+    demo = runner.invoke(app, ["demo", "--model", "template", "--sessions", "2"])
     assert demo.exit_code == 0, demo.output
-    assert "Few-shot after outcomes" in demo.output and "create_microsteps" in demo.output
+    assert "Session 2" in demo.output and "Helped per session" in demo.output
     exported = runner.invoke(app, ["memory", "export", "--user", "demo-sam"])
     assert exported.exit_code == 0
     data = json.loads(exported.output)
@@ -71,7 +71,9 @@ def test_demo_then_export_then_forget(env: None) -> None:
     forgot = runner.invoke(app, ["memory", "forget", "--user", "demo-sam", "--yes"])
     assert forgot.exit_code == 0 and json.loads(forgot.output)["interventions"] >= 5
     empty = json.loads(runner.invoke(app, ["memory", "export", "--user", "demo-sam"]).output)
-    assert all(rows == [] for rows in empty.values())
+    assert not any(empty.pop("coaching").values())
+    assert all(not rows for rows in empty.values())
+    assert forgot.exit_code == 0 and json.loads(forgot.output)["sessions"] == 2  # both conversations deleted
 
 
 def test_a_malformed_user_id_is_a_clear_error(env: None) -> None:

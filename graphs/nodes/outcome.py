@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from langchain_core.messages import ToolMessage
+from langchain_core.messages import RemoveMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 
 from graphs.configuration import Configuration
@@ -99,4 +99,10 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
     if len(deps.outbox):
         update.update(degraded=True, notice=state.get("notice") or update.get("notice")
                       or "My memory is offline for a moment; I'll save this as soon as it's back.")
+    messages = state["messages"]
+    if len(messages) > deps.settings.keep_messages:
+        # A session's state stays bounded: older messages leave the checkpoint (what matters
+        # long-term is already in memory), so every turn's checkpoint write stays small.
+        update["messages"] = [RemoveMessage(id=m.id) for m in messages[: len(messages) - deps.settings.keep_messages]
+                              if m.id]
     return {**update, "last_intervention_id": last_id, "timings": {"record_outcome": ms_since(start)}}
