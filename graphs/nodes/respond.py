@@ -51,10 +51,11 @@ def build_draft(state: CompanionState) -> str:
     """The reply the graph can stand behind without a model."""
     decision = state.get("decision") or {}
     tool_messages = [m for m in this_turn(state["messages"]) if isinstance(m, ToolMessage)]
-    if tool_messages:
+    acknowledging = decision.get("source") == "acknowledge"
+    if tool_messages and not (acknowledging and tool_messages[0].status == "error"):
         result = tool_messages[0]
         body = TOOL_TROUBLE if result.status == "error" else message_text(result).strip() or GENERIC
-    elif decision.get("source") == "acknowledge":
+    elif acknowledging:  # also when logging the win failed (memory offline): still celebrate it
         outcome = (state.get("evidence") or {}).get("outcome")
         body = WENT_BADLY if outcome and Outcome(outcome) in FAILED else WENT_WELL
     else:
