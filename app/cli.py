@@ -267,12 +267,8 @@ def bench_memory(
     """Load synthetic interventions into a scratch namespace and time few-shot retrieval."""
     from app.bench import run_memory_bench
 
-    result = asyncio.run(run_memory_bench(_settings(), records=records, users=users, queries=queries,
-                                          console=None if as_json else console))
-    if as_json:
-        print(json.dumps(result))
-    else:
-        console.print_json(json.dumps(result))
+    _emit(asyncio.run(run_memory_bench(_settings(), records=records, users=users, queries=queries,
+                                       console=None if as_json else console)), as_json=as_json)
 
 
 @bench_app.command("graph")
@@ -285,9 +281,8 @@ def bench_graph(
     """Time one graph turn without the chat model (10k interventions stored) and a local-model reply."""
     from app.bench.graph import run_graph_bench
 
-    result = asyncio.run(run_graph_bench(_settings(), interventions=interventions, turns=turns,
-                                         local_turns=local_turns, console=None if as_json else err))
-    print(json.dumps(result)) if as_json else console.print_json(json.dumps(result))
+    _emit(asyncio.run(run_graph_bench(_settings(), interventions=interventions, turns=turns,
+                                      local_turns=local_turns, console=None if as_json else err)), as_json=as_json)
 
 
 @eval_app.command("learning")
@@ -297,7 +292,7 @@ def eval_learning(
     plot: Annotated[Path | None, typer.Option("--plot", help="Also draw the curves to this PNG file.")] = None,
 ) -> None:
     """Simulated people over many sessions, memory on vs off: does the companion learn what helps each?"""
-    from app.bench.scratch import scratch_redis
+    from app.bench.common import scratch_redis
     from app.learning_eval import load_personas, run_learning_eval
     from memories.embeddings import LocalMiniLMEmbeddings
     from memories.errors import InvalidInput
@@ -321,6 +316,11 @@ def eval_learning(
         from app.learning_eval import plot_learning
 
         plot_learning(result, plot)
+    _emit(result, as_json=as_json)
+
+
+def _emit(result: object, *, as_json: bool) -> None:
+    """A command's result: one JSON line for machines, pretty JSON for people."""
     if as_json:
         print(json.dumps(result))
     else:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
-from app.learning_eval import Persona, Situation, sim_rng, success_probability
+from app.learning_eval import Persona, Situation, success_probability
+from graphs.policy import turn_rng
 from graphs.session import CompanionSession
 from memories.reflections import ReflectionMemory
 from memories.registry import MemoryRegistry
@@ -58,13 +59,13 @@ async def run_demo(session_factory: Callable[[str], CompanionSession], console: 
             table.add_column(column, max_width=width, overflow="fold")
         helped_count = 0
         for turn in range(turns):
-            pick = sim_rng(seed, number, turn, "situation")
+            pick = turn_rng(seed, number, turn, "situation")
             situation = pick.choice(PERSONA.situations)
             said = pick.choice(situation.utterances)
             result = await session.send(said)
             decision = result.decision or {}
             tool = decision.get("tool") if decision.get("source") == "policy" else None
-            helped = sim_rng(seed, number, turn, "draw").random() < success_probability(situation, tool)
+            helped = turn_rng(seed, number, turn, "draw").random() < success_probability(situation, tool)
             helped_count += helped
             answer = pick.choice(PERSONA.success_replies if helped else PERSONA.failure_replies)
             reply = await session.send(answer)

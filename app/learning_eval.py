@@ -14,9 +14,7 @@ Both arms see the same situations and the same random draws (common random numbe
 
 from __future__ import annotations
 
-import hashlib
 import json
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -29,6 +27,7 @@ from app.companion import build_deps, checkpointer_for
 from app.settings import Settings
 from graphs.graph import build_companion_graph
 from graphs.models.template import TemplateChatModel
+from graphs.policy import turn_rng
 from graphs.session import CompanionSession
 from memories.config import MemorySettings
 from memories.errors import InvalidInput
@@ -119,10 +118,6 @@ def oracle_rate(spec: PersonaFile) -> float:
     return sum(per_persona) / len(per_persona)
 
 
-def sim_rng(*parts: object) -> random.Random:
-    return random.Random(int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "big"))
-
-
 class ArmResult(BaseModel):
     """One arm's results."""
 
@@ -151,12 +146,12 @@ async def run_arm(spec: PersonaFile, *, memory_on: bool, redis_url: str, setting
                 await session.open()
                 successes = 0
                 for turn in range(spec.turns_per_session):
-                    pick = sim_rng(spec.seed, index, session_no, turn, "situation")
+                    pick = turn_rng(spec.seed, index, session_no, turn, "situation")
                     situation = pick.choice(persona.situations)
                     result = await session.send(pick.choice(situation.utterances))
                     decision = result.decision or {}
                     tool = decision.get("tool") if decision.get("source") == "policy" else None
-                    helped = sim_rng(spec.seed, index, session_no, turn, "draw").random() < success_probability(
+                    helped = turn_rng(spec.seed, index, session_no, turn, "draw").random() < success_probability(
                         situation, tool)
                     successes += helped
                     answer = pick.choice(persona.success_replies if helped else persona.failure_replies)

@@ -12,7 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-_MINUTES = r"(?P<n>\d{1,3})\s*(?P<unit>min(?:ute)?s?|h(?:ou)?rs?|hours?)"
+from tools.catalog import default_args
+
+_MINUTES = r"(?:\d{1,3}|an?|one|two|three|five|ten|fifteen|twenty|thirty)\s*(?:min(?:ute)?s?|h(?:ou)?rs?|hours?)"
 
 
 class Intent(BaseModel):
@@ -21,11 +23,6 @@ class Intent(BaseModel):
     tool: str = Field(description="The tool to run.")
     args: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
     intervention: bool = Field(False, description="True when the request is itself an intervention to learn from.")
-
-
-def _minutes(match: re.Match[str]) -> int:
-    n = int(match["n"])
-    return n * 60 if match["unit"].startswith("h") else n
 
 
 def detect_intent(message: str) -> Intent | None:
@@ -47,8 +44,9 @@ def detect_intent(message: str) -> Intent | None:
         return Intent(tool="mark_step_complete")
     if re.search(r"\bwhat(?:'s| is) (?:my|the) (?:next|current) step\b|\bwhere was i\b|\bwhich step\b|^/step$", low):
         return Intent(tool="get_current_step")
-    if m := re.search(r"\bremind me (?:to |about )?(?P<text>.+?) in " + _MINUTES + r"\b", text, flags=re.I):
-        return Intent(tool="create_reminder", args={"text": m["text"].strip(), "minutes_from_now": _minutes(m)})
-    if m := re.search(r"\bcheck (?:in )?(?:on|with) me in " + _MINUTES + r"\b", low):
-        return Intent(tool="schedule_checkin", args={"minutes_from_now": _minutes(m), "about": "how it is going"})
+    # Which tool from the pattern; its arguments (what, in how long) from the tool catalogue.
+    if re.search(r"\bremind me\b.+\bin " + _MINUTES + r"\b", low):
+        return Intent(tool="create_reminder", args=default_args("create_reminder", message=text, task=None))
+    if re.search(r"\bcheck (?:in )?(?:on|with) me in " + _MINUTES + r"\b", low):
+        return Intent(tool="schedule_checkin", args=default_args("schedule_checkin", message=text, task=None))
     return None

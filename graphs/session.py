@@ -101,6 +101,17 @@ class SessionDirectory:
             await pipe.execute()
         return info
 
+    async def adopt(self, user_id: str, thread_id: str) -> None:
+        """Make a thread begun without Redis (during an outage) the person's current session,
+        unless one is current already; either way it is listed for export and forget."""
+        stamp = str(time.time())
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(self._key(user_id), "thread_id", thread_id)
+            pipe.hsetnx(self._key(user_id), "started_at", stamp)
+            pipe.hset(self._key(user_id), "last_activity", stamp)
+            pipe.sadd(self._threads_key(user_id), thread_id)
+            await pipe.execute()
+
     async def touch(self, user_id: str) -> None:
         """Note activity now."""
         await self.client.hset(self._key(user_id), "last_activity", str(time.time()))
@@ -233,9 +244,8 @@ class CompanionSession:
             await self.graph.aupdate_state(self.config, values, as_node="record_outcome")
             self._log_at_outage = log_length  # handed back: a retry after a failure below must not add it twice
             await self._close_unclosed()
-            if await self.directory.current(self.user_id) is None and self.thread_id:
-                await self.directory.client.hset(self.directory._key(self.user_id), mapping={
-                    "thread_id": self.thread_id, "started_at": str(time.time()), "last_activity": str(time.time())})
+            if self.thread_id:
+                await self.directory.adopt(self.user_id, self.thread_id)
             await self.deps.outbox.flush(self.deps.memory.registry)
         except OUTAGE:
             return

@@ -145,3 +145,22 @@ async def test_a_session_ended_during_an_outage_stays_ended(
         await session.end()
         # The outcome reported during the outage stands: nothing re-settled it as unknown.
         assert (await element(rig.stack, InterventionMemory).get("maya", pending.id)).outcome in SUCCEEDED
+
+
+async def test_a_session_begun_during_an_outage_is_adopted_when_redis_returns(
+    server: EmbeddedRedis, minilm: LocalMiniLMEmbeddings, tmp_path: Path
+) -> None:
+    namespace = fresh_namespace()
+    async with open_rig(server.url, minilm, namespace, tmp_path) as rig:
+        server.stop()
+        session = rig.session("maya")
+        calm(await timed(session, "I can't get myself to start my essay"))
+        thread = session.thread_id
+        server.start()
+        back = await session.send(SUCCESS_REPLY)
+        assert not back.degraded
+        # The thread begun without Redis is now the person's current session and is listed,
+        # so `memory forget` deletes this conversation too.
+        current = await session.directory.current("maya")
+        assert current is not None and current.thread_id == thread
+        assert thread in await session.directory.threads("maya")

@@ -15,8 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
-from app.bench.memory import _machine
-from app.bench.scratch import scratch_redis
+from app.bench.common import machine, scratch_redis
 from app.bench.synthetic import synthetic_interventions
 from app.companion import build_deps, checkpointer_for
 from app.settings import Settings
@@ -96,4 +95,4 @@ async def run_graph_bench(settings: Settings, *, interventions: int, turns: int,
         finally:
             await stack.aclose()
     return {**figures, "target_turn_overhead_p95_ms": 25.0, "interventions": interventions, "turns": turns,
-            "local_turns": local_turns, "redis": where, "machine": _machine()}
+            "local_turns": local_turns, "redis": where, "machine": machine()}

@@ -23,17 +23,11 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import platform
 import random
 import secrets
-import shutil
-import socket
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -49,8 +43,8 @@ from rich.progress import (
 )
 
 from app.bench.baselines import RawKnn, peer_search, peer_store
+from app.bench.common import machine, scratch_redis
 from app.bench.synthetic import SEED, novel_queries, synthetic_interventions
-from app.embedded_redis import EmbeddedRedis
 from app.settings import Settings
 from memories.interventions import RETURN_FIELDS, InterventionMemory
 from memories.records import TurnInputs
@@ -61,12 +55,6 @@ WARMUP = 20
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def _ms_stats(name: str, samples: Sequence[float]) -> dict[str, float]:
     """p50/p95/mean in milliseconds from samples in seconds."""
@@ -84,32 +72,6 @@ async def _used_memory(client: aioredis.Redis) -> int:
 
 async def _scan_keys(client: aioredis.Redis, pattern: str) -> list[bytes]:
     return [key async for key in client.scan_iter(match=pattern, count=1000)]
-
-
-def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram_gb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    versions = {}
-    for dist in ("redis", "redisvl", "langchain-redis", "onnxruntime", "numpy"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {"cpu_model": cpu, "cpu_cores": os.cpu_count(), "ram_gb": ram_gb,
-            "os": platform.platform(), "python": platform.python_version(), "packages": versions}
 
 
 async def _server_info(client: aioredis.Redis) -> dict[str, Any]:
@@ -143,26 +105,13 @@ async def run_memory_bench(
     if records < 1 or users < 1 or queries < 2:
         raise ValueError("records and users must be >= 1, queries >= 2")
     users = min(users, records)
-    server: EmbeddedRedis | None = None
-    data_dir: str | None = None
-    if settings.redis_url:
-        url = settings.redis_url
-    else:
-        data_dir = tempfile.mkdtemp(prefix="sam2voice-bench-")
-        server = EmbeddedRedis(Path(data_dir), _free_port())
-        url = server.start()
     namespace = f"bench{secrets.token_hex(6)}"
-    try:
+    with scratch_redis(settings) as (url, where):
         result = await _bench(settings, url, namespace, records=records, users=users, queries=queries,
                               console=console)
-        result["redis"] = "throwaway embedded server" if server else "REDIS_URL (scratch namespace)"
-        result["namespace"] = namespace  # deleted by now, with all its keys and indexes
-        return result
-    finally:
-        if server is not None:
-            server.stop()
-        if data_dir is not None:
-            shutil.rmtree(data_dir, ignore_errors=True)
+    result["redis"] = where
+    result["namespace"] = namespace  # deleted by now, with all its keys and indexes
+    return result
 
 
 async def _bench(settings: Settings, url: str, namespace: str, *, records: int, users: int, queries: int,
@@ -314,7 +263,7 @@ async def _measure(stack: MemoryStack, url: str, *, records: int, users: int, qu
                      "knn_k": pool, "few_shot_k": settings.few_shot_k, "record_many_batch": BATCH,
                      "index_algorithm": "flat", "distance_metric": "cosine", "embedding": embeddings.tag,
                      "resp": floor.resp},
-        "machine": {**_machine(), "loadavg_1m_at_end": _loadavg()},
+        "machine": {**machine(), "loadavg_1m_at_end": _loadavg()},
         **(await _server_info(client)),
     }
 

@@ -8,6 +8,7 @@ general prior, the chat model's constrained proposal and this person's outcomes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -45,10 +46,16 @@ class Decision(BaseModel):
     beliefs: dict[str, dict[str, float]] = Field(default_factory=dict, description="The policy's belief per tool.")
 
 
+@functools.cache
+def proposal_schema(candidates: tuple[str, ...]) -> type[BaseModel]:
+    """The constrained answer a proposal may take (built once per set of candidates)."""
+    return create_model(
+        "ToolProposal", tool=(Literal[candidates], Field(description="The most helpful tool right now.")))
+
+
 async def propose_tool(deps: CompanionDeps, message: str, candidates: list[str]) -> str | None:
     """Ask the chat model which tool it would use, constrained to the candidates; None if it can't."""
-    schema: type[BaseModel] = create_model(
-        "ToolProposal", tool=(Literal[tuple(candidates)], Field(description="The most helpful tool right now.")))
+    schema = proposal_schema(tuple(candidates))
     prompt = (f'A person with ADHD says: "{message[:400]}". Which one coaching tool helps most right now? '
               f"Options: {', '.join(candidates)}.")
     try:

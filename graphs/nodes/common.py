@@ -35,3 +35,11 @@ def is_end_command(messages: Sequence[AnyMessage]) -> bool:
 def ms_since(start: float) -> float:
     """Milliseconds since ``start`` (a ``time.perf_counter()`` value), rounded."""
     return round((time.perf_counter() - start) * 1000, 3)
+
+
+def this_turn(messages: list[AnyMessage]) -> list[AnyMessage]:
+    """Messages after the person's latest message."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].type == "human":
+            return messages[index + 1:]
+    return list(messages)

@@ -18,8 +18,7 @@ from langchain_core.runnables import RunnableConfig
 
 from graphs.configuration import Configuration
 from graphs.deps import CompanionDeps
-from graphs.nodes.common import last_human_text, ms_since
-from graphs.nodes.respond import this_turn
+from graphs.nodes.common import last_human_text, ms_since, this_turn
 from graphs.outbox import OutboxFull, RecordIntervention, SettleOutcome
 from graphs.state import CompanionState
 from graphs.tracing import traced

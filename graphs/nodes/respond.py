@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 
 from graphs.deps import CompanionDeps
-from graphs.nodes.common import last_human_text, message_text, ms_since
+from graphs.nodes.common import last_human_text, message_text, ms_since, this_turn
 from graphs.prompts import reply_messages
 from graphs.state import CompanionState
 from graphs.style import StyleProfile, enforce_style, transition_warning
@@ -30,14 +30,6 @@ GENERIC = "I'm here with you. What's one tiny thing you could start with?"
 WENT_WELL = "That counts, nice work! What's the next tiny step?"
 WENT_BADLY = "That's okay, that one didn't fit you. We'll try a different way."
 TOOL_TROUBLE = "Let's keep it simple: what's one tiny thing you could start with?"
-
-
-def this_turn(messages: list[AnyMessage]) -> list[AnyMessage]:
-    """Messages after the person's latest message."""
-    for index in range(len(messages) - 1, -1, -1):
-        if messages[index].type == "human":
-            return messages[index + 1:]
-    return list(messages)
 
 
 def history(messages: list[AnyMessage], limit: int) -> list[AnyMessage]:
