@@ -4,6 +4,15 @@
            └► load_context ► retrieve_few_shot ► choose_intervention ─┬► tools ─┐
                                                                       └─────────┴► respond ► record_outcome ► END
 
+A Gemini Live voice session (``voice/``) drives the same graph in three shorter runs,
+chosen by the input's ``live`` field, because the Live model speaks and calls tools itself:
+
+    live="refresh"    load_context ► END                         (system instruction, due check-ins)
+    live="heard"      load_context ► retrieve_few_shot ► choose_intervention ► record_outcome ► END
+                      (few-shot context + the policy's suggestion for the Live model; settles outcomes)
+    live="tool_call"  accept_tool_call ► tools ► respond ► record_outcome ► END
+                      (the Live model's tool call runs the same tools and is recorded as an intervention)
+
 Every entry point (terminal chat, LangGraph Studio, voice, tests, the learning
 evaluation) drives this same graph; only the dependencies bound in differ.
 """
@@ -22,6 +31,7 @@ from graphs.deps import CompanionDeps
 from graphs.nodes.agent import choose_intervention
 from graphs.nodes.common import is_end_command
 from graphs.nodes.context import load_context
+from graphs.nodes.live import accept_tool_call
 from graphs.nodes.outcome import record_outcome
 from graphs.nodes.reflect import reflect
 from graphs.nodes.respond import respond
@@ -30,10 +40,18 @@ from graphs.state import CompanionState, InputState
 
 
 def _start(state: CompanionState) -> str:
-    return "reflect" if is_end_command(state["messages"]) else "load_context"
+    if is_end_command(state["messages"]):
+        return "reflect"
+    return "accept_tool_call" if state.get("live") == "tool_call" else "load_context"
+
+
+def _after_context(state: CompanionState) -> str:
+    return END if state.get("live") == "refresh" else "retrieve_few_shot"
 
 
 def _after_choice(state: CompanionState) -> str:
+    if state.get("live") == "heard":
+        return "record_outcome"
     last = state["messages"][-1] if state["messages"] else None
     return "tools" if getattr(last, "tool_calls", None) else "respond"
 
@@ -51,10 +69,12 @@ def build_companion_graph(
     builder.add_node("respond", partial(respond, deps=deps))
     builder.add_node("record_outcome", partial(record_outcome, deps=deps))
     builder.add_node("reflect", partial(reflect, deps=deps))
-    builder.add_conditional_edges(START, _start, ["load_context", "reflect"])
-    builder.add_edge("load_context", "retrieve_few_shot")
+    builder.add_node("accept_tool_call", partial(accept_tool_call, deps=deps))
+    builder.add_conditional_edges(START, _start, ["load_context", "reflect", "accept_tool_call"])
+    builder.add_conditional_edges("load_context", _after_context, ["retrieve_few_shot", END])
     builder.add_edge("retrieve_few_shot", "choose_intervention")
-    builder.add_conditional_edges("choose_intervention", _after_choice, ["tools", "respond"])
+    builder.add_conditional_edges("choose_intervention", _after_choice, ["tools", "respond", "record_outcome"])
+    builder.add_edge("accept_tool_call", "tools")
     builder.add_edge("tools", "respond")
     builder.add_edge("respond", "record_outcome")
     builder.add_edge("record_outcome", END)

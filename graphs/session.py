@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -33,6 +34,7 @@ from memories.validation import user_tag, validate_user_id
 log = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 2000
 OUTAGE = (RedisError, MemoryUnavailable, ConnectionError, TimeoutError, OSError)
+UpdateHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class SessionInfo(BaseModel):
@@ -151,6 +153,11 @@ class CompanionSession:
         self._unclosed: str | None = None  # a session ended while Redis was down: still listed as current
 
     @property
+    def values(self) -> dict[str, Any]:
+        """The session's state after its last run."""
+        return dict(self._values)
+
+    @property
     def config(self) -> dict[str, Any]:
         """The run config of this session's turns."""
         configurable = {"user_id": self.user_id, "thread_id": self.thread_id}
@@ -182,11 +189,11 @@ class CompanionSession:
 
     async def send(self, text: str) -> TurnResult:
         """One turn: the person's words in, the companion's reply out."""
-        return await self._run({"messages": [HumanMessage(content=_validated(text))]})
+        return self._result(await self.run({"messages": [HumanMessage(content=_validated(text))], "live": None}))
 
     async def end(self) -> TurnResult:
         """End the session: the reflect step runs and the session is closed."""
-        result = await self._run({"messages": [HumanMessage(content=END_COMMAND)]})
+        result = self._result(await self.run({"messages": [HumanMessage(content=END_COMMAND)], "live": None}))
         try:
             if self.thread_id:
                 await self.directory.close(self.user_id, self.thread_id)
@@ -197,30 +204,46 @@ class CompanionSession:
         self.thread_id, self._values, self._fallback = None, {}, None  # the next message opens a new session
         return result
 
-    async def _run(self, payload: dict[str, Any]) -> TurnResult:
+    async def run(self, payload: dict[str, Any], *, on_update: UpdateHook | None = None) -> dict[str, Any]:
+        """Run the graph once on this session's thread and return its state.
+
+        ``on_update(node, update)`` sees each step's update as soon as the step finishes, before
+        the turn's checkpoint is written: the voice front end sends the few-shot context to the
+        Live model from there rather than after the whole run."""
         if self.thread_id is None:
             await self.open()
         if self._fallback is not None:
             await self._try_recover()
-        graph = self._fallback or self.graph
         try:
-            # One checkpoint per turn, written when the turn completes ("exit"), instead of one
-            # per node: a turn that dies half-way is simply not there, and a turn costs one write.
-            values = await graph.ainvoke(payload, self.config, durability="exit")
+            values = await self._stream(self._fallback or self.graph, payload, on_update)
         except OUTAGE as exc:
             if self._fallback is not None:
                 raise
             log.warning("session: checkpointer unavailable (%s); continuing in memory", exc)
             await self._degrade()
             assert self._fallback is not None
-            values = await self._fallback.ainvoke(payload, self.config, durability="exit")
+            values = await self._stream(self._fallback, payload, on_update)
         self._values = dict(values)
         if self._fallback is None:
             try:
                 await self.directory.touch(self.user_id)
             except OUTAGE:
                 pass
-        return self._result(values)
+        return self._values
+
+    async def _stream(self, graph: CompiledStateGraph[Any, Any, Any, Any], payload: dict[str, Any],
+                      on_update: UpdateHook | None) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        # One checkpoint per turn, written when the turn completes ("exit"), instead of one
+        # per node: a turn that dies half-way is simply not there, and a turn costs one write.
+        async for mode, chunk in graph.astream(payload, self.config, durability="exit",
+                                               stream_mode=["updates", "values"]):
+            if mode == "values":
+                values = chunk
+            elif on_update is not None:
+                for node, update in chunk.items():
+                    await on_update(node, update or {})
+        return values
 
     async def _degrade(self) -> None:
         """Switch to an in-process checkpointer seeded with the last known state."""

@@ -7,11 +7,17 @@ the JSON schema Studio shows from it, which needs the extensions' version on 3.1
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, NotRequired
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
+
+#: What a Gemini Live voice session asks of the graph (``voice.link``); None is a text turn.
+#: ``refresh``: load the context only (system instruction, due check-ins).
+#: ``heard``: the person's transcribed words: retrieve few-shot context, suggest a tool, settle outcomes.
+#: ``tool_call``: the voice model called tools (an AI message with ``tool_calls``): run and record them.
+LiveStep = Literal["refresh", "heard", "tool_call"]
 
 
 def merge_timings(old: dict[str, float] | None, new: dict[str, float] | None) -> dict[str, float]:
@@ -23,9 +29,11 @@ def merge_timings(old: dict[str, float] | None, new: dict[str, float] | None) ->
 
 class InputState(TypedDict):
     """What a caller sends: the conventional LangGraph chat input. A human message of
-    ``/end`` ends the session (the reflect step runs)."""
+    ``/end`` ends the session (the reflect step runs). ``live`` is set only by the voice
+    front end (see :data:`LiveStep`)."""
 
     messages: Annotated[list[AnyMessage], add_messages]
+    live: NotRequired[LiveStep | None]
 
 
 class CompanionState(InputState, total=False):

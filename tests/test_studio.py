@@ -162,7 +162,7 @@ async def test_a_studio_thread_answers_keeps_its_history_and_teaches_memory(
 async def test_studio_gets_the_input_and_user_fields_it_renders(client: LangGraphClient) -> None:
     (assistant,) = await client.assistants.search(graph_id="companion")
     schemas = await client.assistants.get_schemas(assistant["assistant_id"])
-    assert set(schemas["input_schema"]["properties"]) == {"messages"}
+    assert set(schemas["input_schema"]["properties"]) == {"messages", "live"}  # live: the voice runs
     assert "user_id" in schemas["context_schema"]["required"]
     nodes = {n["id"] for n in (await client.assistants.get_graph(assistant["assistant_id"]))["nodes"]}
     assert {"load_context", "choose_intervention", "respond", "record_outcome", "reflect"} <= nodes

@@ -38,7 +38,7 @@ class Decision(BaseModel):
 
     tool: str | None = Field(description="The tool to run, or None for a plain reply.")
     args: dict[str, Any] = Field(default_factory=dict, description="The tool's arguments.")
-    source: Literal["request", "acknowledge", "policy", "none"] = Field(description="What decided it.")
+    source: Literal["request", "acknowledge", "policy", "voice", "none"] = Field(description="What decided it.")
     intervention: bool = Field(False, description="True when this is an intervention to record and learn from.")
     reason: str = Field("", description="Why, in one line.")
     from_memory: bool = Field(False, description="True when this person's history changed the choice.")
@@ -88,19 +88,22 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
     start = time.perf_counter()
     cfg = Configuration.from_runnable_config(config)
     message = last_human_text(state["messages"])
+    # A voice model decides its own tool calls (and hears requests itself): for words it heard,
+    # the policy's choice is a suggestion that goes into its context, not a call made here.
+    heard = state.get("live") == "heard"
     model_ms = 0.0
     if not message:
         decision = Decision(tool=None, source="none")
-    elif intent := detect_intent(message):
+    elif not heard and (intent := detect_intent(message)):
         decision = Decision(tool=intent.tool, args=intent.args, source="request", intervention=intent.intervention,
                             reason="you asked for it")
-    elif acknowledgement := _acknowledge(state, deps, message):
+    elif not heard and (acknowledgement := _acknowledge(state, deps, message)):
         decision = acknowledgement
     else:
         relevance = state.get("relevance") or {}
         candidates = sorted(relevance)
         proposal = None
-        if deps.settings.model_proposal and candidates:
+        if deps.settings.model_proposal and candidates and not heard:
             model_start = time.perf_counter()
             proposal = await propose_tool(deps, message, candidates)
             model_ms = ms_since(model_start)
@@ -116,13 +119,13 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
         )
         decision = Decision(
             tool=choice.tool, args=default_args(choice.tool, message=message, task=None), source="policy",
-            intervention=True, reason=choice.reason, from_memory=choice.from_memory, proposal=proposal,
+            intervention=not heard, reason=choice.reason, from_memory=choice.from_memory, proposal=proposal,
             beliefs={t: {"prior": round(b.prior, 3), "mean": round(b.mean, 3), "sample": round(b.sample, 3),
                          "similar": round(b.similar_weight, 2)} for t, b in choice.beliefs.items()},
         )
     update: dict[str, Any] = {"decision": decision.model_dump(mode="json"),
                               "timings": {"choose_intervention": ms_since(start), "model_propose": model_ms}}
-    if decision.tool:
+    if decision.tool and not heard:
         call = {"name": decision.tool, "args": decision.args, "id": f"call_{uuid.uuid4().hex[:12]}",
                 "type": "tool_call"}
         update["messages"] = [AIMessage(content="", tool_calls=[call])]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from langchain_core.messages import AnyMessage, HumanMessage
 
@@ -43,3 +44,15 @@ def this_turn(messages: list[AnyMessage]) -> list[AnyMessage]:
         if messages[index].type == "human":
             return messages[index + 1:]
     return list(messages)
+
+
+def current_exchange(state: Mapping[str, Any]) -> list[AnyMessage]:
+    """The messages this run is about: the turn's messages after the person's latest words, or,
+    for a voice model's tool call, that call and its results only (one spoken turn can hold
+    several tool calls, each its own run; an earlier call's events must not count twice)."""
+    messages = state["messages"]
+    if state.get("live") == "tool_call":
+        for index in range(len(messages) - 1, -1, -1):
+            if getattr(messages[index], "tool_calls", None):
+                return messages[index + 1:]
+    return this_turn(messages)

@@ -18,7 +18,7 @@ from langchain_core.runnables import RunnableConfig
 
 from graphs.configuration import Configuration
 from graphs.deps import CompanionDeps
-from graphs.nodes.common import last_human_text, ms_since, this_turn
+from graphs.nodes.common import current_exchange, last_human_text, ms_since
 from graphs.outbox import OutboxFull, RecordIntervention, SettleOutcome
 from graphs.state import CompanionState
 from graphs.tracing import traced
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def outcome_from_events(state: CompanionState) -> Outcome | None:
     """What this turn's tool events say about the last intervention."""
-    for message in this_turn(state["messages"]):
+    for message in current_exchange(state):
         artifact = message.artifact if isinstance(message, ToolMessage) else None
         if not isinstance(artifact, dict):
             continue

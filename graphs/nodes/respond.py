@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 
 from graphs.deps import CompanionDeps
-from graphs.nodes.common import last_human_text, message_text, ms_since, this_turn
+from graphs.nodes.common import current_exchange, last_human_text, message_text, ms_since
 from graphs.prompts import reply_messages
 from graphs.state import CompanionState
 from graphs.style import StyleProfile, enforce_style, transition_warning
@@ -42,7 +42,7 @@ def history(messages: list[AnyMessage], limit: int) -> list[AnyMessage]:
 def build_draft(state: CompanionState) -> str:
     """The reply the graph can stand behind without a model."""
     decision = state.get("decision") or {}
-    tool_messages = [m for m in this_turn(state["messages"]) if isinstance(m, ToolMessage)]
+    tool_messages = [m for m in current_exchange(state) if isinstance(m, ToolMessage)]
     acknowledging = decision.get("source") == "acknowledge"
     if tool_messages and not (acknowledging and tool_messages[0].status == "error"):
         result = tool_messages[0]
@@ -67,6 +67,10 @@ async def respond(state: CompanionState, config: RunnableConfig, *, deps: Compan
     """Write the reply: draft, then the chat model's wording within the style guard."""
     start = time.perf_counter()
     draft = build_draft(state)
+    if state.get("live") == "tool_call":
+        # The voice model speaks in its own words from the tool's result; the draft is kept as
+        # what this intervention said (record_outcome stores it), not added as a spoken message.
+        return {"reply": draft, "timings": {"respond": ms_since(start), "model_reply": 0.0}}
     profile = StyleProfile(**(state.get("style") or {}))
     context = state.get("context", "")
     if state.get("few_shot_prompt"):

@@ -1,0 +1,48 @@
+"""The Live model's system instruction, built from what the graph loaded and retrieved.
+
+Sent at connect and replaced with ``send_context_update`` after each heard turn, so the
+few-shot context (what helped this person in similar moments) and the policy's suggestion
+reach the model without being put in the person's mouth (see ``voice.live``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphs.style import StyleProfile
+from tools.catalog import TOOL_SPECS
+
+VOICE_RULES = (
+    "You are Sam, a warm voice coach for people with ADHD and autism. You are speaking out loud: "
+    "use one or two short sentences, offer one tiny step at a time, and never blame or judge. "
+    "Use your tools to break tasks into steps, schedule check-ins and reminders, help regulate "
+    "when things get overwhelming, and celebrate small wins. Say a tool's result in your own words."
+)
+LITERAL_RULES = ("Use plain, literal words with no idioms or sarcasm. Before any activity, say what it will "
+                 "be and how long it takes.")
+
+
+def live_instruction(values: dict[str, Any]) -> str:
+    """The whole system instruction for the graph state ``values`` (context, few-shot, decision, due)."""
+    parts = [VOICE_RULES]
+    if StyleProfile(**(values.get("style") or {})).literal:
+        parts.append(LITERAL_RULES)
+    if context := (values.get("context") or "").strip():
+        parts.append(context)
+    if few_shot := (values.get("few_shot_prompt") or "").strip():
+        parts.append(f"What helped this person in similar moments (most useful first):\n{few_shot}")
+    decision = values.get("decision") or {}
+    tool = decision.get("tool")
+    if tool in TOOL_SPECS and decision.get("source") == "policy":
+        why = f" ({decision['reason']})" if decision.get("reason") else ""
+        parts.append(f"Suggested for what they just said: the tool {tool}, {TOOL_SPECS[tool].activity}{why}. "
+                     "Use it unless they asked for something else.")
+    return "\n\n".join(parts)
+
+
+def due_prompt(due: list[dict[str, Any]]) -> str:
+    """What to say when check-ins or reminders fall due (sent as a note, so the model speaks now)."""
+    lines = [f"check-in: ask how {d['text']} is going" if d["kind"] == "checkin" else f"reminder: {d['text']}"
+             for d in due]
+    return ("[Note from the app, not the person] Due now: " + "; ".join(lines)
+            + ". Say it to them now, briefly and kindly.")

@@ -1,0 +1,172 @@
+"""The voice front end's link to the companion graph: every voice event becomes a graph run
+on the person's session (one thread, the same as a text session's), so memories, tools and
+outcomes go through the same nodes whichever way the person talks.
+
+Runs are serialised (one at a time per session, in arrival order): a tool call in the same
+spoken turn must see the outcome its heard words settled. A run that fails does not end
+the voice session: the link answers with what it has and says the session is degraded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from pydantic import BaseModel, Field
+
+from graphs.nodes.common import message_text
+from graphs.session import OUTAGE, CompanionSession, TurnResult
+from memories.errors import InvalidInput
+from voice.events import PlanInfo
+from voice.instructions import live_instruction
+
+log = logging.getLogger(__name__)
+ContextHook = Callable[[str], Awaitable[None]]
+
+
+class ToolCall(BaseModel):
+    """A tool call from the voice model."""
+
+    id: str = Field(default_factory=lambda: f"call_{uuid.uuid4().hex[:12]}", description="The call's id.")
+    name: str = Field(description="The tool's name.")
+    args: dict[str, Any] = Field(default_factory=dict, description="The tool's arguments.")
+
+
+class ToolResult(BaseModel):
+    """What a tool call returned, for the voice model's tool response."""
+
+    id: str = Field(description="The call's id.")
+    name: str = Field(description="The tool's name.")
+    content: str = Field(description="The result in words (or the error).")
+    ok: bool = Field(True, description="False when the tool failed or its arguments were wrong.")
+
+
+class Heard(BaseModel):
+    """What the graph made of the person's words."""
+
+    instruction: str = Field(description="The system instruction with this turn's few-shot context.")
+    memories: list[dict[str, Any]] = Field(default_factory=list, description="The few-shot examples used.")
+    suggested: str | None = Field(None, description="The tool the policy suggests.")
+    due: list[dict[str, Any]] = Field(default_factory=list, description="Check-ins/reminders that fell due.")
+    settled: list[dict[str, Any]] = Field(default_factory=list, description="Outcomes settled by these words.")
+    degraded: bool = Field(False, description="True when memory was unavailable for this turn.")
+
+
+class CompanionLink:
+    """One person's voice session as graph runs (see the module docstring)."""
+
+    def __init__(self, session: CompanionSession) -> None:
+        self.session = session
+        self.user_id = session.user_id
+        self._lock = asyncio.Lock()
+        self.instruction = ""
+
+    async def open(self) -> tuple[str, list[dict[str, Any]]]:
+        """Load the person's context: the first system instruction, and anything already due."""
+        values = await self._run({"messages": [], "live": "refresh"})
+        self.instruction = live_instruction(values)
+        return self.instruction, list(values.get("due") or [])
+
+    async def refresh(self) -> list[dict[str, Any]]:
+        """Re-load the context; returns the check-ins and reminders that fell due."""
+        values = await self._run({"messages": [], "live": "refresh"})
+        return list(values.get("due") or [])
+
+    async def heard(self, text: str, *, said: str = "", on_context: ContextHook | None = None) -> Heard:
+        """The person said ``text`` (after the companion said ``said``): retrieve few-shot context and
+        settle outcomes. ``on_context`` gets the new instruction as soon as it is known, before
+        the run's checkpoint is written."""
+        text = text.strip()[:2000]
+        if not text:
+            raise InvalidInput("nothing was heard", field="text")
+        messages: list[Any] = [AIMessage(content=said.strip())] if said.strip() else []
+        messages.append(HumanMessage(content=text))
+        seen: dict[str, Any] = {}
+        sent = False
+
+        async def step(node: str, update: dict[str, Any]) -> None:
+            nonlocal sent
+            seen.update(update)
+            if node == "choose_intervention" and on_context is not None and not sent:
+                sent = True
+                await on_context(live_instruction({**self.session.values, **seen}))
+
+        values = await self._run({"messages": messages, "live": "heard"}, on_update=step)
+        self.instruction = live_instruction(values) if values else self.instruction
+        if on_context is not None and not sent:  # the run failed before the choice: send what we have
+            await on_context(self.instruction)
+        decision = values.get("decision") or {}
+        return Heard(instruction=self.instruction, memories=list(values.get("few_shot") or []),
+                     suggested=decision.get("tool") if decision.get("source") == "policy" else None,
+                     due=list(values.get("due") or []), settled=list(values.get("settled") or []),
+                     degraded=bool(values.get("degraded")) or not values)
+
+    async def tool_calls(self, calls: list[ToolCall]) -> list[ToolResult]:
+        """Run the voice model's tool calls through the graph (recorded as interventions)."""
+        if not calls:
+            return []
+        message = AIMessage(content="", tool_calls=[{"name": c.name, "args": c.args, "id": c.id, "type": "tool_call"}
+                                                    for c in calls])
+        values = await self._run({"messages": [message], "live": "tool_call"})
+        by_id = {m.tool_call_id: m for m in values.get("messages", []) if isinstance(m, ToolMessage)}
+        results = []
+        for call in calls:
+            found = by_id.get(call.id)
+            if found is None:
+                results.append(ToolResult(id=call.id, name=call.name, ok=False,
+                                          content="The tool could not run just now (memory is offline)."))
+            else:
+                results.append(ToolResult(id=call.id, name=call.name, content=message_text(found),
+                                          ok=found.status != "error"))
+        return results
+
+    async def send_text(self, text: str) -> TurnResult:
+        """A whole text turn (the offline voice path: speech-to-text in, the graph's reply out)."""
+        async with self._lock:
+            return await self.session.send(text)
+
+    async def plan_info(self) -> PlanInfo:
+        """The current step and the next check-in, for the page."""
+        store = self.session.deps.store
+        try:
+            plan, upcoming = await asyncio.gather(store.plan(self.user_id), store.upcoming(self.user_id, 1))
+        except OUTAGE as exc:
+            log.info("plan info unavailable: %s", exc)
+            return PlanInfo()
+        nxt = upcoming[0] if upcoming else None
+        return PlanInfo(step=plan.current_step if plan else None,
+                        next_checkin={"what": nxt.text, "kind": nxt.kind, "due_at": nxt.due_at} if nxt else None)
+
+    async def next_due_at(self) -> float | None:
+        """When the next check-in or reminder falls due (None if nothing is scheduled)."""
+        try:
+            upcoming = await self.session.deps.store.upcoming(self.user_id, 1)
+        except OUTAGE:
+            return None
+        return upcoming[0].due_at if upcoming else None
+
+    async def end(self) -> str | None:
+        """End the session: the reflect step runs; returns its insight."""
+        async with self._lock:
+            try:
+                return (await self.session.end()).reflection
+            except OUTAGE as exc:
+                log.warning("voice: could not end the session cleanly (%s); its writes wait in the outbox", exc)
+                return None
+
+    async def _run(self, payload: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        async with self._lock:
+            start = time.perf_counter()
+            try:
+                return await self.session.run(payload, **kwargs)
+            except OUTAGE as exc:
+                # The session already fell back to memory and failed again: answer without the graph.
+                log.error("voice: graph run failed (%s); carrying on without memory this turn", exc)
+                return {}
+            finally:
+                log.debug("voice: %s run took %.1f ms", payload.get("live"), (time.perf_counter() - start) * 1000)
