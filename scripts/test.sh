@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+# Debian packages of the voice tests (espeak-ng, sox, chromium, chromium-driver); fast when present.
+bash scripts/system-deps.sh
 exec .venv/bin/python -m pytest "$@"

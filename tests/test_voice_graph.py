@@ -95,8 +95,8 @@ async def test_bad_tool_calls_come_back_as_errors_not_crashes(rig: Rig) -> None:
     link = CompanionLink(rig.session(USER))
     await link.open()
     await link.heard(STUCK)
-    unknown, bad_args = await link.tool_calls([ToolCall(id="x", name="launch_rocket"),
-                                               ToolCall(id="y", name="schedule_checkin", args={"minutes_from_now": "soon"})])
+    bad = ToolCall(id="y", name="schedule_checkin", args={"minutes_from_now": "soon"})
+    unknown, bad_args = await link.tool_calls([ToolCall(id="x", name="launch_rocket"), bad])
     assert not unknown.ok and "launch_rocket" in unknown.content
     assert not bad_args.ok
     with pytest.raises(InvalidInput):

@@ -95,7 +95,7 @@ class LiveVoiceSession:
         self.metrics: dict[str, list[float]] = {"memory_path_ms": [], "first_audio_ms": []}
         self.reconnects = 0
         self._live: Any = None  # the connected AsyncSession, None while (re)connecting
-        self._handle: str | None = None
+        self._resume_handle: str | None = None
         self._closing = False
         self._sent_instruction: str | None = None
         self._pending_audio: deque[bytes] = deque()
@@ -204,7 +204,7 @@ class LiveVoiceSession:
             tools=[types.Tool(function_declarations=self.declarations)],
             input_audio_transcription=types.AudioTranscriptionConfig(),
             output_audio_transcription=types.AudioTranscriptionConfig(),
-            session_resumption=types.SessionResumptionConfig(handle=self._handle),
+            session_resumption=types.SessionResumptionConfig(handle=self._resume_handle),
             context_window_compression=types.ContextWindowCompressionConfig(
                 trigger_tokens=self.options.compression_trigger_tokens, sliding_window=types.SlidingWindow()),
         )
@@ -221,7 +221,7 @@ class LiveVoiceSession:
     async def _handle(self, message: types.LiveServerMessage) -> None:
         update = message.session_resumption_update
         if update is not None and update.resumable and update.new_handle:
-            self._handle = update.new_handle
+            self._resume_handle = update.new_handle
         if message.tool_call is not None:
             await self._finish_heard()
             calls = [ToolCall(id=c.id or f"call_{c.name}", name=c.name or "", args=dict(c.args or {}))

@@ -1,0 +1,182 @@
+"""The offline voice session: turn-based speech-to-text → the companion graph → text-to-speech,
+with no key and no network (faster-whisper and Piper models ship in PyPI packages).
+
+It speaks the same events as the Live session, so the web page and the terminal work the
+same either way; what differs is that a turn starts when the person stops talking (the
+endpointer finds the pause, or they press "Done talking") and the reply comes whole.
+Each turn is an ordinary text turn of the graph (``CompanionSession.send``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from graphs.session import TurnResult
+from memories.errors import InvalidInput
+from voice.base import EventSink
+from voice.endpoint import SpeechEndpointer
+from voice.events import (
+    INPUT_RATE,
+    OUTPUT_RATE,
+    AudioOut,
+    Ended,
+    ErrorEvent,
+    MemoryUsed,
+    Ready,
+    Status,
+    ToolRan,
+    Transcript,
+)
+from voice.link import CompanionLink
+from voice.speech import SpeechError, SpeechToText, TextToSpeech
+
+log = logging.getLogger(__name__)
+CHUNK_BYTES = OUTPUT_RATE * 2 // 5  # 200 ms of reply audio per frame
+
+
+class OfflineVoiceSession:
+    """One person's offline voice conversation (see the module docstring)."""
+
+    def __init__(self, link: CompanionLink, sink: EventSink, *, stt: SpeechToText, tts: TextToSpeech,
+                 endpointer: SpeechEndpointer | None = None, checkin_poll_s: float = 5.0) -> None:
+        self.link = link
+        self.sink = sink
+        self.stt = stt
+        self.tts = tts
+        self.endpointer = endpointer or SpeechEndpointer(sample_rate=INPUT_RATE)
+        self.checkin_poll_s = checkin_poll_s
+        self.metrics: dict[str, list[float]] = {"stt_ms": [], "graph_ms": [], "tts_ms": [], "first_audio_ms": []}
+        self._turns: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._turn = 0
+        self._closed = asyncio.Event()
+
+    async def run(self) -> None:
+        """Open the person's session and answer turns until :meth:`end` or :meth:`close`."""
+        ended = await self.link.session.open()
+        if ended is not None and ended.reflection:
+            log.info("offline voice: an idle session was closed first: %s", ended.reflection)
+        await self.sink(Ready(user=self.link.user_id, mode="offline"))
+        await self.sink(await self.link.plan_info())
+        await self.sink(Status(state="listening", text="Listening (I answer when you pause)"))
+        ticker = asyncio.create_task(self._due_loop())
+        try:
+            while not self._closed.is_set():
+                getter = asyncio.ensure_future(self._turns.get())
+                closed = asyncio.ensure_future(self._closed.wait())
+                done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                closed.cancel()
+                if getter not in done:
+                    getter.cancel()
+                    break
+                kind, payload = getter.result()
+                await self._answer(kind, payload)
+                self._turns.task_done()
+        finally:
+            ticker.cancel()
+
+    async def push_audio(self, pcm: bytes) -> None:
+        """Microphone audio; each complete utterance becomes a turn."""
+        for utterance in self.endpointer.push(pcm):
+            await self._turns.put(("speech", (utterance, time.perf_counter())))
+
+    async def end_of_speech(self) -> None:
+        """The person pressed "Done talking": what they said so far is a turn now."""
+        if (utterance := self.endpointer.flush()) is not None:
+            await self._turns.put(("speech", (utterance, time.perf_counter())))
+
+    async def send_text(self, text: str) -> None:
+        """A typed turn."""
+        await self._turns.put(("text", (text, time.perf_counter())))
+
+    async def close(self) -> None:
+        """Leave without ending (the person disconnected): turns already heard are answered and
+        saved; the conversation resumes next time."""
+        await self._drain()
+        self._closed.set()
+
+    async def end(self) -> str | None:
+        """End the conversation: the graph reflects."""
+        await self._drain()
+        self._closed.set()
+        reflection = await self.link.end()
+        await self.sink(Ended(reflection=reflection))
+        return reflection
+
+    async def _drain(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._turns.join(), timeout=30)
+
+    async def _answer(self, kind: str, payload: tuple[Any, float]) -> None:
+        data, heard_at = payload
+        turn, self._turn = self._turn, self._turn + 1
+        if kind == "speech":
+            await self.sink(Status(state="thinking", text="Writing down what you said…"))
+            start = time.perf_counter()
+            try:
+                text = await self.stt.transcribe(data, INPUT_RATE)
+            except SpeechError as exc:
+                await self.sink(ErrorEvent(code="speech_unavailable", message=str(exc)))
+                return
+            self.metrics["stt_ms"].append((time.perf_counter() - start) * 1000)
+            if not text.strip():
+                await self.sink(Status(state="listening", text="I didn't catch that; say it again?"))
+                return
+        else:
+            text = data
+        await self.sink(Transcript(role="user", turn=turn, text=text.strip(), final=True))
+        await self.sink(Status(state="thinking", text="Thinking…"))
+        start = time.perf_counter()
+        try:
+            result = await self.link.send_text(text)
+        except InvalidInput as exc:
+            await self.sink(ErrorEvent(code="bad_message", message=str(exc)))
+            return
+        self.metrics["graph_ms"].append((time.perf_counter() - start) * 1000)
+        await self._show(turn, result)
+        await self._say(result.reply, heard_at)
+        await self.sink(await self.link.plan_info())
+        await self.sink(Status(state="listening", text="Listening"))
+
+    async def _show(self, turn: int, result: TurnResult) -> None:
+        decision = result.decision or {}
+        await self.sink(MemoryUsed(turn=turn, suggested=decision.get("tool") if decision.get("source") == "policy"
+                                   else None, memories=[{k: m.get(k) for k in ("id", "tool", "outcome", "said")}
+                                                        for m in result.few_shot]))
+        if decision.get("tool"):
+            await self.sink(ToolRan(name=decision["tool"], result=decision.get("reason", "")))
+        if result.notice:
+            await self.sink(Status(state="degraded" if result.degraded else "thinking", text=result.notice))
+        await self.sink(Transcript(role="assistant", turn=turn, text=result.reply, final=True))
+
+    async def _say(self, text: str, heard_at: float | None) -> None:
+        start = time.perf_counter()
+        try:
+            pcm = await self.tts.synthesize(text)
+        except SpeechError as exc:
+            await self.sink(ErrorEvent(code="speech_unavailable", message=str(exc)))
+            return
+        self.metrics["tts_ms"].append((time.perf_counter() - start) * 1000)
+        if heard_at is not None:
+            self.metrics["first_audio_ms"].append((time.perf_counter() - heard_at) * 1000)
+        await self.sink(Status(state="speaking", text="Speaking"))
+        for offset in range(0, len(pcm), CHUNK_BYTES):
+            await self.sink(AudioOut(pcm=pcm[offset:offset + CHUNK_BYTES]))
+
+    async def _due_loop(self) -> None:
+        """Say check-ins and reminders out loud when they fall due."""
+        while True:
+            await asyncio.sleep(self.checkin_poll_s)
+            due_at = await self.link.next_due_at()
+            if due_at is None or due_at > time.time():
+                continue
+            for item in await self.link.refresh():
+                line = (f"Check-in: how is {item['text']} going?" if item["kind"] == "checkin"
+                        else f"Reminder: {item['text']}.")
+                await self.sink(Transcript(role="assistant", turn=self._turn, text=line, final=True))
+                self._turn += 1
+                await self._say(line, None)
+            await self.sink(await self.link.plan_info())
