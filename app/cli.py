@@ -150,6 +150,74 @@ def demo(
     _run_companion(action, model=model)
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: SAM2VOICE_SERVE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: SAM2VOICE_SERVE_PORT, 8765).", min=1,
+                                             max=65535)] = None,
+) -> None:
+    """The voice web page: talk to the companion in the browser (Gemini Live with a key, else offline voice)."""
+    import uvicorn
+
+    from app.server import create_app
+    from app.voice_setup import VoiceSetupError
+
+    settings = _settings()
+    host, port = host or settings.serve_host, port or settings.serve_port
+    voice = "Gemini Live" if settings.google_key else "offline speech"
+    console.print(f"[bold]sam2voice[/] voice page on [link]http://{host}:{port}/[/] ({voice}). Ctrl+C stops.")
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
+                    ws_max_size=1 << 20, ws_ping_interval=20)
+    except VoiceSetupError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def voice(
+    user: UserOption,
+    input_wav: Annotated[Path | None, typer.Option("--input", help="Speak this WAV file instead of the microphone.",
+                                                   exists=True, dir_okay=False)] = None,
+    output_wav: Annotated[Path | None, typer.Option("--output", help="Write the reply audio to this WAV file.")] = None,
+    end: Annotated[bool, typer.Option("--end", help="With --input: end the session afterwards (reflect).")] = False,
+) -> None:
+    """Talk to the companion by voice in the terminal (microphone and speaker, or --input/--output WAV files)."""
+    from app.terminal_voice import TerminalSink, audio_devices_problem, run_devices, run_files
+    from app.voice_setup import VoiceSetupError, live_client, live_options, offline_speech, session_factory
+    from memories.validation import validate_user_id
+
+    try:
+        validate_user_id(user)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    if input_wav is None and (problem := audio_devices_problem()):
+        err.print(f"[red]Can't use the terminal's audio:[/] {problem}.\nUse [bold]sam2voice serve[/] and talk in "
+                  "the browser, or pass --input question.wav [--output reply.wav].")
+        raise typer.Exit(2)
+    settings = _settings()
+
+    async def action(companion: Companion) -> None:
+        client = live_client(settings)
+        mode = "live" if client is not None else "offline"
+        sink = TerminalSink(console)
+        make = session_factory(companion, user, mode=mode, client=client, options=live_options(settings),
+                               speech=None if client else offline_speech())
+        session = make(sink)
+        if input_wav is not None:
+            await run_files(session, sink, input_wav, output_wav, end=end)
+            if output_wav is not None:
+                console.print(f"[dim]reply audio written to {output_wav}[/]")
+        else:
+            await run_devices(session, sink)
+
+    try:
+        _run_companion(action, model=None)
+    except VoiceSetupError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        console.print("[dim]Bye for now.[/]")
+
+
 @redis_app.command("start")
 def redis_start() -> None:
     """Start the embedded server (or report the one already running)."""
@@ -269,6 +337,19 @@ def bench_memory(
 
     _emit(asyncio.run(run_memory_bench(_settings(), records=records, users=users, queries=queries,
                                        console=None if as_json else console)), as_json=as_json)
+
+
+@bench_app.command("voice")
+def bench_voice(
+    turns: Annotated[int, typer.Option(help="Spoken turns to time.", min=10)] = 100,
+    interventions: Annotated[int, typer.Option(help="Interventions stored for the person.", min=0)] = 10_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, no progress.")] = False,
+) -> None:
+    """Time the voice memory path (transcript → few-shot context sent) and first audio, against a local fake Live."""
+    from app.bench.voice import run_voice_bench
+
+    _emit(asyncio.run(run_voice_bench(_settings(), turns=turns, interventions=interventions,
+                                      console=None if as_json else err)), as_json=as_json)
 
 
 @bench_app.command("graph")

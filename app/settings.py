@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     )
     chat_model: str = Field("gemini-2.5-flash", description="Gemini chat model (used when a key is set).")
     live_model: str = Field("gemini-live-2.5-flash-preview", description="Gemini Live model for voice.")
+    live_voice: str | None = Field(None, description="Gemini Live prebuilt voice name (unset: the model's default).")
+
+    # --- Voice web server (sam2voice serve) --------------------------------
+    serve_host: str = Field("127.0.0.1", description="Address the voice page listens on.")
+    serve_port: int = Field(8765, ge=1, le=65535, description="Port of the voice page.")
+    serve_secret: SecretStr | None = Field(
+        None, description="Signs sign-in tokens; unset: a random secret per process (restarts sign people out).")
 
     # --- Embeddings --------------------------------------------------------
     embedding_provider: Literal["local", "google"] = Field(

@@ -99,6 +99,7 @@ class LiveVoiceSession:
         self._closing = False
         self._sent_instruction: str | None = None
         self._pending_audio: deque[bytes] = deque()
+        self._stream_end_pending = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tool_tasks: dict[str, asyncio.Task[Any]] = {}
         self._cancelled: set[str] = set()
@@ -114,14 +115,16 @@ class LiveVoiceSession:
     async def run(self) -> None:
         """Connect and serve until :meth:`end`; reconnect on goAway or a dropped connection."""
         instruction, due = await self.link.open()
-        await self.sink(Ready(user=self.link.user_id, mode="live"))
-        await self.sink(await self.link.plan_info())
-        failures = 0
+        failures, ready = 0, False
         while not self._closing:
             try:
                 async with self.client.aio.live.connect(model=self.options.model, config=self._config()) as live:
                     self._live, failures = live, 0
                     self._sent_instruction = self.link.instruction or instruction
+                    if not ready:  # "ready" once the model can hear: audio sent before is kept meanwhile
+                        ready = True
+                        await self.sink(Ready(user=self.link.user_id, mode="live"))
+                        await self.sink(await self.link.plan_info())
                     await self._flush_pending_audio()
                     if due:
                         await self._speak_due(due)
@@ -162,9 +165,11 @@ class LiveVoiceSession:
         """The person is done talking (e.g. a button): tell the server the audio stream paused."""
         self._turn_ended_at = time.perf_counter()
         self._first_audio_seen = False
-        if self._live is not None:
-            with contextlib.suppress(*CONNECTION_LOST):
-                await self._live.send_realtime_input(audio_stream_end=True)
+        if self._live is None:
+            self._stream_end_pending = True  # sent after the buffered audio once connected
+            return
+        with contextlib.suppress(*CONNECTION_LOST):
+            await self._live.send_realtime_input(audio_stream_end=True)
 
     async def send_text(self, text: str) -> None:
         """A typed turn: heard at once (no transcription comes for text), then sent to the model."""
@@ -346,6 +351,9 @@ class LiveVoiceSession:
         while self._pending_audio and self._live is not None:
             await self._live.send_realtime_input(audio=types.Blob(data=self._pending_audio.popleft(),
                                                                   mime_type=AUDIO_MIME))
+        if self._stream_end_pending and self._live is not None:
+            self._stream_end_pending = False
+            await self._live.send_realtime_input(audio_stream_end=True)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)

@@ -1,0 +1,118 @@
+"""``sam2voice bench voice``: what the memory path adds to a spoken turn.
+
+* ``memory_path_*``: from the moment the person's words are transcribed (the voice model
+  starts answering) to the few-shot context sent to the Live session
+  (``send_context_update``): the graph's load_context, retrieve_few_shot and
+  choose_intervention with ``interventions`` stored for the person, plus the send.
+* ``first_audio_*``: from "done talking" (``audioStreamEnd``) to the first reply audio,
+  against the local fake Live server (so it measures our path and the loopback, not Gemini).
+
+Real google-genai client, real graph and Redis; only the Live server is the local fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import uuid
+from typing import Any
+
+import numpy as np
+from google import genai
+from rich.console import Console
+
+from app.bench.common import machine, scratch_redis
+from app.bench.fake_live import FakeLiveServer, LiveTurn
+from app.bench.graph import SITUATIONS
+from app.bench.synthetic import synthetic_interventions
+from app.companion import build_deps, checkpointer_for
+from app.settings import Settings
+from graphs.graph import build_companion_graph
+from graphs.models.template import TemplateChatModel
+from graphs.session import CompanionSession
+from memories.embeddings import LocalMiniLMEmbeddings
+from memories.interventions import InterventionMemory
+from memories.stack import open_memory
+from voice.events import AudioOut, Transcript, VoiceEvent
+from voice.link import CompanionLink
+from voice.live import LiveOptions, LiveVoiceSession
+
+USER = "bench-voice"
+FRAME = (3000 * np.sin(2 * np.pi * 220 * np.arange(1600) / 16_000)).astype("<i2").tobytes()  # 100 ms of "speech"
+
+
+def _stats(name: str, ms: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(ms, n=100, method="inclusive")
+    return {f"{name}_p50_ms": round(cuts[49], 2), f"{name}_p95_ms": round(cuts[94], 2)}
+
+
+class _Turns:
+    """Counts completed assistant turns (the sink of the benchmarked session)."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.changed = asyncio.Event()
+
+    async def __call__(self, event: VoiceEvent) -> None:
+        if isinstance(event, Transcript) and event.role == "assistant" and event.final:
+            self.done += 1
+            self.changed.set()
+        elif isinstance(event, AudioOut):
+            pass
+
+    async def wait(self, n: int) -> None:
+        while self.done < n:
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), 10)
+
+
+async def run_voice_bench(settings: Settings, *, turns: int, interventions: int,
+                          console: Console | None) -> dict[str, Any]:
+    """Run the voice benchmark; returns a JSON-ready dict (progress on ``console`` if given)."""
+    say = console.log if console else (lambda *_: None)
+    with scratch_redis(settings) as (url, where):
+        embedder = LocalMiniLMEmbeddings()
+        memory = settings.memory.model_copy(update={"namespace": f"benchv{uuid.uuid4().hex[:8]}"})
+        stack = await open_memory(url, memory, base_embeddings=(embedder, embedder.model_id, embedder.dims),
+                                  socket_timeout_s=30.0)
+        try:
+            store = stack.registry.get(InterventionMemory)
+            assert store is not None
+            say(f"storing {interventions} interventions for {USER} ...")
+            rows = synthetic_interventions(interventions)
+            for start in range(0, len(rows), 500):
+                await store.record_many(USER, [{k: v for k, v in r.items() if k != "user_id"}
+                                               for r in rows[start:start + 500]])
+            deps = await build_deps(stack, TemplateChatModel(), settings)
+            graph = build_companion_graph(deps, checkpointer=await checkpointer_for(stack))
+            link = CompanionLink(CompanionSession(graph, deps, USER, seed="bench"))
+            async with FakeLiveServer() as fake:
+                client = genai.Client(api_key="bench", http_options=fake.http_options())
+                sink = _Turns()
+                session = LiveVoiceSession(link, client, sink, tools=deps.tools,
+                                           options=LiveOptions(checkin_poll_s=60))
+                runner = asyncio.create_task(session.run())
+                await fake.wait_until(lambda: len(fake.setups) >= 1, timeout=30)
+                say(f"timing {turns} spoken turns (+5 warm-up) against the fake Live server ...")
+                for i in range(turns + 5):
+                    fake.script(LiveTurn(transcript=SITUATIONS[i % len(SITUATIONS)], reply="Okay, one tiny step.",
+                                         audio_ms=300))
+                    for _ in range(4):
+                        await session.push_audio(FRAME)
+                    await session.end_of_speech()
+                    await sink.wait(i + 1)
+                    while session._tasks:  # noqa: SLF001 - let this turn's graph run finish before the next
+                        await asyncio.sleep(0.005)
+                    if i == 4:
+                        session.metrics = {"memory_path_ms": [], "first_audio_ms": []}
+                await session.end()
+                await asyncio.wait_for(runner, 10)
+            metrics = session.metrics
+        finally:
+            await stack.aclose()
+        return {
+            "turns": turns, "interventions": interventions, "redis": where, "machine": machine(),
+            "context_updates_sent": len(metrics["memory_path_ms"]),
+            **_stats("memory_path", metrics["memory_path_ms"]), **_stats("first_audio", metrics["first_audio_ms"]),
+            "target_memory_path_p95_ms": 30,
+        }

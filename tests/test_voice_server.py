@@ -1,0 +1,195 @@
+"""``sam2voice serve``'s HTTP and websocket side (docs/voice-protocol.md): sign-in tokens, one
+session per person, bad frames, and a browser that leaves mid-turn. The server runs on
+uvicorn in the test's event loop, over the real graph and Redis, with Gemini Live played
+by the fake Live server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+import websockets
+from google import genai
+
+from app.bench.common import free_port
+from app.bench.fake_live import FakeLiveServer, LiveTurn
+from app.companion import Companion
+from app.server import create_app
+from app.settings import Settings
+from memories.embeddings import LocalMiniLMEmbeddings
+from memories.interventions import InterventionMemory
+from tests.companion_fixtures import Rig, fresh_namespace, open_rig
+from tests.conftest import element
+
+SPEECH = (3000 * np.sin(2 * np.pi * 220 * np.arange(6400) / 16_000)).astype("<i2").tobytes()  # 400 ms
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           ws_max_size=1 << 20))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def rig(redis_url: str, minilm: LocalMiniLMEmbeddings, tmp_path: Path) -> AsyncIterator[Rig]:
+    async with open_rig(redis_url, minilm, fresh_namespace(), tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeLiveServer]:
+    async with FakeLiveServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def base(rig: Rig, fake: FakeLiveServer) -> AsyncIterator[str]:
+    client = genai.Client(api_key="fake-key", http_options=fake.http_options())
+    app = create_app(Settings(), companion=Companion(deps=rig.deps, graph=rig.graph), client=client, mode="live",
+                     secret="test-secret")
+    async with serving(app) as address:
+        yield address
+
+
+async def sign_in(base: str, name: str) -> str:
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(f"http://{base}/api/session", json={"name": name})
+    answer.raise_for_status()
+    return answer.json()["token"]
+
+
+async def next_json(ws: Any, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+    """The next JSON frame of ``kind`` (binary audio and other frames are skipped)."""
+    async def find() -> dict[str, Any]:
+        while True:
+            frame = await ws.recv()
+            if isinstance(frame, str) and (data := json.loads(frame))["type"] == kind:
+                return data
+    return await asyncio.wait_for(find(), timeout)
+
+
+async def test_sign_in_issues_a_token_and_refuses_bad_names(base: str) -> None:
+    async with httpx.AsyncClient() as http:
+        good = await http.post(f"http://{base}/api/session", json={"name": "ana"})
+        empty = await http.post(f"http://{base}/api/session", json={"name": ""})
+        health = await http.get(f"http://{base}/healthz")
+        page = await http.get(f"http://{base}/")
+    assert good.status_code == 200 and good.json()["user"] == "ana" and good.json()["mode"] == "live"
+    assert empty.status_code == 422 and "name" in empty.text
+    assert health.json() == {"ok": True, "mode": "live"}
+    assert page.status_code == 200 and "<html" in page.text.lower()
+
+
+async def test_a_forged_or_missing_token_is_refused(base: str) -> None:
+    token = await sign_in(base, "ana")
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    for bad in ("", forged):
+        async with websockets.connect(f"ws://{base}/ws?token={bad}") as ws:
+            error = await next_json(ws, "error")
+            assert error["code"] == "bad_token"
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def test_bad_frames_get_clear_errors_and_the_session_goes_on(base: str, fake: FakeLiveServer,
+                                                                   rig: Rig) -> None:
+    fake.script(LiveTurn(transcript="I can't start my essay", reply="Let's begin small.", audio_ms=300))
+    token = await sign_in(base, "ana")
+    async with websockets.connect(f"ws://{base}/ws?token={token}") as ws:
+        await ws.send(SPEECH[:3200])
+        assert (await next_json(ws, "error"))["code"] == "hello_required"
+        await ws.send(json.dumps({"type": "hello", "sample_rate": 44100}))
+        error = await next_json(ws, "error")
+        assert error["code"] == "bad_sample_rate" and "16000" in error["message"]
+        await ws.send(json.dumps({"type": "hello", "sample_rate": 16000}))
+        ready = await next_json(ws, "ready")
+        assert ready["user"] == "ana" and ready["output_rate"] == 24000
+        await ws.send(b"\x00\x01\x02")
+        assert (await next_json(ws, "error"))["code"] == "bad_frame"
+        await ws.send(bytes(64_000))
+        assert (await next_json(ws, "error"))["code"] == "frame_too_large"
+        await ws.send("{not json")
+        assert (await next_json(ws, "error"))["code"] == "bad_message"
+        await ws.send(json.dumps({"type": "dance"}))
+        assert (await next_json(ws, "error"))["code"] == "bad_message"
+        await ws.send(json.dumps({"type": "text", "text": ""}))
+        assert (await next_json(ws, "error"))["code"] == "bad_message"
+
+        # After all that, a spoken turn works: transcript, audio, memories used.
+        for offset in range(0, len(SPEECH), 3200):
+            await ws.send(SPEECH[offset:offset + 3200])
+        await ws.send(json.dumps({"type": "end_of_speech"}))
+        got_audio = False
+        transcript = None
+        async def read_turn() -> None:
+            nonlocal got_audio, transcript
+            while not (got_audio and transcript):
+                frame = await ws.recv()
+                if isinstance(frame, bytes):
+                    got_audio = True
+                elif (data := json.loads(frame))["type"] == "transcript" and data["role"] == "user" and data["final"]:
+                    transcript = data["text"]
+        await asyncio.wait_for(read_turn(), 10)
+        assert transcript == "I can't start my essay"
+        memory = await next_json(ws, "memory")
+        assert memory["turn"] == 0
+        await ws.send(json.dumps({"type": "end"}))
+        ended = await next_json(ws, "ended")
+        assert "reflection" in ended
+    # The session belonged to the token's user.
+    assert await rig.session("ana").directory.threads("ana")
+
+
+async def test_a_second_window_takes_over_the_session(base: str) -> None:
+    token = await sign_in(base, "ben")
+    async with websockets.connect(f"ws://{base}/ws?token={token}") as first:
+        await first.send(json.dumps({"type": "hello", "sample_rate": 16000}))
+        await next_json(first, "ready")
+        async with websockets.connect(f"ws://{base}/ws?token={token}") as second:
+            assert (await next_json(first, "error"))["code"] == "replaced"
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await first.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4409
+            await second.send(json.dumps({"type": "hello", "sample_rate": 16000}))
+            assert (await next_json(second, "ready"))["user"] == "ben"
+
+
+async def test_leaving_mid_turn_keeps_what_was_said(base: str, fake: FakeLiveServer, rig: Rig) -> None:
+    fake.script(LiveTurn(transcript="the dishes are piling up and I'm avoiding them",
+                         tool_calls=[{"name": "create_microsteps", "args": {"task": "the dishes"}}],
+                         reply="Let's do one plate.", audio_ms=2000))
+    token = await sign_in(base, "cai")
+    async with websockets.connect(f"ws://{base}/ws?token={token}") as ws:
+        await ws.send(json.dumps({"type": "hello", "sample_rate": 16000}))
+        await next_json(ws, "ready")
+        for offset in range(0, len(SPEECH), 3200):
+            await ws.send(SPEECH[offset:offset + 3200])
+        await ws.send(json.dumps({"type": "end_of_speech"}))
+        await next_json(ws, "tool")  # mid-turn: the reply's audio is still coming
+    # The browser is gone; what the person said and the tool's intervention are in memory.
+    interventions = element(rig.stack, InterventionMemory)
+    for _ in range(100):
+        if await interventions.pending("cai", limit=1):
+            break
+        await asyncio.sleep(0.05)
+    (pending,) = await interventions.pending("cai", limit=1)
+    assert pending.tool_name == "create_microsteps" and "dishes" in pending.user_context
