@@ -102,4 +102,21 @@ async def run_checks(settings: Settings) -> list[Check]:
         checks.append(await _timed("Gemini chat model", chat_probe))
     else:
         checks.append(Check("Gemini chat model", None, "skipped: GOOGLE_API_KEY is not set (offline mode)"))
+    checks.append(voice_check(settings))
     return checks
+
+
+def voice_check(settings: Settings) -> Check:
+    """Which voice ``sam2voice serve``/``voice`` will speak with, and whether it can (loads no model)."""
+    if settings.google_key:
+        return Check("Voice", True, f"Gemini Live {settings.live_model} (connects at the first session)")
+    try:
+        from voice.speech import speech_status
+    except ImportError as exc:
+        return Check("Voice", None, f"offline voice not installed: pip install 'sam2voice[voice]' ({exc})")
+    status = speech_status()
+    stt, tts = status["stt"], status["tts"]
+    if stt["available"] and tts["available"]:
+        return Check("Voice", True, f"offline speech: {stt['engine']} (whisper tiny.en) in, {tts['engine']} out")
+    hints = "; ".join(str(part.get("hint")) for part in (stt, tts) if not part["available"])
+    return Check("Voice", False, f"offline voice incomplete: {hints}")

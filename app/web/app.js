@@ -86,7 +86,7 @@
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
       const detail = typeof body.detail === "string" ? body.detail : null;
-      showError(detail || "That name didn't work. Use letters, numbers and . _ - @ only, up to 64 characters.");
+      showError(detail || "That name didn't work. Use 1 to 128 characters, with no spaces at the start or end.");
       ui.name.focus();
       return;
     }
