@@ -348,3 +348,11 @@ def test_default_args_of_utilities_and_unknown_tools() -> None:
     with pytest.raises(ValueError):
         default_args("fly_to_the_moon", message="", task=None)
     assert all(len(s.when_to_use) > 20 and s.activity for s in TOOL_SPECS.values())
+
+
+@pytest.mark.parametrize("said", ["I can't start cleaning my room, it's too much",
+                                  "I hate how bad I am at getting things done"])
+def test_a_struggle_is_never_echoed_back_as_a_win(said: str) -> None:
+    win = default_args("log_micro_win", message=said, task=None)["win"]
+    assert said.lower()[:12] not in win.lower() and "said it out loud" in win
+    assert default_args("log_micro_win", message="I answered two emails", task=None)["win"] == "I answered two emails"

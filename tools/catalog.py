@@ -112,6 +112,11 @@ def task_from_message(message: str) -> str | None:
     return second_person(phrase)
 
 
+_STRUGGLE = re.compile(
+    r"\b(can'?t|cannot|won'?t|don'?t|didn'?t|not|never|no|hate|failed?|fail|stuck|bad at|too (much|big|hard)|"
+    r"overwhelm\w*|avoid\w*|stupid|mess(ed)? up)\b", re.IGNORECASE)
+
+
 def default_args(tool_name: str, *, message: str, task: str | None) -> dict[str, Any]:
     """Valid arguments for ``tool_name`` derived from the person's ``message`` and current
     ``task`` without a model. Raises ``ValueError`` when there are none (an unknown tool,
@@ -129,7 +134,11 @@ def default_args(tool_name: str, *, message: str, task: str | None) -> dict[str,
         about = shorten(_task_phrase(task), 300) if task else "your progress"
         return {"minutes_from_now": minutes_in(message, 10), "about": about}
     if tool_name == "log_micro_win":
-        return {"win": shorten(message or task or "you took a step forward", 500)}
+        # Chosen for a struggle ("I can't start", "I hate how bad I am at this"), the win is having
+        # named it; echoing the struggle back as "a real win" would read as mockery.
+        if not message or _STRUGGLE.search(message):
+            return {"win": "you noticed what feels hard and said it out loud"}
+        return {"win": shorten(message, 500)}
     if tool_name == "start_breathing_exercise":
         return {"pattern": "calm", "rounds": 3}
     if tool_name == "grounding_exercise":
