@@ -160,17 +160,18 @@ def serve(
     import uvicorn
 
     from app.server import create_app
-    from app.voice_setup import VoiceSetupError
+    from app.voice_setup import VoiceSetupError, offline_speech
 
     settings = _settings()
     host, port = host or settings.serve_host, port or settings.serve_port
-    voice = "Gemini Live" if settings.google_key else "offline speech"
-    console.print(f"[bold]sam2voice[/] voice page on [link]http://{host}:{port}/[/] ({voice}). Ctrl+C stops.")
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
-                    ws_max_size=1 << 20, ws_ping_interval=20)
+        speech = None if settings.google_key else offline_speech()  # a missing extra fails here, clearly
     except VoiceSetupError as exc:
         raise _fail(exc) from None
+    voice = "Gemini Live" if settings.google_key else "offline speech"
+    console.print(f"[bold]sam2voice[/] voice page on [link]http://{host}:{port}/[/] ({voice}). Ctrl+C stops.")
+    uvicorn.run(create_app(settings, speech=speech), host=host, port=port, log_level=settings.log_level.lower(),
+                ws_max_size=1 << 20, ws_ping_interval=20)
 
 
 @app.command()

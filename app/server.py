@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from app.auth import BadToken, TokenSigner
 from app.companion import Companion, open_companion
 from app.settings import Settings
-from app.voice_setup import VoiceMode, live_client, live_options, offline_speech, session_factory
+from app.voice_setup import OfflineSpeech, VoiceMode, live_client, live_options, offline_speech, session_factory
 from app.voice_socket import VoiceSocket
 from memories.errors import InvalidInput
 
@@ -68,8 +68,10 @@ class VoiceRooms:
 
 
 def create_app(settings: Settings, *, companion: Companion | None = None, client: genai.Client | None = None,
-               mode: VoiceMode | None = None, secret: str | None = None) -> FastAPI:
-    """The voice server. ``companion``/``client`` may be given (tests); otherwise opened from settings."""
+               mode: VoiceMode | None = None, secret: str | None = None, speech: OfflineSpeech | None = None
+               ) -> FastAPI:
+    """The voice server. ``companion``/``client``/``speech`` may be given (tests, the CLI); otherwise
+    they are opened from settings when the server starts."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,7 +79,11 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
             app.state.companion = companion or await stack.enter_async_context(open_companion(settings))
             app.state.client = client or live_client(settings)
             app.state.mode = mode or ("live" if app.state.client is not None else "offline")
-            app.state.speech = offline_speech() if app.state.mode == "offline" else None
+            app.state.speech = None
+            if app.state.mode == "offline":
+                app.state.speech = speech or offline_speech()
+                for engine in app.state.speech:  # load the models now, not during someone's first turn
+                    await engine.load()
             log.info("voice server ready (%s voice)", app.state.mode)
             yield
 
