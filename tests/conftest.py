@@ -17,6 +17,7 @@ from memories.embeddings import LocalMiniLMEmbeddings
 from memories.stack import MemoryStack, open_memory
 
 E = TypeVar("E", bound=MemoryElement)  # type: ignore[type-arg]
+pytest_plugins = ["tests.voice_fixtures"]  # the voice tests' `rig` and `fake` (Live server) fixtures
 
 
 def free_port() -> int:

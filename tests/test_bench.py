@@ -42,3 +42,16 @@ async def test_the_memory_bench_reports_its_figures_and_leaves_nothing_behind(
         assert not [i for i in client.execute_command("FT._LIST") if i.decode().startswith(f"{namespace}:")]
     finally:
         client.close()
+
+
+async def test_the_voice_bench_times_every_turn_against_the_fake_live_server(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.bench.voice import run_voice_bench
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    result = await run_voice_bench(Settings(), turns=10, interventions=50, console=None)
+    assert result["context_updates_sent"] == 10  # every timed turn sent its few-shot context
+    for key in ("memory_path_p50_ms", "memory_path_p95_ms", "first_audio_p50_ms", "first_audio_p95_ms"):
+        assert math.isfinite(result[key]) and result[key] > 0, key
+    assert result["memory_path_p95_ms"] >= result["memory_path_p50_ms"]

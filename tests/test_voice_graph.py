@@ -4,28 +4,18 @@ leaves in memory. Real Redis, the real graph and tools."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from memories.embeddings import LocalMiniLMEmbeddings
 from memories.errors import InvalidInput
 from memories.interventions import InterventionMemory
 from memories.profile import ProfileMemory
 from memories.ranking import Outcome
-from tests.companion_fixtures import Rig, fresh_namespace, open_rig
+from tests.companion_fixtures import Rig
 from tests.conftest import element
 from voice.link import CompanionLink, ToolCall
 
 USER = "vic"
 STUCK = "I can't start my essay, it's too big"
-
-
-@pytest.fixture
-async def rig(redis_url: str, minilm: LocalMiniLMEmbeddings, tmp_path: Path) -> AsyncIterator[Rig]:
-    async with open_rig(redis_url, minilm, fresh_namespace(), tmp_path) as opened:
-        yield opened
 
 
 async def test_connect_instruction_carries_the_persons_profile(rig: Rig) -> None:

@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from google import genai
 
 from app.bench.fake_live import FakeLiveServer, LiveTurn
-from memories.embeddings import LocalMiniLMEmbeddings
 from memories.interventions import InterventionMemory
 from memories.profile import ProfileMemory
 from memories.ranking import Outcome
 from memories.reflections import ReflectionMemory
-from tests.companion_fixtures import Rig, fresh_namespace, open_rig
+from tests.companion_fixtures import Rig
 from tests.conftest import element
+from tests.voice_fixtures import Collector, tone
 from voice.base import VoiceUnavailable
 from voice.events import AudioOut, Ended, ErrorEvent, Interrupted, MemoryUsed, PlanInfo, ToolRan, Transcript
 from voice.link import CompanionLink
@@ -29,37 +26,6 @@ from voice.live import LiveOptions, LiveVoiceSession
 USER = "lea"
 STUCK = "I can't start my essay, it's too big"
 FAST = LiveOptions(reconnect_backoff_s=0.01, checkin_poll_s=0.1, reconnect_attempts=2)
-
-
-def speech(ms: int = 400) -> bytes:
-    """A loud 220 Hz tone at 16 kHz: the fake's endpointer hears it as speech."""
-    t = np.arange(int(16 * ms)) / 16_000
-    return (3000 * np.sin(2 * np.pi * 220 * t)).astype("<i2").tobytes()
-
-
-class Collector:
-    """The front end: keeps every event."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    async def __call__(self, event: Any) -> None:
-        self.events.append(event)
-
-    def of(self, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-
-@pytest.fixture
-async def rig(redis_url: str, minilm: LocalMiniLMEmbeddings, tmp_path: Path) -> AsyncIterator[Rig]:
-    async with open_rig(redis_url, minilm, fresh_namespace(), tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeLiveServer]:
-    async with FakeLiveServer() as server:
-        yield server
 
 
 async def start(rig: Rig, fake: FakeLiveServer, options: LiveOptions = FAST
@@ -74,7 +40,7 @@ async def start(rig: Rig, fake: FakeLiveServer, options: LiveOptions = FAST
 
 async def say(session: LiveVoiceSession, fake: FakeLiveServer, turns_done: int) -> None:
     for offset in range(0, 12_800, 3_200):  # 400 ms of speech in 100 ms frames, then "done talking"
-        await session.push_audio(speech()[offset:offset + 3_200])
+        await session.push_audio(tone()[offset:offset + 3_200])
     await session.end_of_speech()
     await fake.wait_turns(turns_done)
 
@@ -162,7 +128,7 @@ async def test_a_cancelled_tool_call_gets_no_response(rig: Rig, fake: FakeLiveSe
 
     session.link.tool_calls = slow_tool_calls  # type: ignore[method-assign]
     for offset in range(0, 12_800, 3_200):
-        await session.push_audio(speech()[offset:offset + 3_200])
+        await session.push_audio(tone()[offset:offset + 3_200])
     await session.end_of_speech()
     await asyncio.sleep(0.3)
     await fake.cancel_tool_calls(["function-call-1"])

@@ -7,18 +7,16 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from memories.embeddings import LocalMiniLMEmbeddings
 from memories.interventions import InterventionMemory
 from memories.ranking import Outcome
-from tests.companion_fixtures import Rig, fresh_namespace, open_rig
+from tests.companion_fixtures import Rig, fresh_namespace
 from tests.conftest import element
 from tests.speech_samples import requires_espeak, speak_pcm, speak_to_wav
+from tests.voice_fixtures import Collector
 from voice.audio import pcm16_rms, read_wav, silence
 from voice.events import AudioOut, Ended, ErrorEvent, MemoryUsed, Transcript
 from voice.link import CompanionLink
@@ -29,26 +27,9 @@ pytestmark = requires_espeak
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class Collector:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    async def __call__(self, event: Any) -> None:
-        self.events.append(event)
-
-    def of(self, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-
 @pytest.fixture(scope="module")
 def engines() -> tuple[SpeechToText, TextToSpeech]:
     return SpeechToText(), TextToSpeech()
-
-
-@pytest.fixture
-async def rig(redis_url: str, minilm: LocalMiniLMEmbeddings, tmp_path: Path) -> AsyncIterator[Rig]:
-    async with open_rig(redis_url, minilm, fresh_namespace(), tmp_path) as opened:
-        yield opened
 
 
 async def speak(session: OfflineVoiceSession, text: str) -> None:

@@ -9,11 +9,9 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 import uvicorn
 import websockets
@@ -24,12 +22,12 @@ from app.bench.fake_live import FakeLiveServer, LiveTurn
 from app.companion import Companion
 from app.server import create_app
 from app.settings import Settings
-from memories.embeddings import LocalMiniLMEmbeddings
 from memories.interventions import InterventionMemory
-from tests.companion_fixtures import Rig, fresh_namespace, open_rig
+from tests.companion_fixtures import Rig
 from tests.conftest import element
+from tests.voice_fixtures import tone
 
-SPEECH = (3000 * np.sin(2 * np.pi * 220 * np.arange(6400) / 16_000)).astype("<i2").tobytes()  # 400 ms
+SPEECH = tone(400)
 
 
 @asynccontextmanager
@@ -45,18 +43,6 @@ async def serving(app: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
-
-
-@pytest.fixture
-async def rig(redis_url: str, minilm: LocalMiniLMEmbeddings, tmp_path: Path) -> AsyncIterator[Rig]:
-    async with open_rig(redis_url, minilm, fresh_namespace(), tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeLiveServer]:
-    async with FakeLiveServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import statistics
 import time
-import uuid
 from typing import Any
 
 from rich.console import Console
 
 from app.bench.common import machine, scratch_redis
-from app.bench.synthetic import synthetic_interventions
+from app.bench.seeded import seeded_stack
 from app.companion import build_deps, checkpointer_for
 from app.settings import Settings
 from graphs.graph import build_companion_graph
 from graphs.models.factory import build_chat_model
 from graphs.models.template import TemplateChatModel
 from graphs.session import CompanionSession
-from memories.embeddings import LocalMiniLMEmbeddings
-from memories.interventions import InterventionMemory
-from memories.stack import MemoryStack, open_memory
+from memories.stack import MemoryStack
 
 USER = "bench-user"
 SITUATIONS = [
@@ -56,18 +53,8 @@ async def run_graph_bench(settings: Settings, *, interventions: int, turns: int,
     """Run the graph benchmark; returns a JSON-ready dict (progress on ``console`` if given)."""
     say = console.log if console else (lambda *_: None)
     with scratch_redis(settings) as (url, where):
-        embedder = LocalMiniLMEmbeddings()
-        memory = settings.memory.model_copy(update={"namespace": f"benchg{uuid.uuid4().hex[:8]}"})
-        stack = await open_memory(url, memory, base_embeddings=(embedder, embedder.model_id, embedder.dims),
-                                  socket_timeout_s=30.0)
-        try:
-            store = stack.registry.get(InterventionMemory)
-            assert store is not None
-            say(f"storing {interventions} interventions for {USER} ...")
-            rows = synthetic_interventions(interventions)
-            for start in range(0, len(rows), 500):
-                await store.record_many(USER, [{k: v for k, v in r.items() if k != "user_id"}
-                                               for r in rows[start:start + 500]])
+        async with seeded_stack(url, settings, prefix="benchg", user=USER, interventions=interventions,
+                                say=say) as stack:
             session = await _session(stack, settings, TemplateChatModel())
             overhead: list[float] = []
             for i in range(turns + 10):  # 10 warm-up turns
@@ -92,7 +79,5 @@ async def run_graph_bench(settings: Settings, *, interventions: int, turns: int,
                 figures["local_reply_p50_ms"] = round(statistics.median(local_ms), 1)
                 figures["local_reply_max_ms"] = round(max(local_ms), 1)
                 say(f"{local_turns} offline-model turns timed")
-        finally:
-            await stack.aclose()
     return {**figures, "target_turn_overhead_p95_ms": 25.0, "interventions": interventions, "turns": turns,
             "local_turns": local_turns, "redis": where, "machine": machine()}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import uuid
 from typing import Any
 
 import numpy as np
@@ -24,16 +23,13 @@ from rich.console import Console
 from app.bench.common import machine, scratch_redis
 from app.bench.fake_live import FakeLiveServer, LiveTurn
 from app.bench.graph import SITUATIONS
-from app.bench.synthetic import synthetic_interventions
+from app.bench.seeded import seeded_stack
 from app.companion import build_deps, checkpointer_for
 from app.settings import Settings
 from graphs.graph import build_companion_graph
 from graphs.models.template import TemplateChatModel
 from graphs.session import CompanionSession
-from memories.embeddings import LocalMiniLMEmbeddings
-from memories.interventions import InterventionMemory
-from memories.stack import open_memory
-from voice.events import AudioOut, Transcript, VoiceEvent
+from voice.events import Transcript, VoiceEvent
 from voice.link import CompanionLink
 from voice.live import LiveOptions, LiveVoiceSession
 
@@ -57,8 +53,6 @@ class _Turns:
         if isinstance(event, Transcript) and event.role == "assistant" and event.final:
             self.done += 1
             self.changed.set()
-        elif isinstance(event, AudioOut):
-            pass
 
     async def wait(self, n: int) -> None:
         while self.done < n:
@@ -71,18 +65,8 @@ async def run_voice_bench(settings: Settings, *, turns: int, interventions: int,
     """Run the voice benchmark; returns a JSON-ready dict (progress on ``console`` if given)."""
     say = console.log if console else (lambda *_: None)
     with scratch_redis(settings) as (url, where):
-        embedder = LocalMiniLMEmbeddings()
-        memory = settings.memory.model_copy(update={"namespace": f"benchv{uuid.uuid4().hex[:8]}"})
-        stack = await open_memory(url, memory, base_embeddings=(embedder, embedder.model_id, embedder.dims),
-                                  socket_timeout_s=30.0)
-        try:
-            store = stack.registry.get(InterventionMemory)
-            assert store is not None
-            say(f"storing {interventions} interventions for {USER} ...")
-            rows = synthetic_interventions(interventions)
-            for start in range(0, len(rows), 500):
-                await store.record_many(USER, [{k: v for k, v in r.items() if k != "user_id"}
-                                               for r in rows[start:start + 500]])
+        async with seeded_stack(url, settings, prefix="benchv", user=USER, interventions=interventions,
+                                say=say) as stack:
             deps = await build_deps(stack, TemplateChatModel(), settings)
             graph = build_companion_graph(deps, checkpointer=await checkpointer_for(stack))
             link = CompanionLink(CompanionSession(graph, deps, USER, seed="bench"))
@@ -108,8 +92,6 @@ async def run_voice_bench(settings: Settings, *, turns: int, interventions: int,
                 await session.end()
                 await asyncio.wait_for(runner, 10)
             metrics = session.metrics
-        finally:
-            await stack.aclose()
         return {
             "turns": turns, "interventions": interventions, "redis": where, "machine": machine(),
             "context_updates_sent": len(metrics["memory_path_ms"]),
