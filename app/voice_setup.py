@@ -7,7 +7,7 @@ otherwise the offline speech stack (the ``voice`` extra), always over the same g
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from google import genai
 
@@ -17,8 +17,11 @@ from voice.base import EventSink, VoiceSession
 from voice.link import CompanionLink
 from voice.live import LiveOptions, LiveVoiceSession
 
+if TYPE_CHECKING:  # the offline speech stack is an optional extra: imported only where it is used
+    from voice.speech import SpeechToText, TextToSpeech
+
 VoiceMode = Literal["live", "offline"]
-OfflineSpeech = tuple[object, object]  # (SpeechToText, TextToSpeech): typed loosely, the extra may be absent
+OfflineSpeech = tuple["SpeechToText", "TextToSpeech"]
 
 
 class VoiceSetupError(RuntimeError):
@@ -58,5 +61,5 @@ def session_factory(companion: Companion, user_id: str, *, mode: VoiceMode, clie
         if speech is None:
             raise VoiceSetupError("offline voice was not set up")
         stt, tts = speech
-        return OfflineVoiceSession(link, sink, stt=stt, tts=tts)  # type: ignore[arg-type]
+        return OfflineVoiceSession(link, sink, stt=stt, tts=tts)
     return make

@@ -130,7 +130,8 @@ class VoiceSocket:
             await self.error("bad_message", f"That frame was not understood ({_problem(exc)}).")
             return False
         if isinstance(frame, Hello):
-            return await self._hello(frame)
+            await self._hello(frame)
+            return False
         if self.session is None:
             await self.error("hello_required", "Send hello (with sample_rate 16000) first.")
             return False
@@ -143,15 +144,13 @@ class VoiceSocket:
             return True
         return False
 
-    async def _hello(self, hello: Hello) -> bool:
+    async def _hello(self, hello: Hello) -> None:
         if hello.sample_rate != INPUT_RATE:
             await self.error("bad_sample_rate", f"Send {INPUT_RATE} Hz mono PCM16 audio; got {hello.sample_rate} Hz. "
                              "Create the AudioContext with sampleRate 16000 (or resample) and say hello again.")
-            return False
-        if self.session is None:
+        elif self.session is None:
             self.session = self.make_session(self.send)
             self._runner = asyncio.create_task(self._run(self.session))
-        return False
 
     async def _run(self, session: VoiceSession) -> None:
         try:

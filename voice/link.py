@@ -142,13 +142,14 @@ class CompanionLink:
         return PlanInfo(step=plan.current_step if plan else None,
                         next_checkin={"what": nxt.text, "kind": nxt.kind, "due_at": nxt.due_at} if nxt else None)
 
-    async def next_due_at(self) -> float | None:
-        """When the next check-in or reminder falls due (None if nothing is scheduled)."""
+    async def due_now(self) -> list[dict[str, Any]]:
+        """Check-ins and reminders due now (taken from the schedule), or ``[]``. A cheap read
+        first: the graph's refresh run, which pops them, happens only when something is due."""
         try:
             upcoming = await self.session.deps.store.upcoming(self.user_id, 1)
         except OUTAGE:
-            return None
-        return upcoming[0].due_at if upcoming else None
+            return []
+        return await self.refresh() if upcoming and upcoming[0].due_at <= time.time() else []
 
     async def end(self) -> str | None:
         """End the session: the reflect step runs; returns its insight."""

@@ -101,7 +101,6 @@ class LiveVoiceSession:
         self._pending_audio: deque[bytes] = deque()
         self._stream_end_pending = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._tool_tasks: dict[str, asyncio.Task[Any]] = {}
         self._cancelled: set[str] = set()
         self._turn = 0
         self._heard = ""
@@ -114,13 +113,13 @@ class LiveVoiceSession:
     # ------------------------------------------------------------------ front-end API
     async def run(self) -> None:
         """Connect and serve until :meth:`end`; reconnect on goAway or a dropped connection."""
-        instruction, due = await self.link.open()
+        _, due = await self.link.open()
         failures, ready = 0, False
         while not self._closing:
             try:
                 async with self.client.aio.live.connect(model=self.options.model, config=self._config()) as live:
                     self._live, failures = live, 0
-                    self._sent_instruction = self.link.instruction or instruction
+                    self._sent_instruction = self.link.instruction  # what this connection's setup carried
                     if not ready:  # "ready" once the model can hear: audio sent before is kept meanwhile
                         ready = True
                         await self.sink(Ready(user=self.link.user_id, mode="live"))
@@ -178,7 +177,8 @@ class LiveVoiceSession:
         self._turn_ended_at, self._first_audio_seen = time.perf_counter(), False
         self._spawn(self._on_heard(text, self._last_said, self._turn_ended_at, self._turn))
         if self._live is not None:
-            await self._live.send_realtime_input(text=text)
+            with contextlib.suppress(*CONNECTION_LOST):
+                await self._live.send_realtime_input(text=text)
 
     async def close(self) -> None:
         """Leave without ending (the person disconnected): graph work already started finishes
@@ -231,9 +231,7 @@ class LiveVoiceSession:
             await self._finish_heard()
             calls = [ToolCall(id=c.id or f"call_{c.name}", name=c.name or "", args=dict(c.args or {}))
                      for c in message.tool_call.function_calls or []]
-            task = self._spawn(self._run_tools(calls))
-            for call in calls:
-                self._tool_tasks[call.id] = task
+            self._spawn(self._run_tools(calls))
         if message.tool_call_cancellation is not None:
             # The graph run is not interrupted half-way (its memory writes stay consistent);
             # the cancelled calls just get no response.
@@ -312,7 +310,6 @@ class LiveVoiceSession:
             with contextlib.suppress(*CONNECTION_LOST):
                 await self._live.send_tool_response(function_responses=responses)
         for result in results:
-            self._tool_tasks.pop(result.id, None)
             if result.id in self._cancelled:
                 log.info("live: tool call %s (%s) was cancelled; no response sent", result.id, result.name)
                 continue
@@ -326,10 +323,8 @@ class LiveVoiceSession:
         """Speak check-ins and reminders when they fall due, without waiting for the person."""
         while True:
             await asyncio.sleep(self.options.checkin_poll_s)
-            due_at = await self.link.next_due_at()
-            if due_at is not None and due_at <= time.time():
-                if due := await self.link.refresh():
-                    await self._speak_due(due)
+            if due := await self.link.due_now():
+                await self._speak_due(due)
 
     async def _speak_due(self, due: list[dict[str, Any]]) -> None:
         if self._live is None:

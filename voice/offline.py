@@ -17,6 +17,7 @@ from typing import Any
 
 from graphs.session import TurnResult
 from memories.errors import InvalidInput
+from tools.store import DueItem
 from voice.base import EventSink
 from voice.endpoint import SpeechEndpointer
 from voice.events import (
@@ -50,9 +51,9 @@ class OfflineVoiceSession:
         self.endpointer = endpointer or SpeechEndpointer(sample_rate=INPUT_RATE)
         self.checkin_poll_s = checkin_poll_s
         self.metrics: dict[str, list[float]] = {"stt_ms": [], "graph_ms": [], "tts_ms": [], "first_audio_ms": []}
-        self._turns: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._turns: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()  # None: stop
         self._turn = 0
-        self._closed = asyncio.Event()
+        self._stopped = False
 
     async def run(self) -> None:
         """Open the person's session and answer turns until :meth:`end` or :meth:`close`."""
@@ -64,17 +65,11 @@ class OfflineVoiceSession:
         await self.sink(Status(state="listening", text="Listening (I answer when you pause)"))
         ticker = asyncio.create_task(self._due_loop())
         try:
-            while not self._closed.is_set():
-                getter = asyncio.ensure_future(self._turns.get())
-                closed = asyncio.ensure_future(self._closed.wait())
-                done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-                closed.cancel()
-                if getter not in done:
-                    getter.cancel()
-                    break
-                kind, payload = getter.result()
-                await self._answer(kind, payload)
-                self._turns.task_done()
+            while (item := await self._turns.get()) is not None:
+                try:
+                    await self._answer(*item)
+                finally:
+                    self._turns.task_done()
         finally:
             ticker.cancel()
 
@@ -95,13 +90,14 @@ class OfflineVoiceSession:
     async def close(self) -> None:
         """Leave without ending (the person disconnected): turns already heard are answered and
         saved; the conversation resumes next time."""
-        await self._drain()
-        self._closed.set()
+        if not self._stopped:
+            self._stopped = True
+            await self._drain()
+            await self._turns.put(None)
 
     async def end(self) -> str | None:
         """End the conversation: the graph reflects."""
-        await self._drain()
-        self._closed.set()
+        await self.close()
         reflection = await self.link.end()
         await self.sink(Ended(reflection=reflection))
         return reflection
@@ -170,12 +166,10 @@ class OfflineVoiceSession:
         """Say check-ins and reminders out loud when they fall due."""
         while True:
             await asyncio.sleep(self.checkin_poll_s)
-            due_at = await self.link.next_due_at()
-            if due_at is None or due_at > time.time():
+            if not (due := await self.link.due_now()):
                 continue
-            for item in await self.link.refresh():
-                line = (f"Check-in: how is {item['text']} going?" if item["kind"] == "checkin"
-                        else f"Reminder: {item['text']}.")
+            for item in due:
+                line = DueItem.model_validate(item).message
                 await self.sink(Transcript(role="assistant", turn=self._turn, text=line, final=True))
                 self._turn += 1
                 await self._say(line, None)
