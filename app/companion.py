@@ -16,7 +16,7 @@ from langgraph.graph.state import CompiledStateGraph
 from app.runtime import open_app_memory
 from app.settings import Settings
 from graphs.deps import CompanionDeps
-from graphs.evidence import EvidenceReader
+from graphs.understanding.reader import UnderstandingReader
 from graphs.graph import build_companion_graph
 from graphs.models.factory import ChatProvider, build_chat_model
 from graphs.models.offline import LocalChatModel
@@ -48,17 +48,22 @@ class Companion:
 async def build_deps(
     stack: MemoryStack, chat_model: BaseChatModel, settings: Settings, *, outbox: Outbox | None = None
 ) -> CompanionDeps:
-    """Wire tools, evidence reader and tool relevance onto an open memory layer."""
+    """Wire tools, the understanding step and tool relevance onto an open memory layer."""
     store = CoachingStore(stack.client, stack.registry.backend.settings.namespace)
     # The 135M offline model writes step lists and reframes badly and slowly (12-60 s, often
     # invalid); the tools' rule-based writers are better, so only a capable model gets them.
     tools_model = None if isinstance(chat_model, LocalChatModel | TemplateChatModel) else chat_model
     tools = build_tools(ToolContext(store=store, memory=stack.registry, chat_model=tools_model))
-    evidence = EvidenceReader(stack.embeddings)
+    understanding = UnderstandingReader()
+    if understanding.heads.dims != stack.embeddings.dims:
+        # The heads were trained on MiniLM vectors; with another embedder (Gemini) the
+        # understanding step embeds the message with the offline MiniLM as well.
+        from memories.embeddings import LocalMiniLMEmbeddings
+
+        understanding.embeddings = LocalMiniLMEmbeddings()
     relevance = ToolRelevance(stack.embeddings)
-    await evidence.setup()
     await relevance.setup()
-    return CompanionDeps(memory=stack, store=store, tools=tools, chat_model=chat_model, evidence=evidence,
+    return CompanionDeps(memory=stack, store=store, tools=tools, chat_model=chat_model, understanding=understanding,
                          relevance=relevance, settings=settings.companion,
                          reword_replies=not isinstance(chat_model, LocalChatModel),
                          outbox=outbox or Outbox(limit=settings.companion.outbox_limit))

@@ -14,9 +14,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
 from graphs.configuration import CompanionSettings
-from graphs.evidence import EvidenceReader
 from graphs.outbox import Outbox
 from graphs.relevance import ToolRelevance
+from graphs.understanding.reader import UnderstandingReader
 from memories.stack import MemoryStack
 from tools.store import CoachingStore
 
@@ -29,7 +29,7 @@ class CompanionDeps:
     store: CoachingStore
     tools: list[BaseTool]
     chat_model: BaseChatModel
-    evidence: EvidenceReader
+    understanding: UnderstandingReader
     relevance: ToolRelevance
     settings: CompanionSettings = field(default_factory=CompanionSettings)
     outbox: Outbox = field(default_factory=Outbox)

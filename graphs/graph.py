@@ -1,14 +1,15 @@
 """The companion graph: one turn, top to bottom.
 
-    START ─┬─ "/end" ─────────────────────────────────────────────► reflect ─► END
-           └► load_context ► retrieve_few_shot ► choose_intervention ─┬► tools ─┐
-                                                                      └─────────┴► respond ► record_outcome ► END
+    START ─┬─ "/end" ────────────────────────────────────────────────────────────► reflect ─► END
+           └► load_context ► understand ─┬► retrieve_few_shot ► choose_intervention ─┬► tools ─┐
+                                         └── crisis ─────────────────►┘              └─────────┴► respond
+                                                                                          ► record_outcome ► END
 
 A Gemini Live voice session (``voice/``) drives the same graph in three shorter runs,
 chosen by the input's ``live`` field, because the Live model speaks and calls tools itself:
 
     live="refresh"    load_context ► END                         (system instruction, due check-ins)
-    live="heard"      load_context ► retrieve_few_shot ► choose_intervention ► record_outcome ► END
+    live="heard"      load_context ► understand ► retrieve_few_shot ► choose_intervention ► record_outcome ► END
                       (few-shot context + the policy's suggestion for the Live model; settles outcomes)
     live="tool_call"  accept_tool_call ► tools ► respond ► record_outcome ► END
                       (the Live model's tool call runs the same tools and is recorded as an intervention)
@@ -36,6 +37,7 @@ from graphs.nodes.outcome import record_outcome
 from graphs.nodes.reflect import reflect
 from graphs.nodes.respond import respond
 from graphs.nodes.retrieve import retrieve_few_shot
+from graphs.nodes.understand import understand
 from graphs.state import CompanionState, InputState
 
 
@@ -46,7 +48,12 @@ def _start(state: CompanionState) -> str:
 
 
 def _after_context(state: CompanionState) -> str:
-    return END if state.get("live") == "refresh" else "retrieve_few_shot"
+    return END if state.get("live") == "refresh" else "understand"
+
+
+def _after_understanding(state: CompanionState) -> str:
+    # A crisis needs no few-shot examples and no policy: straight to the safety reply.
+    return "choose_intervention" if (state.get("understanding") or {}).get("crisis") else "retrieve_few_shot"
 
 
 def _after_choice(state: CompanionState) -> str:
@@ -62,6 +69,7 @@ def build_companion_graph(
     """Compile the companion graph over ``deps`` (with a checkpointer for durable sessions)."""
     builder = StateGraph(CompanionState, input_schema=InputState)
     builder.add_node("load_context", partial(load_context, deps=deps))
+    builder.add_node("understand", partial(understand, deps=deps))
     builder.add_node("retrieve_few_shot", partial(retrieve_few_shot, deps=deps))
     builder.add_node("choose_intervention", partial(choose_intervention, deps=deps))
     # ToolNode returns argument errors and tool exceptions to the model as error ToolMessages.
@@ -71,7 +79,8 @@ def build_companion_graph(
     builder.add_node("reflect", partial(reflect, deps=deps))
     builder.add_node("accept_tool_call", partial(accept_tool_call, deps=deps))
     builder.add_conditional_edges(START, _start, ["load_context", "reflect", "accept_tool_call"])
-    builder.add_conditional_edges("load_context", _after_context, ["retrieve_few_shot", END])
+    builder.add_conditional_edges("load_context", _after_context, ["understand", END])
+    builder.add_conditional_edges("understand", _after_understanding, ["retrieve_few_shot", "choose_intervention"])
     builder.add_edge("retrieve_few_shot", "choose_intervention")
     builder.add_conditional_edges("choose_intervention", _after_choice, ["tools", "respond", "record_outcome"])
     builder.add_edge("accept_tool_call", "tools")

@@ -54,6 +54,11 @@ class TurnResult(BaseModel):
     few_shot: list[dict[str, Any]] = Field(default_factory=list, description="Past interventions shown to the model.")
     used_memory_ids: list[str] = Field(default_factory=list, description="Memory records the reply drew on.")
     evidence: dict[str, Any] | None = Field(None, description="What the message said about the last intervention.")
+    understanding: dict[str, Any] | None = Field(None, description="How the message was read (act, sign, safety).")
+    act: str | None = Field(None, description="The message's main act (greeting, struggle, progress, ...).")
+    tool: str | None = Field(None, description="The coaching tool run this turn, or None.")
+    plan: dict[str, Any] | None = Field(None, description="The plan after the turn: task, steps, current, done.")
+    safety: bool = Field(False, description="True when this turn got the safety reply.")
     settled: list[dict[str, Any]] = Field(default_factory=list, description="Outcomes settled this turn.")
     due: list[dict[str, Any]] = Field(default_factory=list, description="Check-ins/reminders that fell due.")
     notice: str | None = Field(None, description="A calm one-line notice (e.g. memory offline).")
@@ -291,7 +296,14 @@ class CompanionSession:
         if self._fallback is not None and not notice:
             notice = MEMORY_OFFLINE_NOTICE
         last = values["messages"][-1].content if values.get("messages") else ""
+        understanding = values.get("understanding") if not values.get("ended") else None
+        decision = values.get("decision") or {}
+        calls = [c["name"] for c in decision.get("calls") or []]
         return TurnResult(
+            understanding=understanding, act=(understanding or {}).get("act"),
+            tool=None if values.get("ended") else (
+                decision.get("tool") if decision.get("tool") in calls else (calls[-1] if calls else None)),
+            plan=values.get("plan"), safety=decision.get("source") == "safety" and not values.get("ended"),
             reply=values.get("reply") if not values.get("ended") else str(last),
             thread_id=self.thread_id or "", decision=values.get("decision"), few_shot=values.get("few_shot", []),
             used_memory_ids=values.get("used_memory_ids", []), evidence=values.get("evidence"),

@@ -43,7 +43,11 @@ class CompanionState(InputState, total=False):
     context: str  # every memory element's prompt section, rendered
     style: dict[str, bool]  # StyleProfile fields from the consented profile
     due: list[dict[str, Any]]  # check-ins and reminders that fell due before this turn
-    # retrieve_few_shot
+    country: str | None  # ISO country from the profile's locale or time zone (crisis resources)
+    # understand
+    understanding: dict[str, Any] | None  # graphs.understanding.Understanding of the message
+    asked_outcome: bool  # the last reply asked "did that help?" (asked once, never twice in a row)
+    # retrieve_few_shot (the message's embedding is computed once, in understand)
     few_shot: list[dict[str, Any]]  # the examples shown to the model (ids, tool, outcome, scores)
     few_shot_prompt: str  # the same examples as prompt lines
     used_memory_ids: list[str]  # every memory record this turn's reply drew on
@@ -59,6 +63,7 @@ class CompanionState(InputState, total=False):
     last_intervention_id: str | None  # the newest intervention of this session, pending until settled
     settled: list[dict[str, Any]]  # outcomes settled this turn
     session_log: Annotated[list[dict[str, Any]], operator.add]  # every intervention and outcome this session
+    plan: dict[str, Any] | None  # the plan after this turn: task, steps, current (1-based), done
     # degraded mode
     degraded: bool
     notice: str | None  # a calm one-line notice for the person (e.g. memory offline)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tools.wording import clean_task, echo, is_noun_phrase, second_person, shorten
+from tools.wording import clean_task, is_noun_phrase, second_person, shorten, task_phrase
 
 
 class ToolSpec(BaseModel):
@@ -107,9 +107,9 @@ def task_from_message(message: str) -> str | None:
         return None
     phrase = re.split(r"\s+(?:but|and|because|so|it|which)\s+", found["task"].strip(), maxsplit=1)[0]
     phrase = re.sub(r"\s+(?:today|now|right now|anymore|at all)$", "", phrase.strip(), flags=re.IGNORECASE)
-    if not phrase or phrase.lower() in _VAGUE or len(phrase.split()) > 8:
+    if not phrase or phrase.lower() in _VAGUE:
         return None
-    return second_person(phrase)
+    return task_phrase(phrase)
 
 
 _STRUGGLE = re.compile(
@@ -124,12 +124,15 @@ def default_args(tool_name: str, *, message: str, task: str | None) -> dict[str,
     message = " ".join((message or "").split())
     task = " ".join((task or "").split()) or task_from_message(message)
     if tool_name == "create_microsteps":
-        return {"task": shorten(task or message or "the next thing on your list", 500), "max_steps": 5}
+        return {"task": shorten(task or "the next thing on your list", 500), "max_steps": 5}
     if tool_name == "create_reminder":
         request = " ".join(_IN_TIME.sub("", message).split())
         asked = _REMIND.match(request)  # "remind me to X" names what to remind of; else the task does
-        text = echo(request[asked.end():].strip(" ,.")) if asked else (task and clean_task(task)) or echo(request)
-        return {"text": shorten(text or "check how you're doing", 300), "minutes_from_now": minutes_in(message, 15)}
+        said = second_person(request[asked.end():].strip(" ,.")) if asked else ""
+        # Only what they asked to be reminded of, or their task: never their words echoed back.
+        text = said if said and len(said.split()) <= 8 else (f"come back to {task}" if task else
+                                                              "take a moment and check how you're doing")
+        return {"text": shorten(text, 300), "minutes_from_now": minutes_in(message, 15)}
     if tool_name == "schedule_checkin":
         about = shorten(_task_phrase(task), 300) if task else "your progress"
         return {"minutes_from_now": minutes_in(message, 10), "about": about}
@@ -138,7 +141,7 @@ def default_args(tool_name: str, *, message: str, task: str | None) -> dict[str,
         # named it; echoing the struggle back as "a real win" would read as mockery.
         if not message or _STRUGGLE.search(message):
             return {"win": "you noticed what feels hard and said it out loud"}
-        return {"win": shorten(message, 500)}
+        return {"win": f"you made progress on {task}" if task else "you showed up and kept going"}
     if tool_name == "start_breathing_exercise":
         return {"pattern": "calm", "rounds": 3}
     if tool_name == "grounding_exercise":
@@ -146,7 +149,7 @@ def default_args(tool_name: str, *, message: str, task: str | None) -> dict[str,
     if tool_name == "suggest_break":
         return {"minutes": 5, "activity": "stand up, stretch and drink some water"}
     if tool_name == "reframe_thought":
-        return {"thought": shorten(message or "this feels too hard", 1000)}
+        return {"thought": shorten(message or "this feels too hard", 1000)}  # the tool never quotes it at length
     if tool_name in ("sensory_check", "get_current_step", "mark_step_complete", "get_current_time",
                      "get_time_since_last_checkin"):
         return {}

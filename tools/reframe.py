@@ -14,7 +14,7 @@ from tools.base import Result, ask_model, coaching_tool
 from tools.context import ToolContext
 from tools.wording import echo
 
-ECHO_LIMIT = 100  # longer thoughts are not repeated back word for word
+ECHO_WORDS = 5  # longer thoughts are never repeated back: parroting feels like mockery
 
 
 class ReframeArgs(BaseModel):
@@ -65,7 +65,7 @@ def rule_reframe(thought: str) -> tuple[str, str]:
     for name, pattern, reply in RULES:
         if re.search(pattern, text.lower()):
             said = echo(text)
-            if not said or len(said) > ECHO_LIMIT:
+            if not said or len(said.split()) > ECHO_WORDS:
                 said = GENERIC_ECHO.get(name, "")
             return reply.format(echo=said), name
     return DEFAULT, "other"

@@ -25,6 +25,18 @@ class CreateMicrostepsArgs(BaseModel):
     task: TaskText = Field(description="The task to break down, in the person's words, e.g. 'clean the kitchen'.")
     max_steps: int = Field(5, ge=MIN_STEPS, le=MAX_PLAN_STEPS,
                            description="Most steps to make (3-7). Fewer, smaller steps are easier to start.")
+    replace_current: bool = Field(False, description="True when the person says the current step of their plan is "
+                                                     "too big: break that step into smaller ones in place (the task "
+                                                     "is then the step) instead of making a new plan.")
+
+
+class CompleteArgs(BaseModel):
+    """Arguments of ``mark_step_complete``."""
+
+    steps: int = Field(1, ge=1, le=MAX_PLAN_STEPS, description="How many steps they did ('did the first two' is 2).")
+    all_steps: bool = Field(False, description="True when they say they finished the whole task.")
+    split_next: bool = Field(False, description="True when they are stuck on what comes next: split the new "
+                                                "current step into smaller ones.")
 
 
 class StepDraft(BaseModel):
@@ -59,6 +71,15 @@ def rule_steps(task: str, max_steps: int = 5) -> list[str]:
     return by_count.get(max_steps, [gather, timer, start, keep_going, finish])
 
 
+def smaller_steps(step: str) -> list[str]:
+    """Three smaller steps for one step that felt too big."""
+    goal = clean_task(step).rstrip(".")
+    goal = goal[:1].lower() + goal[1:]
+    return ["Put what you need for it right in front of you",
+            f"Do just one minute of this: {goal}" if goal else "Do just one minute of it",
+            "Pause and notice what you did"]
+
+
 def usable_steps(draft: StepDraft | None, max_steps: int) -> list[str] | None:
     """A model's steps, tidied (numbering stripped, duplicates dropped, cut to ``max_steps``),
     or None when there are fewer than three usable ones."""
@@ -76,6 +97,8 @@ def build(ctx: ToolContext) -> list[BaseTool]:
     """The step tools bound to ``ctx``."""
 
     async def create_microsteps(args: CreateMicrostepsArgs, user_id: str) -> Result:
+        if args.replace_current:
+            return await split_current(user_id)
         prompt = [
             ("system", "You help a person with ADHD start a task. Break it into tiny, concrete, physical steps, "
                        f"at most {args.max_steps}, at least {MIN_STEPS}. Each step starts with a verb and takes "
@@ -89,8 +112,20 @@ def build(ctx: ToolContext) -> list[BaseTool]:
         # One step at a time: the person hears the first step only; the whole plan is in the
         # artifact (UIs show it) and comes back step by step with get_current_step.
         content = f"I've split it into {len(plan.steps)} tiny steps. Step 1: {plan.steps[0]}."
-        return content, {"event": "plan_created", "task": plan.task, "steps": plan.steps,
-                         "current_step": plan.steps[0], "source": source}
+        return content, {"event": "plan_created", "task": plan.task, "steps": plan.steps, "index": 0,
+                         "current_step": plan.steps[0], "total": len(plan.steps), "source": source}
+
+    async def split_current(user_id: str) -> Result:
+        plan = await ctx.store.plan(user_id)
+        if plan is None or plan.done:
+            raise ToolException("There is no step in progress to split; make a plan with create_microsteps first.")
+        prompt = [("system", "Split this one step into 3 even smaller physical actions, each under 2 minutes, "
+                             "each starting with a verb."), ("human", plan.current_step or "")]
+        parts = usable_steps(await ask_model(ctx, StepDraft, prompt), 3) or smaller_steps(plan.current_step or "")
+        plan = await ctx.store.split_current_step(user_id, parts)
+        content = f"Let's make it smaller. Step {plan.current + 1} is now: {plan.current_step}."
+        return content, {"event": "step_split", "task": plan.task, "steps": plan.steps, "index": plan.current,
+                         "current_step": plan.current_step, "total": len(plan.steps)}
 
     async def get_current_step(args: NoArgs, user_id: str) -> Result:
         plan = await ctx.store.plan(user_id)
@@ -101,21 +136,38 @@ def build(ctx: ToolContext) -> list[BaseTool]:
                     {"event": "plan_done", "task": plan.task, "total": len(plan.steps)})
         return (f"Step {plan.current + 1} of {len(plan.steps)}: {plan.current_step}.",
                 {"event": "current_step", "task": plan.task, "step": plan.current_step, "index": plan.current,
-                 "total": len(plan.steps)})
+                 "total": len(plan.steps), "steps": plan.steps})
 
-    async def mark_step_complete(args: NoArgs, user_id: str) -> Result:
+    async def mark_step_complete(args: CompleteArgs, user_id: str) -> Result:
+        done: list[str] = []
         try:
-            plan, step = await ctx.store.complete_step(user_id, now=ctx.clock())
+            plan = await ctx.store.plan(user_id)
+            count = len(plan.steps) - plan.current if (plan and args.all_steps) else args.steps
+            for _ in range(max(count, 1)):
+                plan, step = await ctx.store.complete_step(user_id, now=ctx.clock())
+                done.append(step)
+                if plan.done:
+                    break
         except RecordNotFound as exc:
             raise ToolException("There is no plan yet, so no step to mark done; use create_microsteps first.") from exc
         except InvalidInput as exc:
-            raise ToolException("Every step of the plan is already done; there is nothing left to mark.") from exc
+            if not done:
+                raise ToolException("Every step of the plan is already done; there is nothing left to mark.") from exc
+        assert plan is not None
+        what = "that step is" if len(done) == 1 else f"{len(done)} steps are"
+        split = False
+        if args.split_next and not plan.done:
+            parts = smaller_steps(plan.current_step or "")
+            plan, split = await ctx.store.split_current_step(user_id, parts), True
         if plan.done:
-            content = "That was the last step, the whole plan is done. You did it, well done!"
+            content = f"That was the last step: {clean_task(plan.task)} is done. You did it, that's a real win!"
+        elif split:
+            content = f"Nice work, {what} done. Let's make the next one smaller: {plan.current_step}."
         else:
-            content = f"Nice work, that step is done. Next: {plan.current_step}."
-        return content, {"event": "step_completed", "step": step, "plan_done": plan.done,
-                         "next_step": plan.current_step, "completed": plan.current, "total": len(plan.steps)}
+            content = f"Nice work, {what} done. Next: {plan.current_step}."
+        return content, {"event": "step_completed", "step": done[-1], "done_steps": done, "plan_done": plan.done,
+                         "next_step": plan.current_step, "completed": plan.current, "total": len(plan.steps),
+                         "task": plan.task, "steps": plan.steps, "split": split}
 
     return [
         coaching_tool(
@@ -131,7 +183,7 @@ def build(ctx: ToolContext) -> list[BaseTool]:
             NoArgs, get_current_step),
         coaching_tool(
             "mark_step_complete",
-            "Mark the current step of the person's plan as done and get the next one. Use when they say they "
-            "finished or did the step. Tells whether the whole plan is now done.",
-            NoArgs, mark_step_complete),
+            "Mark the current step of the person's plan as done (or as many steps as they say they did) and get "
+            "the next one. Use when they say they finished or did the step. Tells whether the whole plan is done.",
+            CompleteArgs, mark_step_complete),
     ]

@@ -68,6 +68,34 @@ return {checkins, reminders}
 """
 
 
+# Replaces the current step by ARGV[1] (a JSON list); returns the plan hash; {-1} no plan, {-2} done,
+# {-3} the plan would grow past ARGV[2] steps. A script, so a concurrent step completion cannot interleave.
+_SPLIT_STEP = """
+local raw = redis.call('HGET', KEYS[1], 'steps')
+if not raw then return {-1} end
+local steps = cjson.decode(raw)
+local cur = tonumber(redis.call('HGET', KEYS[1], 'current'))
+if cur >= #steps then return {-2} end
+local parts = cjson.decode(ARGV[1])
+if #steps - 1 + #parts > tonumber(ARGV[2]) then return {-3} end
+local out = {}
+for i = 1, cur do out[#out + 1] = steps[i] end
+for i = 1, #parts do out[#out + 1] = parts[i] end
+for i = cur + 2, #steps do out[#out + 1] = steps[i] end
+redis.call('HSET', KEYS[1], 'steps', cjson.encode(out), 'n', #out)
+return {0, redis.call('HGETALL', KEYS[1])}
+"""
+MAX_SAFETY_EVENTS = 50
+
+
+class SafetyEvent(BaseModel):
+    """A moment the safety gate answered (kept apart from interventions: never learnt from)."""
+
+    kind: str = Field(description="The kind of danger recognised (suicide, self_harm, harm_others, abuse, medical).")
+    at: Timestamp = Field(description="When (Unix time).")
+    source: str = Field("text", description="Where it was said: text chat or a voice transcript.")
+
+
 class Plan(BaseModel):
     """A task broken into small steps; ``current`` counts the steps already done."""
 
@@ -118,13 +146,14 @@ class CoachingStore:
         self._complete_step = client.register_script(_COMPLETE_STEP)
         self._add_bounded = client.register_script(_ADD_BOUNDED)
         self._pop_due = client.register_script(_POP_DUE)
+        self._split_step = client.register_script(_SPLIT_STEP)
 
     def key(self, kind: str, user_id: str) -> str:
         """The Redis key of one kind of state of one person (validates the id)."""
         return f"{self.namespace}:coach:{kind}:{user_tag(user_id)}"
 
     def _keys(self, user_id: str) -> list[str]:
-        return [self.key(k, user_id) for k in ("plan", "checkins", "reminders", "last_checkin")]
+        return [self.key(k, user_id) for k in ("plan", "checkins", "reminders", "last_checkin", "safety")]
 
     # Plans
 
@@ -170,6 +199,37 @@ class CoachingStore:
         flat = reply[1]
         plan = self._plan(dict(zip(flat[::2], flat[1::2], strict=True)))
         return plan, plan.steps[int(reply[0])]
+
+    @unavailable_as_typed_error
+    async def split_current_step(self, user_id: str, parts: list[str]) -> Plan:
+        """Replace the current step by smaller ``parts`` (the person said it is too big)."""
+        parts = [parse(Plan, {"task": "x", "steps": [s], "created_at": 0}).steps[0] for s in parts]
+        reply = await self._split_step(keys=[self.key("plan", user_id)], args=[json.dumps(parts), MAX_STEPS])
+        if reply[0] == -1:
+            raise RecordNotFound("there is no plan yet")
+        if reply[0] == -2:
+            raise InvalidInput("every step of the plan is already done", field="plan")
+        if reply[0] == -3:
+            raise InvalidInput(f"a plan holds at most {MAX_STEPS} steps", field="plan")
+        flat = reply[1]
+        return self._plan(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    # Safety events
+
+    @unavailable_as_typed_error
+    async def record_safety_event(self, user_id: str, event: SafetyEvent) -> None:
+        """Keep a safety event (newest first, bounded) for the person's export and forget."""
+        key = self.key("safety", user_id)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, event.model_dump_json())
+            pipe.ltrim(key, 0, MAX_SAFETY_EVENTS - 1)
+            pipe.expire(key, self.ttl_s)
+            await pipe.execute()
+
+    @unavailable_as_typed_error
+    async def safety_events(self, user_id: str) -> list[SafetyEvent]:
+        """The person's safety events, newest first."""
+        return [SafetyEvent.model_validate_json(raw) for raw in await self.client.lrange(self.key("safety", user_id), 0, -1)]
 
     # Check-ins and reminders
 
@@ -236,4 +296,5 @@ class CoachingStore:
             "plan": plan.model_dump(mode="json") if plan else None,
             "scheduled": [i.model_dump(mode="json") for i in await self.upcoming(user_id, limit=MAX_SCHEDULED)],
             "last_checkin_at": await self.last_checkin_at(user_id),
+            "safety_events": [e.model_dump(mode="json") for e in await self.safety_events(user_id)],
         }

@@ -98,3 +98,25 @@ def is_noun_phrase(phrase: str) -> bool:
 def sentence(text: str) -> str:
     """``text`` with a capital first letter."""
     return text[:1].upper() + text[1:]
+
+
+_LEADING_VERB = re.compile(r"^(?:do|doing|start|starting|finish|finishing|tackle|tackling|get|getting|write|work on|"
+                           r"working on|deal with|dealing with|sort out|sorting out|the task of)\s+", re.IGNORECASE)
+_TRAILING = re.compile(r"\s+(?:for me|please|pls|plz|today|tonight|now|right now|rn|again|so i can start|"
+                       r"because|cause|cuz|bc|since|but|and then|it's|its)\b.*$", re.IGNORECASE)
+_NOT_A_TASK = {"it", "this", "that", "stuff", "things", "anything", "something", "everything", "me", "myself"}
+MAX_TASK_WORDS = 5  # a name, not a quote: never long enough to parrot the person
+
+
+def task_phrase(raw: str) -> str | None:
+    """A named task as a short noun phrase in the second person ("do my laundry" -> "your laundry")."""
+    phrase = _TRAILING.sub("", " ".join(raw.split()).strip(" .,!?")).strip(" .,!?")
+    phrase = _LEADING_VERB.sub("", re.sub(r"^(?:on|with|about)\s+", "", phrase))
+    phrase = re.sub(r"^(?:this|that)\s+", "", phrase, flags=re.IGNORECASE) if len(phrase.split()) > 1 else phrase
+    if not phrase or phrase.lower() in _NOT_A_TASK:
+        return None
+    phrase = second_person(phrase)
+    words = phrase.split()
+    if len(words) > MAX_TASK_WORDS:
+        return None
+    return phrase[0].lower() + phrase[1:] if phrase[:1].isupper() and phrase[1:2].islower() else phrase

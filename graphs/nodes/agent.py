@@ -1,9 +1,14 @@
-"""Step 3, choose the intervention: whether to act, and with which tool.
+"""Step 4, choose: what to do with what the person said, act by act.
 
-An explicit request wins ("what time is it?"). A message that reports how the last
-intervention went gets an acknowledgement (a micro-win is logged when it went well).
-Anything else is a situation: the policy (``graphs.policy``) picks a tool from the
-general prior, the chat model's constrained proposal and this person's outcomes.
+* A crisis gets the safety reply, never a tool (``graphs.understanding.safety``).
+* Progress advances the plan (by as many steps as they say).
+* An explicit request runs what was asked; a question about the plan answers it.
+* How the last suggestion went is acknowledged (a micro-win when it helped); when it is
+  unclear right after a suggestion, the companion asks once.
+* Greetings, off-topic messages and goodbyes get what a coach says to them.
+* Only a struggle goes to the learning policy (``graphs.policy``): a Thompson-sampling
+  choice from the general prior, the chat model's constrained proposal and this person's
+  outcomes. Mixed messages get both parts ("did the first bit but now I'm stuck").
 """
 
 from __future__ import annotations
@@ -25,25 +30,41 @@ from graphs.nodes.common import last_human_text, ms_since
 from graphs.policy import choose_tool, turn_rng
 from graphs.state import CompanionState
 from graphs.tracing import traced
+from graphs.understanding.acts import Act, Question, Request, Sign, Understanding
 from memories.current_state import CurrentStateMemory
+from memories.errors import MemoryUnavailable
 from memories.interventions import Neighbor
-from memories.ranking import FAILED, Outcome, ToolStats
-from tools.catalog import default_args
+from memories.ranking import Outcome, ToolStats
+from tools.catalog import INTERVENTION_TOOLS, default_args, task_from_message
+from tools.store import Plan
 
 log = logging.getLogger(__name__)
+
+Source = Literal["request", "acknowledge", "policy", "voice", "none", "safety", "progress", "question", "greeting",
+                 "goodbye", "redirect", "ask"]
+
+
+class ToolCallSpec(BaseModel):
+    """One tool call the turn makes."""
+
+    name: str = Field(description="The tool.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
 
 
 class Decision(BaseModel):
     """What the agent decided to do this turn."""
 
-    tool: str | None = Field(description="The tool to run, or None for a plain reply.")
-    args: dict[str, Any] = Field(default_factory=dict, description="The tool's arguments.")
-    source: Literal["request", "acknowledge", "policy", "voice", "none"] = Field(description="What decided it.")
+    tool: str | None = Field(description="The tool this turn is about (the intervention learnt from), or None.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
+    calls: list[ToolCallSpec] = Field(default_factory=list, description="Every tool call made, in order.")
+    source: Source = Field(description="What decided it.")
+    say: str | None = Field(None, description="A line of the graph's own to say (graphs.replies.LINES key).")
     intervention: bool = Field(False, description="True when this is an intervention to record and learn from.")
     reason: str = Field("", description="Why, in one line.")
     from_memory: bool = Field(False, description="True when this person's history changed the choice.")
     proposal: str | None = Field(None, description="The tool the chat model proposed, if asked.")
     beliefs: dict[str, dict[str, float]] = Field(default_factory=dict, description="The policy's belief per tool.")
+    facts: dict[str, Any] = Field(default_factory=dict, description="What the graph's line is filled with.")
 
 
 @functools.cache
@@ -66,67 +87,201 @@ async def propose_tool(deps: CompanionDeps, message: str, candidates: list[str])
     return getattr(result, "tool", None)
 
 
-def _acknowledge(state: CompanionState, deps: CompanionDeps, message: str) -> Decision | None:
-    """An acknowledgement when the message reports how this session's pending intervention went.
-    Without one pending, "I keep getting distracted" is a situation to help with, not a report."""
-    evidence = state.get("evidence")
-    if not evidence or not evidence.get("outcome") or not state.get("last_intervention_id"):
+async def current_plan(deps: CompanionDeps, user: str, state: CompanionState) -> Plan | None:
+    """The person's plan (None without one, or while memory is offline)."""
+    if state.get("degraded"):
         return None
-    outcome = Outcome(evidence["outcome"])
-    if outcome in FAILED:
-        return Decision(tool=None, source="acknowledge", reason=f"they reported: {outcome.value}")
-    if deps.memory.registry.get(CurrentStateMemory) is None:
-        return Decision(tool=None, source="acknowledge", reason=f"they reported: {outcome.value}")
-    return Decision(tool="log_micro_win", args={"win": message[:300]}, source="acknowledge",
-                    reason=f"they reported: {outcome.value}; celebrate it")
+    try:
+        return await deps.store.plan(user)
+    except MemoryUnavailable:
+        return None
+
+
+_REQUEST_TOOLS = {Request.REMINDER: "create_reminder", Request.CHECKIN: "schedule_checkin",
+                  Request.TIME: "get_current_time", Request.BREATHING: "start_breathing_exercise",
+                  Request.GROUNDING: "grounding_exercise", Request.BREAK: "suggest_break",
+                  Request.SENSORY: "sensory_check", Request.REFRAME: "reframe_thought"}
+_QUESTION_TOOLS = {Question.NEXT_STEP: "get_current_step", Question.PLAN: "get_current_step",
+                   Question.PROGRESS: "get_current_step", Question.TIME_SINCE_CHECKIN: "get_time_since_last_checkin"}
+
+
+def plan_task(plan: Plan | None) -> str | None:
+    """The active plan's task as a short phrase (None without an active plan)."""
+    return task_from_message(f"I need to {plan.task}") or plan.task if plan and not plan.done else None
+
+
+def request_decision(reading: Understanding, message: str, plan: Plan | None) -> Decision:
+    """What an explicit request asks for."""
+    active = plan is not None and not plan.done
+    kind = reading.request or Request.OTHER
+    if kind is Request.SPLIT_STEP or (kind is Request.STEPS and not reading.task and active):
+        if not active:
+            return Decision(tool=None, source="request", say="ask_task", reason="a step to split, but no plan")
+        return Decision(tool="create_microsteps", args={"task": plan.current_step or plan.task, "replace_current": True},
+                        source="request", intervention=True, reason="the step is too big: split it")
+    if kind is Request.STEPS:
+        task = reading.task or task_from_message(message)
+        if not task:
+            return Decision(tool=None, source="request", say="ask_task", reason="steps, but for which task?")
+        return Decision(tool="create_microsteps", args={"task": task, "max_steps": 5}, source="request",
+                        intervention=True, reason="you asked for steps")
+    tool = _REQUEST_TOOLS.get(kind)
+    if tool is None:
+        return Decision(tool=None, source="request", say="generic", reason="a request I have no tool for")
+    args = default_args(tool, message=message, task=plan_task(plan))
+    return Decision(tool=tool, args=args, source="request", intervention=tool in INTERVENTION_TOOLS,
+                    reason="you asked for it")
+
+
+def question_decision(reading: Understanding) -> Decision:
+    """What a question about the plan, state or memory needs."""
+    kind = reading.question or Question.OTHER
+    if kind is Question.MEMORY:
+        return Decision(tool=None, source="question", say="memory", reason="what I remember")
+    tool = _QUESTION_TOOLS.get(kind)
+    if tool is None:
+        return Decision(tool=None, source="question", say="question_other", reason="a question I can't answer")
+    return Decision(tool=tool, source="question", reason=f"a question about your {kind.value.replace('_', ' ')}")
+
+
+async def policy_decision(state: CompanionState, deps: CompanionDeps, cfg: Configuration, message: str,
+                          plan: Plan | None, *, heard: bool) -> tuple[Decision, float]:
+    """The learning policy's choice for a struggle (and the chat model's time)."""
+    relevance = state.get("relevance") or {}
+    candidates = sorted(relevance)
+    proposal, model_ms = None, 0.0
+    if deps.settings.model_proposal and candidates and not heard:
+        model_start = time.perf_counter()
+        proposal = await propose_tool(deps, message, candidates)
+        model_ms = ms_since(model_start)
+    near = state.get("neighbors") or {}
+    choice = choose_tool(
+        relevance=relevance,
+        neighbors=[Neighbor(t, Outcome(o), s, a) for t, o, s, a in near.get("near", [])],
+        rates={t: ToolStats(tool_name=t, settled=n, value_sum=v) for t, (n, v) in near.get("rates", {}).items()},
+        settings=deps.settings.policy,
+        rng=turn_rng(cfg.user_id, cfg.seed or cfg.thread_id, state.get("turn", 0), message),
+        proposal=proposal,
+        half_life_days=deps.memory.registry.backend.settings.ranking.recency_half_life_days,
+    )
+    named = task_from_message(message)
+    ongoing = plan_task(plan)
+    args = default_args(choice.tool, message=message, task=named or ongoing)
+    if choice.tool == "create_microsteps" and ongoing and (not named or named == ongoing):
+        args = {"task": plan.current_step or plan.task, "replace_current": True}  # stuck inside the plan: smaller
+    decision = Decision(
+        tool=choice.tool, args=args, source="policy", intervention=not heard, reason=choice.reason,
+        from_memory=choice.from_memory, proposal=proposal,
+        beliefs={t: {"prior": round(b.prior, 3), "mean": round(b.mean, 3), "sample": round(b.sample, 3),
+                     "similar": round(b.similar_weight, 2)} for t, b in choice.beliefs.items()},
+    )
+    return decision, model_ms
+
+
+def outcome_decision(state: CompanionState, deps: CompanionDeps, reading: Understanding) -> Decision:
+    """How the last suggestion went: acknowledge it, or ask once when it is unclear."""
+    pending = bool(state.get("last_intervention_id"))
+    if reading.sign is Sign.HELPED:
+        if deps.memory.registry.get(CurrentStateMemory) is None:
+            return Decision(tool=None, source="acknowledge", say="went_well", reason="they said it helped")
+        return Decision(tool="log_micro_win", args={"win": "what we tried helped you get going"}, source="acknowledge",
+                        reason="they said it helped; celebrate it")
+    if reading.sign is Sign.NOT_HELPED:
+        return Decision(tool=None, source="acknowledge", say="went_badly", reason="they said it did not help")
+    if pending and not state.get("asked_outcome"):
+        return Decision(tool=None, source="ask", say="ask_outcome", reason="unclear whether it helped: ask once")
+    return Decision(tool=None, source="acknowledge", say="generic", reason="unclear, already asked")
+
+
+def line_facts(say: str, state: CompanionState, plan: Plan | None) -> dict[str, Any]:
+    """What a graph line needs: the plan's step for a greeting or goodbye, memories for "what do you know"."""
+    if say in ("greeting_plan", "goodbye_plan") and plan is not None and not plan.done:
+        return {"n": plan.current + 1, "total": len(plan.steps), "step": plan.current_step,
+                "task": plan_task(plan) or "your task"}
+    if say == "memory":
+        lines = [ln.strip("- ").strip() for ln in (state.get("context") or "").splitlines()
+                 if ln.strip() and not ln.rstrip().endswith(":")]
+        return {"memory": " ".join(lines[:2])[:300]} if lines else {}
+    return {}
+
+
+def with_calls(decision: Decision, before: list[ToolCallSpec]) -> Decision:
+    """The decision with its tool calls listed (``before`` first)."""
+    calls = [*before, *([ToolCallSpec(name=decision.tool, args=decision.args)] if decision.tool else [])]
+    return decision.model_copy(update={"calls": calls})
 
 
 @traced("choose_intervention")
 async def choose_intervention(state: CompanionState, config: RunnableConfig, *, deps: CompanionDeps
                               ) -> dict[str, Any]:
-    """Decide the turn's tool call (if any) and emit it as an AI message with ``tool_calls``."""
+    """Decide the turn's tool calls (if any) and emit them as an AI message with ``tool_calls``."""
     start = time.perf_counter()
     cfg = Configuration.from_runnable_config(config)
     message = last_human_text(state["messages"])
     # A voice model decides its own tool calls (and hears requests itself): for words it heard,
     # the policy's choice is a suggestion that goes into its context, not a call made here.
     heard = state.get("live") == "heard"
+    reading = Understanding.model_validate(state["understanding"]) if state.get("understanding") else None
     model_ms = 0.0
-    if not message:
+    plan: Plan | None = None
+    before: list[ToolCallSpec] = []
+    if not message or reading is None:
         decision = Decision(tool=None, source="none")
-    elif not heard and (intent := detect_intent(message)):
-        decision = Decision(tool=intent.tool, args=intent.args, source="request", intervention=intent.intervention,
-                            reason="you asked for it")
-    elif not heard and (acknowledgement := _acknowledge(state, deps, message)):
-        decision = acknowledgement
+    elif reading.crisis:
+        decision = Decision(tool=None, source="safety", say="safety", reason=f"safety first ({reading.crisis_kind})")
+    elif heard:
+        decision = Decision(tool=None, source="none", reason=f"heard: {reading.act.value}")
+        if reading.has(Act.STRUGGLE) or reading.act is Act.STRUGGLE:
+            decision, _ = await policy_decision(state, deps, cfg, message, None, heard=True)
     else:
-        relevance = state.get("relevance") or {}
-        candidates = sorted(relevance)
-        proposal = None
-        if deps.settings.model_proposal and candidates and not heard:
-            model_start = time.perf_counter()
-            proposal = await propose_tool(deps, message, candidates)
-            model_ms = ms_since(model_start)
-        near = state.get("neighbors") or {}
-        choice = choose_tool(
-            relevance=relevance,
-            neighbors=[Neighbor(t, Outcome(o), s, a) for t, o, s, a in near.get("near", [])],
-            rates={t: ToolStats(tool_name=t, settled=n, value_sum=v) for t, (n, v) in near.get("rates", {}).items()},
-            settings=deps.settings.policy,
-            rng=turn_rng(cfg.user_id, cfg.seed or cfg.thread_id, state.get("turn", 0), message),
-            proposal=proposal,
-            half_life_days=deps.memory.registry.backend.settings.ranking.recency_half_life_days,
-        )
-        decision = Decision(
-            tool=choice.tool, args=default_args(choice.tool, message=message, task=None), source="policy",
-            intervention=not heard, reason=choice.reason, from_memory=choice.from_memory, proposal=proposal,
-            beliefs={t: {"prior": round(b.prior, 3), "mean": round(b.mean, 3), "sample": round(b.sample, 3),
-                         "similar": round(b.similar_weight, 2)} for t, b in choice.beliefs.items()},
-        )
+        plan = await current_plan(deps, cfg.user_id, state)
+    if message and reading is not None and not reading.crisis and not heard:
+        active = plan is not None and not plan.done
+        intent = detect_intent(message)
+        progress = reading.has(Act.PROGRESS) and reading.sign is not Sign.NOT_HELPED
+        if progress and active and not (intent and intent.tool == "mark_step_complete"):
+            before.append(ToolCallSpec(name="mark_step_complete",
+                                       args={"steps": reading.steps or 1, "all_steps": reading.all_done}))
+        if intent is not None and intent.tool in ("rate_response", "get_current_time", "mark_step_complete",
+                                                  "get_current_step", "get_time_since_last_checkin"):
+            decision = Decision(tool=intent.tool, args=intent.args, source="request", reason="you asked for it")
+        elif reading.has(Act.REQUEST):
+            decision = request_decision(reading, message, plan)
+        elif reading.act is Act.QUESTION:
+            decision = question_decision(reading)
+            if before and decision.tool == "get_current_step":  # the step just completed says what's next
+                decision = Decision(tool=None, source="progress", reason="progress, then the next step")
+        elif reading.has(Act.STRUGGLE):
+            decision, model_ms = await policy_decision(state, deps, cfg, message, plan, heard=False)
+            if before and decision.tool == "create_microsteps" and decision.args.get("replace_current"):
+                before[0].args["split_next"] = True  # did a bit, stuck on the next: complete, then split the next
+                decision = decision.model_copy(update={"calls": before})
+                before = []
+        elif progress:
+            if before:
+                decision = Decision(tool=None, source="progress", reason="progress on the plan")
+            else:
+                decision = outcome_decision(state, deps, reading.model_copy(update={"sign": Sign.HELPED}))
+        elif reading.act is Act.OUTCOME or reading.sign is not Sign.NONE:
+            decision = outcome_decision(state, deps, reading)
+        elif reading.act is Act.GREETING:
+            decision = Decision(tool=None, source="greeting", say="greeting_plan" if active else "greeting")
+        elif reading.act is Act.GOODBYE:
+            decision = Decision(tool=None, source="goodbye", say="goodbye_plan" if active else "goodbye")
+        elif reading.act is Act.OFF_TOPIC:
+            decision = Decision(tool=None, source="redirect", say="redirect", reason="off topic: redirect gently")
+        else:
+            decision = Decision(tool=None, source="none", say="generic")
+    if not decision.calls:
+        decision = with_calls(decision, before)
+    if decision.say and reading is not None and not heard:
+        decision = decision.model_copy(update={"facts": line_facts(decision.say, state, plan if not heard and
+                                                                    reading and not reading.crisis else None)})
     update: dict[str, Any] = {"decision": decision.model_dump(mode="json"),
                               "timings": {"choose_intervention": ms_since(start), "model_propose": model_ms}}
-    if decision.tool and not heard:
-        call = {"name": decision.tool, "args": decision.args, "id": f"call_{uuid.uuid4().hex[:12]}",
-                "type": "tool_call"}
-        update["messages"] = [AIMessage(content="", tool_calls=[call])]
+    if decision.calls and not heard:
+        rng = turn_rng(cfg.user_id, cfg.seed or cfg.thread_id, state.get("turn", 0), "call-ids")
+        calls = [{"name": c.name, "args": c.args, "id": f"call_{rng.getrandbits(48):012x}", "type": "tool_call"}
+                 for c in decision.calls]
+        update["messages"] = [AIMessage(content="", tool_calls=calls, id=f"ai-{uuid.uuid4().hex[:12]}")]
     return update

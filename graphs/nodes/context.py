@@ -15,6 +15,7 @@ from graphs.deps import CompanionDeps
 from graphs.nodes.common import MEMORY_OFFLINE_NOTICE, last_human_text, ms_since
 from graphs.state import CompanionState
 from graphs.tracing import traced
+from graphs.understanding.safety import country_of
 from memories.errors import MemoryUnavailable
 from memories.interventions import InterventionMemory
 from memories.profile import Diagnosis, Profile
@@ -68,6 +69,7 @@ async def load_context(state: CompanionState, config: RunnableConfig, *, deps: C
         **update,
         "context": render_context(sections, due_items),
         "style": style_flags(profile if isinstance(profile, Profile) else None),
+        "country": country_of(profile.locale, profile.timezone) if isinstance(profile, Profile) else None,
         "due": due_items,
         "used_memory_ids": [i for s in sections for i in s.used_ids],
         "timings": {"load_context": ms_since(start)},

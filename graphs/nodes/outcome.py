@@ -25,8 +25,29 @@ from graphs.tracing import traced
 from memories.errors import MemoryUnavailable, RecordNotFound
 from memories.interventions import InterventionMemory, NewIntervention
 from memories.ranking import Outcome
+from tools.store import SafetyEvent
 
 log = logging.getLogger(__name__)
+
+
+def plan_summary(plan: Any) -> dict[str, Any] | None:
+    """The plan as the UIs show it: task, steps, ``current`` (1-based, None once done), done."""
+    if plan is None:
+        return None
+    return {"task": plan.task, "steps": list(plan.steps), "current": None if plan.done else plan.current + 1,
+            "done": plan.done}
+
+
+async def safety_event(state: CompanionState, deps: CompanionDeps, user: str) -> str | None:
+    """Keep the safety event (never an intervention, never a few-shot example)."""
+    kind = (state.get("understanding") or {}).get("crisis_kind") or "unknown"
+    try:
+        await deps.store.record_safety_event(user, SafetyEvent(kind=kind, at=time.time(),
+                                                               source="voice" if state.get("live") else "text"))
+    except MemoryUnavailable as exc:
+        log.error("record_outcome: safety event not stored (%s)", exc)
+        return "My memory is offline, so I couldn't note this moment; I'm still here with you."
+    return None
 
 
 def outcome_from_events(state: CompanionState) -> Outcome | None:
@@ -69,8 +90,18 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
     registry = deps.memory.registry
     update: dict[str, Any] = {"settled": [], "session_log": []}
     evidence = state.get("evidence") or {}
-    outcome = Outcome(evidence["outcome"]) if evidence.get("outcome") else outcome_from_events(state)
+    events = outcome_from_events(state)
+    outcome = Outcome(evidence["outcome"]) if evidence.get("outcome") else events
+    if outcome in (Outcome.TASK_PROGRESS, Outcome.RE_ENGAGED) and events is Outcome.TASK_COMPLETED:
+        outcome = events  # they reported a step and it was the plan's last one
+    decision = state.get("decision") or {}
     last_id = state.get("last_intervention_id")
+    if decision.get("source") == "safety":
+        # Safety first: nothing is settled or learnt from this turn; the moment is kept as a safety event.
+        notice = await safety_event(state, deps, user)
+        return {"settled": [], "session_log": [], "asked_outcome": False, "last_intervention_id": last_id,
+                "plan": state.get("plan"), "notice": notice or state.get("notice"),
+                "timings": {"record_outcome": ms_since(start)}}
     try:
         if outcome is not None and (target := await _target(state, deps, user)):
             try:
@@ -82,7 +113,6 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
             update["settled"].append(entry)
             update["session_log"].append(entry)
             last_id = None
-        decision = state.get("decision") or {}
         if decision.get("intervention") and registry.get(InterventionMemory) is not None:
             record = NewIntervention(text=state.get("reply") or "(no reply)", tool_name=decision.get("tool"),
                                      tool_args=decision.get("args") or {},
@@ -104,4 +134,11 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
         # long-term is already in memory), so every turn's checkpoint write stays small.
         update["messages"] = [RemoveMessage(id=m.id) for m in messages[: len(messages) - deps.settings.keep_messages]
                               if m.id]
-    return {**update, "last_intervention_id": last_id, "timings": {"record_outcome": ms_since(start)}}
+    plan = state.get("plan")
+    if not state.get("degraded"):
+        try:
+            plan = plan_summary(await deps.store.plan(user))
+        except MemoryUnavailable:
+            pass
+    return {**update, "last_intervention_id": last_id, "asked_outcome": decision.get("say") == "ask_outcome",
+            "plan": plan, "timings": {"record_outcome": ms_since(start)}}

@@ -1,9 +1,11 @@
 """Step 5, respond: the chat model words the reply around a draft the graph already trusts.
 
-The draft comes from the tool's result (or an acknowledgement), so a reply is always
-possible; the model makes it warmer and personal, and the style guard
-(``graphs.style``) falls back to the draft when the model's words break the coaching
-style (too long, judgmental, figurative for a literal-language profile, gibberish).
+The draft comes from the tools' results (reworded from their facts, one of several
+wordings picked by the seeded turn RNG), the graph's own lines (greeting, goodbye, the
+check question) or the safety reply, so a reply is always possible; the model makes it
+warmer and personal, and the style guard (``graphs.style``) falls back to the draft when
+the model's words break the coaching style. The safety reply and a listed plan are said
+exactly as drafted. No reply is the same as the one before it.
 """
 
 from __future__ import annotations
@@ -15,21 +17,23 @@ from typing import Any
 from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 
+from graphs import replies
+from graphs.configuration import Configuration
 from graphs.deps import CompanionDeps
 from graphs.nodes.common import current_exchange, last_human_text, message_text, ms_since
+from graphs.policy import turn_rng
 from graphs.prompts import reply_messages
 from graphs.state import CompanionState
 from graphs.style import StyleProfile, enforce_style, transition_warning
 from graphs.tracing import traced
-from memories.ranking import FAILED, Outcome
+from graphs.understanding.acts import CrisisKind, Question, Understanding
+from graphs.understanding.safety import safety_reply
 from tools.catalog import TOOL_SPECS
 
 log = logging.getLogger(__name__)
 
-GENERIC = "I'm here with you. What's one tiny thing you could start with?"
-WENT_WELL = "That counts, nice work! What's the next tiny step?"
-WENT_BADLY = "That's okay, that one didn't fit you. We'll try a different way."
 TOOL_TROUBLE = "Let's keep it simple: what's one tiny thing you could start with?"
+_OPENERS = ("Okay.", "Alright.", "Sure.")
 
 
 def history(messages: list[AnyMessage], limit: int) -> list[AnyMessage]:
@@ -39,19 +43,46 @@ def history(messages: list[AnyMessage], limit: int) -> list[AnyMessage]:
     return words[-limit:] if limit else []
 
 
-def build_draft(state: CompanionState) -> str:
+def previous_reply(messages: list[AnyMessage]) -> str | None:
+    """What the companion said last, before this turn."""
+    earlier = messages[: max(len(messages) - len(current_exchange({"messages": messages})) - 1, 0)]
+    for message in reversed(earlier):
+        if message.type == "ai" and message_text(message).strip():
+            return message_text(message).strip()
+    return None
+
+
+def _tool_words(result: ToolMessage, state: CompanionState, rng: Any, avoid: str | None) -> str:
+    artifact = result.artifact if isinstance(result.artifact, dict) else {}
+    if result.status == "error":
+        return TOOL_TROUBLE
+    reading = Understanding.model_validate(state["understanding"]) if state.get("understanding") else None
+    if artifact.get("event") == "current_step" and reading and reading.question is Question.PLAN:
+        listing = replies.plan_lines(artifact.get("steps") or [], artifact.get("index"))
+        return f"Here's your plan:\n{listing}"
+    if artifact.get("event") == "current_step" and reading and reading.question is Question.PROGRESS:
+        return (f"You've done {artifact.get('index', 0)} of {artifact.get('total')} steps. "
+                f"Now: {artifact.get('step')}.")
+    return replies.tool_line(artifact, rng, avoid) or message_text(result).strip() or replies.line("generic", rng)
+
+
+def build_draft(state: CompanionState, rng: Any, avoid: str | None = None, *, country: str | None = None) -> str:
     """The reply the graph can stand behind without a model."""
     decision = state.get("decision") or {}
-    tool_messages = [m for m in current_exchange(state) if isinstance(m, ToolMessage)]
-    acknowledging = decision.get("source") == "acknowledge"
-    if tool_messages and not (acknowledging and tool_messages[0].status == "error"):
-        result = tool_messages[0]
-        body = TOOL_TROUBLE if result.status == "error" else message_text(result).strip() or GENERIC
-    elif acknowledging:  # also when logging the win failed (memory offline): still celebrate it
-        outcome = (state.get("evidence") or {}).get("outcome")
-        body = WENT_BADLY if outcome and Outcome(outcome) in FAILED else WENT_WELL
-    else:
-        body = GENERIC
+    say = decision.get("say")
+    if say == "safety":
+        kind = (state.get("understanding") or {}).get("crisis_kind")
+        return safety_reply(CrisisKind(kind) if kind else None, country)
+    results = [m for m in current_exchange(state) if isinstance(m, ToolMessage)]
+    parts = [_tool_words(r, state, rng, avoid) for r in results]
+    if say and not (decision.get("source") == "acknowledge" and results and results[0].status != "error"):
+        facts = decision.get("facts") or {}
+        key = "memory_empty" if say == "memory" and not facts.get("memory") else say
+        if key in ("greeting_plan", "goodbye_plan") and not facts:
+            key = key.removesuffix("_plan")
+        parts.append(replies.line(key, rng, avoid, **facts))
+    if not parts:
+        parts.append(replies.line("generic", rng, avoid))
     prefix = []
     for item in state.get("due") or []:
         prefix.append(f"Check-in: how is {item['text']} going?" if item["kind"] == "checkin"
@@ -59,18 +90,23 @@ def build_draft(state: CompanionState) -> str:
     tool = decision.get("tool")
     if (state.get("style") or {}).get("autism") and decision.get("intervention") and tool in TOOL_SPECS:
         prefix.append(transition_warning(TOOL_SPECS[tool].activity))
-    return " ".join([*prefix, body])
+    return " ".join([*prefix, *parts])
 
 
 @traced("respond")
 async def respond(state: CompanionState, config: RunnableConfig, *, deps: CompanionDeps) -> dict[str, Any]:
     """Write the reply: draft, then the chat model's wording within the style guard."""
     start = time.perf_counter()
-    draft = build_draft(state)
+    cfg = Configuration.from_runnable_config(config)
+    rng = turn_rng(cfg.user_id, cfg.seed or cfg.thread_id, state.get("turn", 0), "wording")
+    before = previous_reply(state["messages"])
+    draft = build_draft(state, rng, before, country=state.get("country"))
     if state.get("live") == "tool_call":
         # The voice model speaks in its own words from the tool's result; the draft is kept as
         # what this intervention said (record_outcome stores it), not added as a spoken message.
         return {"reply": draft, "timings": {"respond": ms_since(start), "model_reply": 0.0}}
+    decision = state.get("decision") or {}
+    exact = decision.get("say") == "safety" or "\n" in draft  # said word for word: safety, a listed plan
     profile = StyleProfile(**(state.get("style") or {}))
     context = state.get("context", "")
     if state.get("few_shot_prompt"):
@@ -78,7 +114,7 @@ async def respond(state: CompanionState, config: RunnableConfig, *, deps: Compan
     message = last_human_text(state["messages"])
     model_start = time.perf_counter()
     words = draft
-    if deps.reword_replies:
+    if deps.reword_replies and not exact:
         messages = reply_messages(context=context, history=history(state["messages"], deps.settings.history_messages),
                                   message=message, draft=draft, profile=profile)
         try:
@@ -86,7 +122,8 @@ async def respond(state: CompanionState, config: RunnableConfig, *, deps: Compan
         except Exception as exc:  # a model outage degrades the wording, never the turn
             log.warning("respond: chat model failed (%s); using the draft", exc)
     model_ms = ms_since(model_start)
-    styled = enforce_style(words, draft=draft, profile=profile, user_message=message)
-    reply = styled.text
+    reply = draft if exact else enforce_style(words, draft=draft, profile=profile, user_message=message).text
+    if before and reply.strip() == before:
+        reply = f"{rng.choice(_OPENERS)} {reply}"  # never the same words twice in a row
     return {"messages": [AIMessage(content=reply)], "reply": reply,
             "timings": {"respond": ms_since(start) - model_ms, "model_reply": model_ms}}

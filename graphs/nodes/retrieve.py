@@ -1,7 +1,7 @@
 """Step 2, retrieve few-shot: this person's similar past interventions, ranked by what worked.
 
-The message is embedded once here; the same vector serves the few-shot search, the
-evidence reading (did the last intervention help?) and the tools' relevance.
+The message was embedded once, by ``understand``; the same vector (from the embedder's
+in-process cache) serves the few-shot search and the tools' relevance.
 """
 
 from __future__ import annotations
@@ -32,18 +32,17 @@ def example_summary(example: FewShotExample) -> dict[str, Any]:
 
 @traced("retrieve_few_shot")
 async def retrieve_few_shot(state: CompanionState, config: RunnableConfig, *, deps: CompanionDeps) -> dict[str, Any]:
-    """Embed the message once; read the evidence in it; fetch similar past interventions."""
+    """Fetch similar past interventions and the tools' relevance for the message."""
     start = time.perf_counter()
     user = Configuration.from_runnable_config(config).user_id
     message = last_human_text(state["messages"])
-    empty: dict[str, Any] = {"few_shot": [], "few_shot_prompt": "", "evidence": None, "relevance": {},
+    empty: dict[str, Any] = {"few_shot": [], "few_shot_prompt": "", "relevance": {},
                              "neighbors": {"near": [], "rates": {}}}
     if not message:
         return {**empty, "timings": {"retrieve_few_shot": ms_since(start)}}
-    vector = await deps.memory.embeddings.aembed_query(message[:2000])
-    evidence = await deps.evidence.read(message, vector)
+    vector = await deps.memory.embeddings.aembed_query(message[:2000])  # cached: understand embedded it
     relevance = await deps.relevance.scores(vector)
-    update: dict[str, Any] = {**empty, "evidence": evidence.model_dump(mode="json"), "relevance": relevance}
+    update: dict[str, Any] = {**empty, "relevance": relevance}
     interventions = deps.memory.registry.get(InterventionMemory)
     if interventions is not None and not state.get("degraded"):
         try:

@@ -1,0 +1,57 @@
+"""Step 2, understand: what the person's message is (a greeting, a struggle, progress, how
+the last suggestion went, a request, a question, off topic, goodbye, or a crisis).
+
+The message is embedded here, once; ``retrieve_few_shot`` reuses the same vector (the
+embedder's in-process cache). Only a struggle goes on to the learning policy; every other
+act is answered the way a coach would (``choose_intervention``). A crisis skips retrieval
+altogether: no few-shot example, no tool, the safety reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from graphs.deps import CompanionDeps
+from graphs.nodes.common import last_human_text, ms_since
+from graphs.state import CompanionState
+from graphs.tracing import traced
+from graphs.understanding.acts import Act, Sign, Understanding
+from memories.ranking import Outcome
+
+log = logging.getLogger(__name__)
+_DISTRACTED = re.compile(r"\b(?:distract\w*|phone|youtube|tiktok|insta\w*|reddit|scroll\w*|netflix|game|games|gaming|"
+                         r"twitter|snap\w*|videos?|show|series|got sidetracked|rabbit hole|wandered off)\b", re.IGNORECASE)
+
+
+def outcome_of(reading: Understanding, text: str, *, plan_done: bool = False) -> Outcome | None:
+    """The memory's outcome for a settled sign: how well it went, in the memory's terms."""
+    if reading.sign is Sign.HELPED:
+        if reading.all_done or plan_done:
+            return Outcome.TASK_COMPLETED
+        return Outcome.TASK_PROGRESS if reading.has(Act.PROGRESS) else Outcome.RE_ENGAGED
+    if reading.sign is Sign.NOT_HELPED:
+        return Outcome.DISTRACTED if _DISTRACTED.search(text) else Outcome.ABANDONED
+    return None
+
+
+@traced("understand")
+async def understand(state: CompanionState, config: RunnableConfig, *, deps: CompanionDeps) -> dict[str, Any]:
+    """Read the message: its act(s), what it says about the last suggestion, safety."""
+    start = time.perf_counter()
+    message = last_human_text(state["messages"])
+    if not message:
+        return {"understanding": None, "evidence": None, "timings": {"understand": ms_since(start)}}
+    embedder = deps.understanding.embeddings or deps.memory.embeddings
+    vector = await embedder.aembed_query(message[:2000])
+    embedded = time.perf_counter()
+    reading = deps.understanding.read(message, vector, answering_check=bool(state.get("asked_outcome")))
+    outcome = outcome_of(reading, message)
+    evidence = {"outcome": outcome.value if outcome else None, "sign": reading.sign.value,
+                "confidence": reading.sign_confidence}
+    return {"understanding": reading.model_dump(mode="json"), "evidence": evidence,
+            "timings": {"embed": round((embedded - start) * 1000, 3), "understand": ms_since(embedded)}}

@@ -1,0 +1,108 @@
+"""What the graph itself says (greetings, goodbyes, acknowledgements, the check question),
+and the several wordings of each tool's reply: one is picked per turn by the seeded turn
+RNG, never the one said last, so the companion does not sound like a recording.
+
+Tool replies are reworded from the tool's artifact (its facts), not from the person's
+words: nothing here repeats what they said.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from tools.wording import clean_task
+
+LINES: dict[str, tuple[str, ...]] = {
+    "greeting": ("Hi! What's on your plate today?", "Hey, good to see you. What are you working on?",
+                 "Hello! What would help most right now?"),
+    "greeting_plan": ("Hi! You're on step {n} of {total} of {task}: {step}. Ready to go on?",
+                      "Welcome back! Next up for {task}: {step}.",
+                      "Hey! Where we left off: step {n} of {total}, {step}."),
+    "goodbye": ("Bye for now, thanks for checking in. I'm here when you need me.",
+                "Take care! Come back any time.", "See you soon. You did what you could today, and that counts."),
+    "goodbye_plan": ("Bye for now! Your plan is saved: next is {step}.",
+                     "Take care. When you're back, we'll pick up with {step}.",
+                     "See you soon. {task} is waiting at step {n}, no rush."),
+    "redirect": ("That's outside what I can help with, but I'm good at getting things started. What's on your plate?",
+                 "I'm not the best one for that. I can help you start a task or feel calmer: want to try?",
+                 "I'll leave that one to a search engine. Is there a task I can help you break down?"),
+    "went_well": ("That counts, nice work! What's the next tiny step?", "I'm glad that helped. Want to keep going?",
+                  "Good to hear. What would you like to do next?"),
+    "went_badly": ("Thanks for telling me, that one didn't fit. Want to try something different?",
+                   "Okay, that didn't help, and that's useful to know. Shall we try another way?",
+                   "Got it, not that one then. What feels hardest right now?"),
+    "ask_outcome": ("Did that help, or not really?", "Quick check: did that help at all?",
+                    "Was that useful, or not really?"),
+    "no_plan": ("There's no plan yet. Tell me the task and I'll break it into tiny steps.",
+                "We don't have a plan yet. What task should we break down?"),
+    "ask_task": ("Sure! Which task should I break into small steps?", "Happy to. What's the task?"),
+    "memory": ("Here's what I remember: {memory}", "From our sessions I know: {memory}"),
+    "memory_empty": ("I don't know much about you yet. The more we talk, the more I'll learn what helps you.",),
+    "question_other": ("I'm not sure about that. Want to see your plan, or tell me what's on your plate?",),
+    "generic": ("I'm here with you. What's one tiny thing you could start with?",
+                "Okay. What's the smallest next thing you could do?"),
+}
+
+TOOL_LINES: dict[str, tuple[str, ...]] = {
+    "plan_created": ("I've split it into {total} tiny steps. Step 1: {step}.",
+                     "Here's a plan with {total} small steps. First: {step}.",
+                     "Okay, {total} tiny steps. Start with this one: {step}."),
+    "step_split": ("Let's make it smaller. Now it's just: {step}.", "Smaller, then. First only this: {step}.",
+                   "Okay, a tinier piece: {step}."),
+    "current_step": ("Step {n} of {total}: {step}.", "You're on step {n} of {total}: {step}.",
+                     "Right now it's step {n} of {total}: {step}."),
+    "step_completed": ("Nice work, {what} done. Next: {step}.", "Done! Next up: {step}.",
+                       "{What} ticked off. Now: {step}."),
+    "plan_done": ("That was the last step: {task} is done. You did it, that's a real win!",
+                  "Every step is done, you finished {task}! That's a real win.",
+                  "{Task}: all done! Take a moment to notice that you did it."),
+}
+
+
+def pick(options: tuple[str, ...], rng: random.Random, avoid: str | None = None, **facts: Any) -> str:
+    """One wording of ``options`` filled with ``facts``, other than ``avoid`` when there is a choice."""
+    filled = [_capital(o.format(**facts)) for o in options]
+    choices = [f for f in filled if f != avoid] or filled
+    return rng.choice(choices)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def line(key: str, rng: random.Random, avoid: str | None = None, **facts: Any) -> str:
+    """A graph line (see :data:`LINES`)."""
+    return pick(LINES[key], rng, avoid, **facts)
+
+
+def tool_line(artifact: dict[str, Any], rng: random.Random, avoid: str | None = None) -> str | None:
+    """Another wording of a plan tool's reply from its artifact, or None to keep the tool's own."""
+    event = artifact.get("event")
+    steps = artifact.get("steps") or []
+    task = clean_task(str(artifact.get("task") or "your task"))
+    facts = {"total": artifact.get("total") or len(steps), "task": task, "Task": task[:1].upper() + task[1:]}
+    if event == "plan_created":
+        return pick(TOOL_LINES["plan_created"], rng, avoid, step=artifact.get("current_step"), **facts)
+    if event == "step_split":
+        return pick(TOOL_LINES["step_split"], rng, avoid, step=artifact.get("current_step"), **facts)
+    if event == "current_step":
+        return pick(TOOL_LINES["current_step"], rng, avoid, n=int(artifact.get("index", 0)) + 1,
+                    step=artifact.get("step"), **facts)
+    if event == "step_completed" and artifact.get("plan_done"):
+        return pick(TOOL_LINES["plan_done"], rng, avoid, **facts)
+    if event == "step_completed" and not artifact.get("split"):
+        done = artifact.get("done_steps") or [artifact.get("step")]
+        what = "that step is" if len(done) == 1 else f"{len(done)} steps are"
+        return pick(TOOL_LINES["step_completed"], rng, avoid, what=what, What=what[:1].upper() + what[1:],
+                    step=artifact.get("next_step"), **facts)
+    return None
+
+
+def plan_lines(steps: list[str], current: int | None) -> str:
+    """The whole plan, done steps ticked, for a person who asked to see it."""
+    marks = []
+    for i, step in enumerate(steps):
+        mark = "✓" if current is None or i < current else ("→" if i == current else " ")
+        marks.append(f"{mark} {i + 1}. {step}")
+    return "\n".join(marks)

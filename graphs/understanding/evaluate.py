@@ -1,0 +1,123 @@
+"""Measuring the understanding step on a split of the corpus (``sam2voice eval understanding``),
+and tuning its thresholds on the validation split (never on held-out)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from graphs.understanding.acts import ACTS, Act, Sign, Understanding
+from graphs.understanding.corpus import Labelled
+from graphs.understanding.heads import Head, Heads
+from graphs.understanding.reader import DEFAULT_THRESHOLDS, UnderstandingReader
+
+SETTLED = (Sign.HELPED, Sign.NOT_HELPED)
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+def score(readings: list[Understanding], items: list[Labelled]) -> dict[str, Any]:
+    """Every figure the issue names, for readings of ``items``."""
+    per_act: dict[str, dict[str, Any]] = {}
+    for act in ACTS:
+        tp = sum(1 for r, i in zip(readings, items, strict=True) if r.act.value == act and i.act.value == act)
+        predicted = sum(1 for r in readings if r.act.value == act)
+        actual = sum(1 for i in items if i.act.value == act)
+        per_act[act] = {"precision": _ratio(tp, predicted), "recall": _ratio(tp, actual), "support": actual}
+    pairs = list(zip(readings, items, strict=True))
+    replies = [(r, i) for r, i in pairs if i.outcome.value in ("helped", "not_helped")]
+    right = sum(1 for r, i in replies if r.sign.value == i.outcome.value)
+    wrong = sum(1 for r, i in replies if r.sign in SETTLED and r.sign.value != i.outcome.value)
+    unrelated = [(r, i) for r, i in pairs if i.outcome is Sign.NONE]
+    settled_unrelated = sum(1 for r, _ in unrelated if r.sign in SETTLED)
+    crisis = [(r, i) for r, i in pairs if i.act is Act.CRISIS]
+    explicit = [(r, i) for r, i in crisis if i.crisis == "explicit"]
+    indirect = [(r, i) for r, i in crisis if i.crisis == "indirect"]
+    calm = [(r, i) for r, i in pairs if i.act is not Act.CRISIS]
+    hyperbole = [(r, i) for r, i in calm if i.hyperbole]
+    mixed = [(r, i) for r, i in pairs if i.also]
+    also_hit = sum(len(set(i.also) & ({r.act, *r.also})) for r, i in mixed)
+    also_total = sum(len(i.also) for _, i in mixed)
+    progress = [(r, i) for r, i in pairs if i.steps is not None and r.has(Act.PROGRESS)]
+    steps_right = sum(1 for r, i in progress if (i.steps == "all" and r.all_done) or
+                      (isinstance(i.steps, int) and not r.all_done and (r.steps or 1) == i.steps))
+    requests = [(r, i) for r, i in pairs if i.act is Act.REQUEST and r.act is Act.REQUEST and i.request]
+    return {
+        "messages": len(items),
+        "act_accuracy": _ratio(sum(1 for r, i in pairs if r.act is i.act), len(items)),
+        "per_act": per_act,
+        "outcome": {
+            "replies": len(replies), "right_sign": _ratio(right, len(replies)),
+            "wrong_sign": _ratio(wrong, len(replies)), "unread": _ratio(len(replies) - right - wrong, len(replies)),
+            "unrelated": len(unrelated), "unrelated_settle_nothing": _ratio(len(unrelated) - settled_unrelated,
+                                                                            len(unrelated)),
+        },
+        "crisis": {
+            "explicit": len(explicit), "explicit_recall": _ratio(sum(r.crisis for r, _ in explicit), len(explicit)),
+            "indirect": len(indirect), "indirect_recall": _ratio(sum(r.crisis for r, _ in indirect), len(indirect)),
+            "hyperbole": len(hyperbole),
+            "hyperbole_false_alarms": _ratio(sum(r.crisis for r, _ in hyperbole), len(hyperbole)),
+            "non_crisis": len(calm), "false_alarms": _ratio(sum(r.crisis for r, _ in calm), len(calm)),
+            "missed": [i.text for r, i in crisis if not r.crisis][:20],
+        },
+        "mixed": {"messages": len(mixed), "other_act_found": _ratio(also_hit, also_total)},
+        "steps_accuracy": _ratio(steps_right, len(progress)),
+        "request_kind_accuracy": _ratio(sum(1 for r, i in requests if r.request == i.request), len(requests)),
+        "by_style": _by_style(replies),
+    }
+
+
+def _by_style(replies: list[tuple[Understanding, Labelled]]) -> dict[str, float | None]:
+    """Right-sign share of outcome replies per writing style."""
+    right: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for r, i in replies:
+        for style in i.style or ["plain"]:
+            total[style] += 1
+            right[style] += r.sign.value == i.outcome.value
+    return {s: _ratio(right[s], total[s]) for s in sorted(total)}
+
+
+def read_all(reader: UnderstandingReader, items: list[Labelled], vectors: np.ndarray) -> list[Understanding]:
+    """The reader's reading of every item."""
+    return [reader.read(i.text, v) for i, v in zip(items, vectors, strict=True)]
+
+
+def tune_thresholds(heads: dict[str, Head], items: list[Labelled], vectors: np.ndarray, *, dims: int
+                    ) -> dict[str, float]:
+    """Thresholds chosen on validation: the crisis threshold as low as false alarms allow
+    (at most 1 %), the settle threshold for messages that are not plainly about the last
+    suggestion as low as 2 % of unrelated messages settled allows, the polarity threshold
+    for those that are as low as a wrong sign allows (at most 1 %), the mixed-act threshold for the best F1."""
+    chosen = dict(DEFAULT_THRESHOLDS)
+
+    def run(**overrides: float) -> dict[str, Any]:
+        reader = UnderstandingReader(Heads(heads=heads, thresholds={**chosen, **overrides}, dims=dims, meta={}))
+        return score(read_all(reader, items, vectors), items)
+
+    for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98):
+        if (run(crisis=t)["crisis"]["false_alarms"] or 0) <= 0.01:
+            chosen["crisis"] = t
+            break
+    for t in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
+        result = run(settle=t)["outcome"]
+        if (result["unrelated_settle_nothing"] or 1) >= 0.98:
+            chosen["settle"] = t
+            break
+    for t in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
+        result = run(polarity=t)["outcome"]
+        if (result["wrong_sign"] or 0) <= 0.01:
+            chosen["polarity"] = t
+            break
+    best = max((0.3, 0.4, 0.5, 0.6, 0.7), key=lambda t: _also_f1(run(also=t)))
+    chosen["also"] = best
+    return chosen
+
+
+def _also_f1(result: dict[str, Any]) -> float:
+    recall = result["mixed"]["other_act_found"] or 0.0
+    return recall * (result["act_accuracy"] or 0.0)

@@ -1,0 +1,119 @@
+"""Reading one message: the trained heads, the safety gate and the few rules, combined.
+
+Order matters. A crisis is checked first and ends the reading (no other act counts then).
+Then the act heads decide; rules add explicit requests and plan questions the heads may
+miss on odd spellings; the sign of the last suggestion's outcome is settled only when the
+sign head is sure (threshold tuned on validation so a wrong sign is rare), is ``unclear``
+when the message looks like an answer but the head is unsure (the graph may ask once), and
+``none`` otherwise. A wrong settlement teaches the memory the wrong thing; doubt settles nothing.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from graphs.understanding import rules, safety
+from graphs.understanding.acts import Act, CrisisKind, Question, Request, Sign, Understanding
+from graphs.understanding.heads import Heads, load_heads
+
+#: Default thresholds; the shipped weights carry the ones tuned on the validation split.
+DEFAULT_THRESHOLDS = {"crisis": 0.5, "crisis_figurative": 0.9, "settle": 0.8, "polarity": 0.85, "unclear": 0.5,
+                      "also": 0.5}
+_YES = re.compile(r"^(?:y|ya|yah|yea|yeah|yep|yup|yes|yess+|ye|sure|kinda|kind of|a bit|a little|somewhat|"
+                  r"it did|definitely|totally|for sure|i think so|👍|✅|mhm|uh huh)\b")
+_NO = re.compile(r"^(?:n|no|nah|nope|naw|not really|nop|not at all|no it didn'?t|it didn'?t|meh no|👎|❌|uh uh)\b")
+
+
+class UnderstandingReader:
+    """Reads messages with the shipped heads (see the module docstring)."""
+
+    def __init__(self, heads: Heads | None = None) -> None:
+        self.heads = heads or load_heads()
+        self.thresholds = {**DEFAULT_THRESHOLDS, **self.heads.thresholds}
+        #: Set when the turn's embedder is not the one the heads were trained on (then this one is used).
+        self.embeddings: Embeddings | None = None
+
+    def read(self, text: str, vector: list[float] | np.ndarray, *, answering_check: bool = False) -> Understanding:
+        """How to understand ``text`` (its embedding is ``vector``).
+
+        ``answering_check``: the companion just asked "did that help?", so a bare yes/no is the answer."""
+        low = rules.normalise(text)
+        if low in rules.COMMANDS:
+            return Understanding(act=Act.OUTCOME, confidence=1.0, sign=rules.COMMANDS[low], sign_confidence=1.0,
+                                 source="command")
+        probs = self.heads.read(np.asarray(vector, dtype=np.float32), text)
+        act_p = probs["act"]
+        th = self.thresholds
+        scores = {k: round(v, 4) for k, v in act_p.items()}
+        kind = safety.explicit_crisis(text)
+        p_crisis = probs["danger"]["crisis"]
+        model_crisis = p_crisis >= th["crisis"] and not (safety.figurative(text) and p_crisis < th["crisis_figurative"])
+        if kind is not None or model_crisis:
+            if kind is None:
+                kind = CrisisKind(max(probs["crisis_kind"], key=probs["crisis_kind"].__getitem__))
+            return Understanding(act=Act.CRISIS, confidence=max(p_crisis, 1.0 if kind else 0.0), crisis=True,
+                                 crisis_kind=kind, source="rule" if safety.explicit_crisis(text) else "classifier",
+                                 scores=scores)
+        ranked = sorted((a for a in act_p if a != Act.CRISIS.value), key=act_p.__getitem__, reverse=True)
+        act = Act(ranked[0])
+        also = [Act(a) for a, p in sorted(probs["also"].items(), key=lambda kv: -kv[1])
+                if p >= th["also"] and a not in (act.value, Act.CRISIS.value)]
+        source = "classifier"
+        request = rules.request_by_rule(text)
+        question = rules.question_by_rule(text) if request is None else None
+        if request is not None:
+            if act in (Act.STRUGGLE, Act.GREETING, Act.OFF_TOPIC, Act.QUESTION):
+                also = [a for a in [act, *also] if a not in (Act.REQUEST, Act.QUESTION, Act.GREETING, Act.OFF_TOPIC)]
+                act, source = Act.REQUEST, "rule"
+            elif act is not Act.REQUEST and Act.REQUEST not in also:
+                also.append(Act.REQUEST)
+        elif question is not None and act in (Act.STRUGGLE, Act.GREETING, Act.OFF_TOPIC, Act.REQUEST):
+            if not (act is Act.REQUEST and probs["request"]):
+                act, source = Act.QUESTION, "rule"
+        if act is Act.REQUEST or Act.REQUEST in also:
+            request = request or Request(max(probs["request"], key=probs["request"].__getitem__))
+        if act is Act.QUESTION or Act.QUESTION in also:
+            question = question or Question(max(probs["question"], key=probs["question"].__getitem__))
+        sign, sign_p = self._sign(text, low, act, also, probs["sign"], probs["polarity"]["helped"], answering_check)
+        steps, all_done = (None, False)
+        if act is Act.PROGRESS or Act.PROGRESS in also:
+            steps, all_done = rules.steps_done(text)
+        task = rules.task_in_request(text) if request in (Request.STEPS, None) else None
+        return Understanding(act=act, also=also, confidence=round(act_p[act.value], 4), sign=sign,
+                             sign_confidence=round(sign_p, 4), steps=steps, all_done=all_done,
+                             request=request if (act is Act.REQUEST or Act.REQUEST in also) else None,
+                             question=question if (act is Act.QUESTION or Act.QUESTION in also) else None,
+                             task=task, source=source, scores=scores)
+
+    def _sign(self, text: str, low: str, act: Act, also: list[Act], p: dict[str, float], polarity: float,
+              answering_check: bool) -> tuple[Sign, float]:
+        th = self.thresholds
+        if answering_check and len(low.split()) <= 6:
+            if _NO.match(low) or rules.says_it_failed(text):
+                return Sign.NOT_HELPED, 1.0
+            if _YES.match(low):
+                return Sign.HELPED, 1.0
+        failed = rules.says_it_failed(text)
+        helped, not_helped = p[Sign.HELPED.value], p[Sign.NOT_HELPED.value]
+        about_it = act in (Act.OUTCOME, Act.PROGRESS) or Act.OUTCOME in also or Act.PROGRESS in also
+        if about_it:
+            # The act head says it is about the suggestion; the sign head need only say which way.
+            if failed:
+                return Sign.NOT_HELPED, max(not_helped, 0.9)
+            unclear = p[Sign.UNCLEAR.value]
+            if polarity >= th["polarity"] and helped >= unclear:
+                return Sign.HELPED, helped
+            if polarity <= 1 - th["polarity"] and not_helped >= unclear:
+                return Sign.NOT_HELPED, not_helped
+            if act is Act.PROGRESS and polarity >= 0.5:
+                return Sign.HELPED, helped
+            return Sign.UNCLEAR, 1.0 - p[Sign.NONE.value]
+        best = max(p, key=p.__getitem__)
+        if failed and not_helped >= th["unclear"] / 2:
+            return Sign.NOT_HELPED, max(not_helped, 0.9)
+        if best in (Sign.HELPED.value, Sign.NOT_HELPED.value) and p[best] >= th["settle"]:
+            return Sign(best), p[best]
+        return Sign.NONE, p[Sign.NONE.value]

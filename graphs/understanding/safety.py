@@ -1,0 +1,199 @@
+"""Safety first: recognising a crisis, and what the companion says then.
+
+Two signals, either one is enough: explicit wording (the patterns below: a miss here
+would be unforgivable, so they are broad) and the trained act head's crisis probability
+(it carries the indirect forms: "everyone would be better off without me"). Hyperbole
+("this homework is killing me", "my phone died") is not a crisis: the patterns only fire
+on the person themself or someone in danger, and a laugh after "kill my brother" reads
+as a figure of speech unless they say they mean it.
+
+The reply is calm, says plainly that this matters more than any task, gives crisis
+resources for the person's country (from their profile's locale or time zone), and keeps
+the conversation open. It is never a coaching tool.
+"""
+
+from __future__ import annotations
+
+import re
+
+from graphs.understanding.acts import CrisisKind
+
+_SELF = r"(?:my ?self|me)"
+_EXPLICIT: tuple[tuple[CrisisKind, str], ...] = (
+    (CrisisKind.SUICIDE, r"\b(?:kill|killing|kil|end|ending|off|offing|unalive|unaliving)\s+my ?self\b|\bkms\b"),
+    (CrisisKind.SUICIDE, r"\bsuicid\w*|\bsewer ?slide\b|\bunalive\b|\bctb\b"),
+    (CrisisKind.SUICIDE, r"\b(?:thinking|thought|think) (?:about|of) (?:jumping|ending it|dying|killing|how i would do it|"
+                         r"doing it|not being here)\b|\bjump(?:ing)? (?:off|from|in front of)\b|\bstep(?:ping)? in front of\b|"
+                         r"\b(?:rope|noose)\b.*\b(?:want|do|closet|neck)\b|\bdrive (?:my car )?into a (?:wall|tree|truck)\b"),
+    (CrisisKind.SUICIDE, r"\b(?:have|got|counted|saving|saved|stockpil\w*|hoard\w*) (?:up )?(?:the |my |all (?:the |my )?|enough |"
+                         r"like \d+ |\d+ )?(?:pills|meds|tablets|sleeping pills)\b(?! (?:for|at|in) (?:my )?(?:adhd|school|work|"
+                         r"lunch|breakfast|the morning))|\bhow many \w+ (?:it )?(?:would it take|does it take|would take|it takes|to (?:die|overdose|od))\b|"
+                         r"\b(?:meds|pills|tablets) (?:i'?ve|i have) been (?:saving|keeping|hoarding)\b|"
+                         r"\btake all (?:of )?(?:my|your) \w+ at once\b|\bi (?:wrote|have written|left) (?:the|a|my) (?:note|letters?)\b"),
+    (CrisisKind.SUICIDE, r"\b(?:end|ending|take|taking)\s+(?:it all|my (?:own )?life|my life|everything|things)\b"),
+    (CrisisKind.SUICIDE, r"\bend it\b(?!\s+(?:with|early|here|now|for (?:today|tonight)))"),
+    (CrisisKind.SUICIDE, r"\b(?:do not|don't|dont|no longer|not) (?:want|wanna|wish) (?:to )?(?:be alive|live|living|"
+                         r"exist|existing|be here anymore|be here any ?more|wake up|be around)\b"),
+    (CrisisKind.SUICIDE, r"\b(?:want|wanna|wish|ready|plan(?:ning)?|planned) (?:to )?(?:die|be dead)\b(?! (?:of|from|laughing))|"
+                         r"\b(?:don't|dont|do not) (?:really )?want to be here anymore\b|\bi just want it all to stop\b|"
+                         r"\bgoing deep enough\b|\bnot wake up\b|\bdon'?t wake up\b"),
+    (CrisisKind.SUICIDE, r"\bwish (?:i|id|i'd) (?:was|were|had) (?:dead|never been born|not born|not alive)\b|"
+                         r"\bwish i (?:wasn't|wasnt|weren't) (?:alive|here|born)\b"),
+    (CrisisKind.SUICIDE, r"\b(?:better off|be better) (?:dead|without me)\b|\bno (?:reason|point) (?:to|in) (?:live|living|"
+                         r"being alive|go on|going on)\b|\bnot worth living\b|\b(?:rather|better) be dead\b"),
+    (CrisisKind.SUICIDE, r"\b(?:hang|hanging|drown|drowning|shoot|shooting|poison|poisoning) (?:my ?self)\b|"
+                         r"\bjump (?:off|in front of)\b|\bslit (?:my )?wrists?\b|\bsuicide note\b|\bgoodbye note\b"),
+    (CrisisKind.SUICIDE, r"\b(?:can't|cant|cannot) (?:go on|keep going) (?:living|like this anymore|anymore)\b|"
+                         r"\bdon'?t want to (?:be here|go on) anymore\b"),
+    (CrisisKind.SELF_HARM, r"\b(?:cut|cutting|cuts|burn|burning|burned|burnt|hurt|hurting|harm|harming|hit|hitting|"
+                           r"punch|punching|scratch|scratching|starve|starving) (?:my ?self|my (?:arm|arms|wrist|wrists|"
+                           r"legs?|thighs?|skin))\b"),
+    (CrisisKind.SELF_HARM, r"\bself[- ]?harm\w*|\bsh again\b|\brelapsed?\b.*\b(?:cut|cutting|sh|harm)\b|\b(?:blade|razor)s?\b|"
+                           r"\b(?:i'?m|im|i am|been|started|start|keep|kept) cutt?ing\b|\bcutt?ing (?:again|tonight|right now)\b|"
+                           r"\b(?:want|wanna|urge|urges|going|gonna) (?:to )?cutt?\b|\b(?:went|go) (?:straight )?to the bathroom and cut\b|"
+                           r"\bcarv\w* into\b|\b(?:reopen\w*|pick\w*) (?:the |my )?(?:cuts|scabs|wounds)\b|"
+                           r"\b(?:on purpose|deliberately) so i (?:would |could )?(?:feel|bleed)\b|\buntil (?:it|they) (?:bled|bleeds?)\b|"
+                           r"\b(?:bit|bite|biting|hitting|hit|banging|bang|slammed|slam) (?:my )?(?:arm|head|hand|hands|fist)\b.*"
+                           r"\b(?:bled|blood|bleed|on purpose)\b|\b(?:scratch\w*|hit\w*|punch\w*) (?:my )?(?:arms?|legs?|head|face|"
+                           r"skin)\b.*\b(?:bled|bleed|blood)\b"),
+    (CrisisKind.HARM_OTHERS, r"\b(?:stab|stabbing|shoot|shooting|strangle|strangling|choke|choking|poison|poisoning|"
+                             r"beat up|hurt|hurting|attack|attacking)\s+(?:him|her|them|someone|somebody|people|everyone|"
+                             r"my (?:\w+ ){0,2}?(?:dad|mom|mum|father|mother|brother|sister|teacher|boss|roommate|"
+                             r"partner|boyfriend|girlfriend|husband|wife|son|daughter|kid|kids|baby|friend|neighbou?r|"
+                             r"classmate|coworker|colleague))\b"),
+    (CrisisKind.HARM_OTHERS, r"\b(?:getting|get|grab|grabbing|got|have) (?:the|a|my) (?:knife|gun|bat|hammer)\b|"
+                             r"\bwith a (?:bat|knife|gun|hammer)\b|\b(?:plan|planning|planned) (?:to|how to) (?:hurt|kill|attack)\b|"
+                             r"\b(?:hurt|kill|attack) the (?:kids|baby|children|people|students)\b|\bi (?:want|wanna) to hurt\b|"
+                             r"\b(?:going|gonna) (?:to )?(?:hit|hurt|kill|stab|punch) (?:her|him|them|someone)\b|"
+                             r"\bmake (?:\w+ ){0,4}pay\b.*\b(?:plan|all of them|gun|knife)\b|\bput something in (?:\w+ ){0,2}food\b|"
+                             r"\b(?:shoved|pushed|hit|slapped|choked) my (?:gf|bf|girlfriend|boyfriend|wife|husband|partner|kid|son|"
+                             r"daughter)\b|\b(?:imagining|imagine|fantasi\w*) (?:about )?(?:strangling|killing|stabbing|hurting)\b|"
+                             r"\bwant to kill my \w+\b.*\b(?:how to do it|not joking|i mean it|plan)\b"),
+    (CrisisKind.HARM_OTHERS, r"\b(?:bring|brought|take|taking|got|have) (?:a )?(?:gun|knife|weapon)s? (?:to|into) "
+                             r"(?:school|work|class|the office)\b"),
+    (CrisisKind.ABUSE, r"\b(?:he|she|they|dad|mom|mum|father|mother|stepdad|stepmom|stepfather|stepmother|partner|"
+                       r"boyfriend|girlfriend|husband|wife|uncle|brother|sister|bf|gf)\s+(?:\w+\s+)?(?:hits|hit|beats|beat|"
+                       r"slaps|slapped|punches|punched|kicks|kicked|chokes|choked|strangled|hurts|hurt|burns|burned|"
+                       r"threatens|threatened|touches|touched|locks|locked|raped|forces|forced) (?:me|us)\b"),
+    (CrisisKind.ABUSE, r"\b(?:not|don't feel|dont feel|never) safe (?:at home|here|with (?:him|her|them))\b|"
+                       r"\b(?:scared|afraid|terrified) (?:to go home|of (?:my )?(?:dad|mom|mum|father|mother|stepdad|"
+                       r"partner|boyfriend|girlfriend|husband|wife))\b|\babus(?:e|es|ed|ing|ive)\b.*\b(?:me|us|home)\b|"
+                       r"\b(?:threatening|following|hurting|hitting) me (?:right )?now\b|\b(?:he|she)'?s? (?:is )?(?:going|gonna) to "
+                       r"(?:hurt|kill) (?:me|us)\b|\b(?:gonna|going to) hurt us\b|\bthrew (?:a |the )?\w+ at me\b|"
+                       r"\b(?:hitting|beating|hurting|choking) my (?:mom|mum|mother|dad|sister|brother)\b|"
+                       r"\bwon'?t let me (?:leave|go out|out of the house)\b|\blocked (?:my ?self|me) in\b|"
+                       r"\bbreak (?:the |my )?door down\b|\b(?:followed|following) me\b.*\b(?:scared|afraid|don'?t know)\b|"
+                       r"\bhits me\b|\b(?:he|she|they)(?:\'ll| will) (?:kill|hurt) (?:me|us)\b|\bhiding (?:at|in|from)\b.*\b(?:he|she|dad|stepdad|drunk)\b|\bdrunk\b.*\b(?:hurt|hit) (?:me|us)\b"),
+    (CrisisKind.MEDICAL, r"\b(?:took|taken|swallowed|ate|had) (?:like |about |around )?(?:\d+|too many|a (?:bunch|lot|"
+                         r"handful) of|all (?:of )?my|the whole (?:bottle|pack|box) of|a whole (?:bottle|pack|box) of)"
+                         r"\s+(?:\w+\s+){0,3}?(?:pills|tablets|meds|medication|capsules|painkillers|tylenol|paracetamol|"
+                         r"ibuprofen|adderall|ritalin|sleeping pills)\b"),
+    (CrisisKind.MEDICAL, r"\boverdos\w*\b(?! on (?:coffee|caffeine|sugar|memes|content))|\bod'?d\b|"
+                         r"\b(?:can't|cant|cannot) breathe\b|\bchest (?:pain|hurts|is tight and)\b|\bheart attack\b|"
+                         r"\b(?:passed out|won'?t wake up|isn'?t breathing|not breathing|unconscious|seizure|"
+                         r"fitting on the floor)\b|\bbleeding (?:a lot|badly|heavily|everywhere|won'?t stop)\b|"
+                         r"\b(?:throat|tongue) is (?:swelling|closing)\b|\bthroat (?:is )?closing\b|\bhead is bleeding\b|\bfainted\b|"
+                         r"\bseeing double\b|\barm is numb\b|\bwon'?t stop bleeding\b|\bso much blood\b|\bdrank (?:something|bleach)\b|"
+                         r"\bwhole bottle of\b|\b(?:xanax|fentanyl|oxy|benzos)\b|\btook (?:my |the )?\w+ (?:twice|three times|again)\b"
+                         r"|\b(?:too many|way more|more) of my (?:pills|meds)\b|\btook way (?:too many|more)\b|\btook \d+ of (?:my|his|her|the) \w+\b|\bnot answering me\b.*\bbleed"),
+)
+_PATTERNS = tuple((kind, re.compile(pattern)) for kind, pattern in _EXPLICIT)
+# "kill my brother lol", "i'm dead 😂": figurative unless they say they mean it.
+_JOKING = re.compile(r"\b(?:lol|lmao|lmfao|haha\w*|jk|jkjk|rofl)\b|[\U0001f602\U0001f923\U0001f480\U0001f62d]")
+_MEANS_IT = re.compile(r"\b(?:not joking|no joke|i mean it|for real|fr fr|seriously|srsly|not kidding)\b")
+_FIGURATIVE_KILL = re.compile(r"\bkill (?:my|him|her|them)\b")
+_FIGURES = re.compile(
+    r"\b(?:killing me|kill me now|(?:die|died|dying) (?:of|from) (?:embarrassment|boredom|laughter|shame|cringe)|"
+    r"(?:phone|laptop|battery|car|plant|plants|computer|charger|tablet|headphones|wifi|console|pc) (?:is )?"
+    r"(?:died|dead|dying)|death of me|dying to|dead tired|(?:i'm|im) dead|killing it|killed it|murdered (?:that|it|the))\b")
+
+
+def normalise(text: str) -> str:
+    """Lower case, straight apostrophes, single spaces."""
+    return " ".join(text.replace("\u2019", "'").replace("\u2018", "'").lower().split())
+
+
+def explicit_crisis(text: str) -> CrisisKind | None:
+    """The kind of danger a message states outright, if any."""
+    low = normalise(text)
+    for kind, pattern in _PATTERNS:
+        match = pattern.search(low)
+        if not match:
+            continue
+        joking = _JOKING.search(low) and not _MEANS_IT.search(low)
+        if joking and (kind is CrisisKind.HARM_OTHERS or _FIGURATIVE_KILL.search(match.group())
+                       or match.group().startswith(("kms", "kys"))):
+            continue
+        return kind
+    return None
+
+
+def figurative(text: str) -> bool:
+    """Death or harm words used as a figure of speech ("this essay is killing me")."""
+    return bool(_FIGURES.search(normalise(text)))
+
+
+# ---- crisis resources by country --------------------------------------------------------
+
+_EU = {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IT", "LV", "LT", "LU", "MT",
+       "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "NO", "CH", "LI"}
+_TZ_COUNTRY = {"Europe/London": "GB", "Europe/Belfast": "GB", "Europe/Dublin": "IE", "America/Toronto": "CA",
+               "America/Vancouver": "CA", "America/Edmonton": "CA", "America/Winnipeg": "CA", "America/Halifax": "CA",
+               "Australia/Sydney": "AU", "Australia/Melbourne": "AU", "Australia/Brisbane": "AU",
+               "Australia/Perth": "AU", "Australia/Adelaide": "AU", "Pacific/Auckland": "NZ"}
+
+
+def country_of(locale: str | None, timezone: str | None) -> str | None:
+    """An ISO country code from a locale ("en-GB", "de_DE") or, failing that, a time zone."""
+    if locale:
+        parts = re.split(r"[-_]", locale.strip())
+        if len(parts) >= 2 and len(parts[-1]) == 2 and parts[-1].isalpha():
+            return parts[-1].upper()
+    if timezone:
+        if timezone in _TZ_COUNTRY:
+            return _TZ_COUNTRY[timezone]
+        if timezone.startswith(("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
+                                "America/Phoenix", "America/Anchorage", "Pacific/Honolulu", "US/")):
+            return "US"
+        if timezone.startswith("Europe/"):
+            return "EU"
+    return None
+
+
+def resources(country: str | None) -> str:
+    """Who to contact now, for the person's country."""
+    if country == "US":
+        return ("You can call or text 988 (the Suicide & Crisis Lifeline, free, 24/7). "
+                "If you are in immediate danger, call 911.")
+    if country == "CA":
+        return "You can call or text 9-8-8 (free, 24/7). If you are in immediate danger, call 911."
+    if country in ("GB", "IE"):
+        emergency = "999" if country == "GB" else "112 or 999"
+        return (f"You can call Samaritans on 116 123 (free, 24/7). If you are in immediate danger, call {emergency}.")
+    if country == "AU":
+        return "You can call Lifeline on 13 11 14 (24/7). If you are in immediate danger, call 000."
+    if country == "EU" or country in _EU:
+        return ("If you are in immediate danger, call 112 (the emergency number across Europe). "
+                "You can find a free helpline in your country at findahelpline.com.")
+    return ("If you are in immediate danger, call your local emergency number (911 in the US, 999 in the UK, "
+            "112 in Europe). You can find a free helpline in your country at findahelpline.com.")
+
+
+_OPENING: dict[CrisisKind, str] = {
+    CrisisKind.SUICIDE: "I'm really glad you told me. Your safety matters more than any task right now.",
+    CrisisKind.SELF_HARM: "Thank you for telling me. You deserve care, and your safety matters more than any task.",
+    CrisisKind.HARM_OTHERS: ("Thank you for telling me. Please put some distance between you and the person, "
+                             "and anything that could hurt someone, right now."),
+    CrisisKind.ABUSE: "I'm so sorry. No one should hurt you, and it is not your fault. Your safety comes first.",
+    CrisisKind.MEDICAL: "This could be a medical emergency. Please call emergency services now.",
+}
+_HUMAN = ("Please reach out to someone who can help right now, like a crisis line or a person you trust. "
+          "I'm an app, not an emergency service, but I'm still here with you.")
+
+
+def safety_reply(kind: CrisisKind | None, country: str | None) -> str:
+    """The calm safety reply: acknowledgement, resources for their country, a person to reach."""
+    opening = _OPENING.get(kind or CrisisKind.SUICIDE)
+    if kind is CrisisKind.MEDICAL:
+        return f"{opening} {resources(country)} {_HUMAN}"
+    return f"{opening} {resources(country)} {_HUMAN}"
