@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+from typing import Any
+
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -10,8 +15,40 @@ from graphs.session import CompanionSession, TurnResult
 from memories.errors import InvalidInput
 
 HELP = ("Type what's going on. Commands: [bold]/end[/] ends the session (I'll reflect on it), "
+        "[bold]/yes[/] or [bold]/no[/] says whether my last suggestion helped, "
         "[bold]/rate 1-5 \\[comment][/] rates my last reply, [bold]/quit[/] leaves (the session resumes next time), "
         "[bold]/help[/] shows this.")
+
+
+def jsonl_record(said: str, result: TurnResult) -> dict[str, Any]:
+    """One turn as the machine-readable chat prints it (the README documents the keys)."""
+    return {"said": said, "reply": result.reply, "act": result.act, "tool": result.tool,
+            "settled": [{"id": s["id"], "outcome": s["outcome"]} for s in result.settled],
+            "plan": result.plan, "safety": result.safety, "used_memory_ids": result.used_memory_ids,
+            "ended": result.ended, "notice": result.notice,
+            "understanding": result.understanding, "decision": result.decision}
+
+
+async def run_jsonl(session: CompanionSession) -> None:
+    """``chat --jsonl``: one message per stdin line in, exactly one JSON object per line out.
+    ``/end`` ends the session; end of input leaves it open. Bad input is an ``error`` object."""
+    await session.open()
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            return
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        try:
+            result = await (session.end() if text.strip() == "/end" else session.send(text))
+        except InvalidInput as exc:
+            print(json.dumps({"said": text, "error": str(exc), "ended": False}), flush=True)
+            continue
+        print(json.dumps(jsonl_record(text, result), ensure_ascii=False), flush=True)
+        if result.ended:
+            return
 
 
 def memory_panel(result: TurnResult) -> Panel:
@@ -31,13 +68,29 @@ def memory_panel(result: TurnResult) -> Panel:
     return Panel(table, title="memory", title_align="left", border_style="dim")
 
 
-def show(console: Console, result: TurnResult, *, show_memory: bool) -> None:
-    """Print one turn's result."""
+def plan_panel(plan: dict[str, Any]) -> Panel:
+    """The whole plan, done steps ticked, the current one marked."""
+    lines = []
+    for number, step in enumerate(plan["steps"], start=1):
+        if plan["current"] is None or number < plan["current"]:
+            lines.append(f"[green]✓[/] [dim]{number}. {step}[/]")
+        elif number == plan["current"]:
+            lines.append(f"[bold yellow]→ {number}. {step}[/]")
+        else:
+            lines.append(f"  {number}. {step}")
+    title = f"plan: {plan['task']}" + (" · done!" if plan["done"] else "")
+    return Panel("\n".join(lines), title=title, title_align="left", border_style="green" if plan["done"] else "dim")
+
+
+def show(console: Console, result: TurnResult, *, show_memory: bool, last_plan: dict[str, Any] | None = None) -> None:
+    """Print one turn's result (the plan whenever it changed)."""
     for item in result.due:
         console.print(f"[magenta]⏰ {item['kind']}:[/] {item['text']}")
     if result.notice:
         console.print(f"[yellow]{result.notice}[/]")
     console.print(f"[bold cyan]sam ›[/] {result.reply}")
+    if result.plan and result.plan != last_plan and not result.ended:
+        console.print(plan_panel(result.plan))
     if show_memory and not result.ended:
         console.print(memory_panel(result))
 
@@ -48,6 +101,7 @@ async def run_chat(session: CompanionSession, console: Console, *, show_memory: 
     if ended is not None:
         console.print(f"[dim]Your last session was idle, so I closed it. {ended.reply}[/]")
     console.print(f"[dim]{HELP}[/]")
+    last_plan = session.values.get("plan")
     while True:
         try:
             line = console.input("[bold green]you ›[/] ").strip()
@@ -73,4 +127,5 @@ async def run_chat(session: CompanionSession, console: Console, *, show_memory: 
         except InvalidInput as exc:
             console.print(f"[yellow]{exc}[/]")
             continue
-        show(console, result, show_memory=show_memory)
+        show(console, result, show_memory=show_memory, last_plan=last_plan)
+        last_plan = result.plan

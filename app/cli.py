@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -30,8 +31,10 @@ redis_app = typer.Typer(help="Manage the embedded Redis server (used when REDIS_
                         no_args_is_help=True)
 memory_app = typer.Typer(help="Inspect or delete what sam2voice remembers about a person.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks (figures go to docs/benchmarks.md).", no_args_is_help=True)
-eval_app = typer.Typer(help="Evaluations of what the companion learns.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluations of what the companion learns and understands.", no_args_is_help=True)
+train_app = typer.Typer(help="Retrain the shipped models from the corpus in the repo.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+app.add_typer(train_app, name="train")
 app.add_typer(redis_app, name="redis")
 app.add_typer(memory_app, name="memory")
 app.add_typer(bench_app, name="bench")
@@ -109,16 +112,24 @@ def chat(
     user: UserOption,
     show_memory: Annotated[bool, typer.Option("--show-memory", help="Show which memories each reply used.")] = False,
     model: ModelOption = None,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="Machine-readable: one message per stdin line, one JSON "
+                                                        "object per line on stdout (see README).")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Makes choices and wordings repeatable.")] = None,
 ) -> None:
     """Talk with the companion in the terminal (/end ends the session and shows what it learned)."""
-    from app.chat import run_chat
+    from app.chat import run_chat, run_jsonl
     from memories.validation import validate_user_id
 
     try:
         validate_user_id(user)
     except ValueError as exc:
         raise _fail(exc) from None
-    _run_companion(lambda companion: run_chat(companion.session(user), console, show_memory=show_memory),
+    if jsonl:
+        logging.getLogger().handlers.clear()  # logs go to stderr only; stdout carries JSON lines
+        logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+        _run_companion(lambda companion: run_jsonl(companion.session(user, seed=seed)), model=model)
+        return
+    _run_companion(lambda companion: run_chat(companion.session(user, seed=seed), console, show_memory=show_memory),
                    model=model)
 
 
@@ -399,6 +410,42 @@ def eval_learning(
 
         plot_learning(result, plot)
     _emit(result, as_json=as_json)
+
+
+@eval_app.command("understanding")
+def eval_understanding(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    split: Annotated[list[str] | None, typer.Option("--split", help="heldout (default), validation or train; "
+                                                                    "repeat for several.")] = None,
+) -> None:
+    """How well each message is read: per-act precision/recall, outcome signs, safety (held-out split)."""
+    from app.understanding_eval import run_understanding_eval
+    from graphs.understanding.corpus import Split
+
+    try:
+        splits = [Split(s) for s in (split or ["heldout"])]
+    except ValueError:
+        err.print(f"[red]--split takes {', '.join(s.value for s in Split)}[/]")
+        raise typer.Exit(2) from None
+    _settings()
+    _emit(asyncio.run(run_understanding_eval(splits)), as_json=as_json)
+
+
+@train_app.command("understanding")
+def train_understanding_command(
+    out: Annotated[Path | None, typer.Option("--out", help="Where to write the weights (default: the shipped "
+                                                            "graphs/understanding/weights.npz).")] = None,
+) -> None:
+    """Retrain the understanding heads from graphs/understanding/corpus (train split; thresholds on validation)."""
+    from graphs.understanding.heads import WEIGHTS
+    from graphs.understanding.train import train_understanding
+    from memories.embeddings import LocalMiniLMEmbeddings
+
+    _settings()
+    embedder = LocalMiniLMEmbeddings()
+    result = asyncio.run(train_understanding(embedder, model_id=embedder.model_id, out=out or WEIGHTS,
+                                             progress=lambda line: err.print(f"[dim]{line}[/]")))
+    _emit(result, as_json=False)
 
 
 def _emit(result: object, *, as_json: bool) -> None:

@@ -16,7 +16,6 @@ from langgraph.graph.state import CompiledStateGraph
 from app.runtime import open_app_memory
 from app.settings import Settings
 from graphs.deps import CompanionDeps
-from graphs.understanding.reader import UnderstandingReader
 from graphs.graph import build_companion_graph
 from graphs.models.factory import ChatProvider, build_chat_model
 from graphs.models.offline import LocalChatModel
@@ -25,6 +24,7 @@ from graphs.outbox import Outbox
 from graphs.relevance import ToolRelevance
 from graphs.session import CompanionSession
 from graphs.tracing import init_tracing
+from graphs.understanding.reader import UnderstandingReader
 from memories.stack import MemoryStack
 from tools import build_tools
 from tools.context import ToolContext
@@ -40,9 +40,9 @@ class Companion:
     deps: CompanionDeps
     graph: CompiledStateGraph[Any, Any, Any, Any]
 
-    def session(self, user_id: str) -> CompanionSession:
+    def session(self, user_id: str, *, seed: int | str | None = None) -> CompanionSession:
         """A session for one person (call ``await session.open()`` or just ``send``)."""
-        return CompanionSession(self.graph, self.deps, user_id)
+        return CompanionSession(self.graph, self.deps, user_id, seed=None if seed is None else str(seed))
 
 
 async def build_deps(

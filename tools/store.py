@@ -229,7 +229,8 @@ class CoachingStore:
     @unavailable_as_typed_error
     async def safety_events(self, user_id: str) -> list[SafetyEvent]:
         """The person's safety events, newest first."""
-        return [SafetyEvent.model_validate_json(raw) for raw in await self.client.lrange(self.key("safety", user_id), 0, -1)]
+        raw = await self.client.lrange(self.key("safety", user_id), 0, -1)
+        return [SafetyEvent.model_validate_json(item) for item in raw]
 
     # Check-ins and reminders
 

@@ -117,7 +117,8 @@ def request_decision(reading: Understanding, message: str, plan: Plan | None) ->
     if kind is Request.SPLIT_STEP or (kind is Request.STEPS and not reading.task and active):
         if not active:
             return Decision(tool=None, source="request", say="ask_task", reason="a step to split, but no plan")
-        return Decision(tool="create_microsteps", args={"task": plan.current_step or plan.task, "replace_current": True},
+        args = {"task": plan.current_step or plan.task, "replace_current": True}
+        return Decision(tool="create_microsteps", args=args,
                         source="request", intervention=True, reason="the step is too big: split it")
     if kind is Request.STEPS:
         task = reading.task or task_from_message(message)

@@ -24,8 +24,13 @@ from graphs.understanding.acts import Act, Sign, Understanding
 from memories.ranking import Outcome
 
 log = logging.getLogger(__name__)
-_DISTRACTED = re.compile(r"\b(?:distract\w*|phone|youtube|tiktok|insta\w*|reddit|scroll\w*|netflix|game|games|gaming|"
-                         r"twitter|snap\w*|videos?|show|series|got sidetracked|rabbit hole|wandered off)\b", re.IGNORECASE)
+_DISTRACTED = re.compile(r"\b(?:distract\w*|phone|youtube|tiktok|insta\w*|reddit|scroll\w*|netflix|game|games|"
+                         r"gaming|twitter|snap\w*|videos?|show|series|got sidetracked|rabbit hole|wandered off)\b",
+                         re.IGNORECASE)
+
+# "that helped, I got started": it helped *and* they did some of the task.
+_DID_SOMETHING = re.compile(r"\b(?:got started|started|began|did (?:it|some|a bit|the)|done|finished|wrote|"
+                            r"made a start|got (?:going|some|a bit)|first (?:part|step|bit))\b", re.IGNORECASE)
 
 
 def outcome_of(reading: Understanding, text: str, *, plan_done: bool = False) -> Outcome | None:
@@ -33,7 +38,8 @@ def outcome_of(reading: Understanding, text: str, *, plan_done: bool = False) ->
     if reading.sign is Sign.HELPED:
         if reading.all_done or plan_done:
             return Outcome.TASK_COMPLETED
-        return Outcome.TASK_PROGRESS if reading.has(Act.PROGRESS) else Outcome.RE_ENGAGED
+        did = reading.has(Act.PROGRESS) or _DID_SOMETHING.search(text)
+        return Outcome.TASK_PROGRESS if did else Outcome.RE_ENGAGED
     if reading.sign is Sign.NOT_HELPED:
         return Outcome.DISTRACTED if _DISTRACTED.search(text) else Outcome.ABANDONED
     return None

@@ -92,7 +92,8 @@ def tune_thresholds(heads: dict[str, Head], items: list[Labelled], vectors: np.n
     """Thresholds chosen on validation: the crisis threshold as low as false alarms allow
     (at most 1 %), the settle threshold for messages that are not plainly about the last
     suggestion as low as 2 % of unrelated messages settled allows, the polarity threshold
-    for those that are as low as a wrong sign allows (at most 1 %), the mixed-act threshold for the best F1."""
+    for those that are as low as a wrong sign allows (at most 1 %). The threshold of a second act stays
+    at its default: a false second act sends a message down a path nobody asked for."""
     chosen = dict(DEFAULT_THRESHOLDS)
 
     def run(**overrides: float) -> dict[str, Any]:
@@ -113,11 +114,4 @@ def tune_thresholds(heads: dict[str, Head], items: list[Labelled], vectors: np.n
         if (result["wrong_sign"] or 0) <= 0.01:
             chosen["polarity"] = t
             break
-    best = max((0.3, 0.4, 0.5, 0.6, 0.7), key=lambda t: _also_f1(run(also=t)))
-    chosen["also"] = best
     return chosen
-
-
-def _also_f1(result: dict[str, Any]) -> float:
-    recall = result["mixed"]["other_act_found"] or 0.0
-    return recall * (result["act_accuracy"] or 0.0)
