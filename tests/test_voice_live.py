@@ -171,3 +171,24 @@ async def test_a_dropped_connection_reconnects_and_a_dead_service_ends_cleanly(r
     assert [e.code for e in sink.of(ErrorEvent)] == ["voice_unavailable"]
     # What was heard before the outage is in memory.
     assert (await rig.session(USER).graph.aget_state(session.link.session.config)).values["turn"] >= 2
+
+
+async def test_a_crisis_heard_by_voice_gets_the_safety_reply_and_no_intervention(rig: Rig,
+                                                                                 fake: FakeLiveServer) -> None:
+    await element(rig.stack, ProfileMemory).update(USER, {"locale": "en-GB"})
+    fake.script(LiveTurn(transcript="i don't want to be alive anymore", reply="I'm here with you.", audio_ms=300),
+                LiveTurn(reply="Please call Samaritans on 116 123.", audio_ms=300))
+    session, sink, runner = await start(rig, fake)
+    await say(session, fake, 1)
+    await settle(session)
+    # The instruction update tells the Live model to give the safety reply (UK resources), no tool...
+    await fake.wait_until(lambda: bool(fake.context_updates))
+    latest = str(fake.context_updates[-1])
+    assert "SAFETY FIRST" in latest and "116 123" in latest and "Do not call any tool" in latest
+    # ...and a note makes it say so now, even if it had started answering.
+    await fake.wait_until(lambda: any("SAFETY FIRST" in t["text"] for t in _history(fake)))
+    assert await element(rig.stack, InterventionMemory).pending(USER, limit=5) == []  # never an intervention
+    events = await rig.deps.store.safety_events(USER)
+    assert [(e.kind, e.source) for e in events] == [("suicide", "voice")]
+    await session.end()
+    await asyncio.wait_for(runner, 5)

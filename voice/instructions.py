@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from graphs.style import StyleProfile
+from graphs.understanding.acts import CrisisKind
+from graphs.understanding.safety import safety_reply
 from tools.catalog import TOOL_SPECS
 
 VOICE_RULES = (
@@ -32,6 +34,9 @@ def live_instruction(values: dict[str, Any]) -> str:
     if few_shot := (values.get("few_shot_prompt") or "").strip():
         parts.append(f"What helped this person in similar moments (most useful first):\n{few_shot}")
     decision = values.get("decision") or {}
+    if decision.get("source") == "safety":
+        parts.append(safety_instruction(values))
+        return "\n\n".join(parts)
     tool = decision.get("tool")
     if tool in TOOL_SPECS and decision.get("source") == "policy":
         why = f" ({decision['reason']})" if decision.get("reason") else ""
@@ -46,3 +51,17 @@ def due_prompt(due: list[dict[str, Any]]) -> str:
              for d in due]
     return ("[Note from the app, not the person] Due now: " + "; ".join(lines)
             + ". Say it to them now, briefly and kindly.")
+
+
+def safety_instruction(values: dict[str, Any]) -> str:
+    """What the Live model must do after words the safety gate caught: the safety reply, no tool."""
+    kind = (values.get("understanding") or {}).get("crisis_kind")
+    reply = safety_reply(CrisisKind(kind) if kind else None, values.get("country"))
+    return ("SAFETY FIRST. What the person just said may mean they are in danger. Do not call any tool and do "
+            "not coach. Answer calmly and warmly, say their safety matters most, and give them these resources, "
+            f"in these words or very close to them: {reply} Stay with them and keep listening.")
+
+
+def safety_prompt(values: dict[str, Any]) -> str:
+    """The note that makes the Live model give the safety reply now (it may have started answering)."""
+    return "[Note from the app, not the person] " + safety_instruction(values)

@@ -23,7 +23,7 @@ from graphs.nodes.common import message_text
 from graphs.session import OUTAGE, CompanionSession, TurnResult
 from memories.errors import InvalidInput
 from voice.events import PlanInfo
-from voice.instructions import live_instruction
+from voice.instructions import live_instruction, safety_prompt
 
 log = logging.getLogger(__name__)
 ContextHook = Callable[[str], Awaitable[None]]
@@ -55,6 +55,7 @@ class Heard(BaseModel):
     due: list[dict[str, Any]] = Field(default_factory=list, description="Check-ins/reminders that fell due.")
     settled: list[dict[str, Any]] = Field(default_factory=list, description="Outcomes settled by these words.")
     degraded: bool = Field(False, description="True when memory was unavailable for this turn.")
+    safety: str | None = Field(None, description="The safety note to speak now, when the words were a crisis.")
 
 
 class CompanionLink:
@@ -101,7 +102,8 @@ class CompanionLink:
         if on_context is not None and not sent:  # the run failed before the choice: send what we have
             await on_context(self.instruction)
         decision = values.get("decision") or {}
-        return Heard(instruction=self.instruction, memories=list(values.get("few_shot") or []),
+        safety = safety_prompt(values) if decision.get("source") == "safety" else None
+        return Heard(instruction=self.instruction, memories=list(values.get("few_shot") or []), safety=safety,
                      suggested=decision.get("tool") if decision.get("source") == "policy" else None,
                      due=list(values.get("due") or []), settled=list(values.get("settled") or []),
                      degraded=bool(values.get("degraded")) or not values)

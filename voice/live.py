@@ -294,6 +294,10 @@ class LiveVoiceSession:
                 self.metrics["memory_path_ms"].append((time.perf_counter() - ended) * 1000)
 
         heard = await self.link.heard(text, said=said, on_context=send_context)
+        if heard.safety and self._live is not None:
+            # Safety first: the model may already be answering; this note makes it say the safety reply now.
+            with contextlib.suppress(*CONNECTION_LOST):
+                await self._live.send_realtime_input(text=heard.safety)
         await self.sink(MemoryUsed(turn=turn, suggested=heard.suggested, memories=[
             {k: m.get(k) for k in ("id", "tool", "outcome", "said")} for m in heard.memories]))
         if heard.degraded:

@@ -71,8 +71,7 @@ class UnderstandingReader:
             elif act is not Act.REQUEST and Act.REQUEST not in also:
                 also.append(Act.REQUEST)
         elif question is not None and act in (Act.STRUGGLE, Act.GREETING, Act.OFF_TOPIC, Act.REQUEST):
-            if not (act is Act.REQUEST and probs["request"]):
-                act, source = Act.QUESTION, "rule"
+            act, source = Act.QUESTION, "rule"  # "show me my plan" asks about the plan, it requests no new one
         if act is Act.REQUEST or Act.REQUEST in also:
             request = request or Request(max(probs["request"], key=probs["request"].__getitem__))
         if act is Act.QUESTION or Act.QUESTION in also:
