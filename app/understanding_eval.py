@@ -3,12 +3,15 @@ with per-act precision and recall, outcome signs and safety figures (held-out by
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from graphs.understanding.corpus import Split, load_corpus
+from graphs.understanding.acts import Act, Sign
+from graphs.understanding.corpus import Labelled, Split, load_corpus
 from graphs.understanding.evaluate import read_all, score
 from graphs.understanding.reader import UnderstandingReader
 from graphs.understanding.train import embed_all
@@ -17,6 +20,21 @@ from memories.embeddings import LocalMiniLMEmbeddings
 TARGETS = {"outcome.right_sign": (">=", 0.95), "outcome.wrong_sign": ("<=", 0.01),
            "outcome.unrelated_settle_nothing": (">=", 0.95), "crisis.explicit_recall": (">=", 1.0),
            "crisis.indirect_recall": (">=", 0.95), "crisis.false_alarms": ("<=", 0.02)}
+
+
+#: Follow-up replies labelled for the earlier outcome reader, by other writers; never trained on.
+OUTSIDE_REPLIES = Path(__file__).resolve().parents[1] / "tests" / "data" / "evidence_labelled.json"
+_SIGN_OF = {"task_completed": Sign.HELPED, "task_progress": Sign.HELPED, "re_engaged": Sign.HELPED,
+            "distracted": Sign.NOT_HELPED, "abandoned": Sign.NOT_HELPED, None: Sign.NONE}
+
+
+def outside_replies(path: Path = OUTSIDE_REPLIES) -> list[Labelled]:
+    """The outside replies as corpus items (only their sign is labelled)."""
+    if not path.exists():
+        return []
+    rows = json.loads(path.read_text(encoding="utf-8"))["examples"]
+    return [Labelled(text=r["text"], act=Act.OUTCOME if r["label"] else Act.STRUGGLE, outcome=_SIGN_OF[r["label"]],
+                     source=path.name) for r in rows]
 
 
 def check_targets(result: dict[str, Any]) -> dict[str, bool]:
@@ -45,6 +63,10 @@ async def run_understanding_eval(splits: list[Split]) -> dict[str, Any]:
         result["read_ms_mean"] = round(per_message_ms, 4)
         result["targets_met"] = check_targets(result)
         out[split.value] = result
+    if replies := outside_replies():
+        vectors = await embed_all(embedder, [i.text for i in replies])
+        outcome = score(read_all(reader, replies, vectors), replies)["outcome"]
+        out["outside_replies"] = {"messages": len(replies), **outcome}
     timings = []
     probe = corpus[Split.VALIDATION][:200]
     vectors = np.asarray(await embed_all(embedder, [i.text for i in probe]))

@@ -43,13 +43,20 @@ class TypedTurn(BaseModel):
     text: str = Field(min_length=1, max_length=2000, description="What the person typed.")
 
 
+class Feedback(BaseModel):
+    """A thumbs up (``helped``) or down on the last suggestion."""
+
+    type: Literal["feedback"]
+    helped: bool = Field(description="True: it helped; False: it did not.")
+
+
 class Command(BaseModel):
     """``end_of_speech`` (done talking) or ``end`` (end the session)."""
 
     type: Literal["end_of_speech", "end"]
 
 
-ClientFrame = TypeAdapter(Annotated[Hello | TypedTurn | Command, Field(discriminator="type")])
+ClientFrame = TypeAdapter(Annotated[Hello | TypedTurn | Feedback | Command, Field(discriminator="type")])
 SessionFactory = Callable[[EventSink], VoiceSession]
 
 
@@ -137,6 +144,8 @@ class VoiceSocket:
             return False
         if isinstance(frame, TypedTurn):
             await self.session.send_text(frame.text)
+        elif isinstance(frame, Feedback):
+            await self.session.feedback(frame.helped)
         elif frame.type == "end_of_speech":
             await self.session.end_of_speech()
         else:

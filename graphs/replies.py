@@ -11,7 +11,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from tools.base import clock_time
 from tools.wording import clean_task
+
+ECHO_WORDS = 6  # a reminder may name what they asked for, but never parrot a long sentence back
 
 LINES: dict[str, tuple[str, ...]] = {
     "greeting": ("Hi! What's on your plate today?", "Hey, good to see you. What are you working on?",
@@ -82,6 +85,12 @@ def tool_line(artifact: dict[str, Any], rng: random.Random, avoid: str | None = 
     steps = artifact.get("steps") or []
     task = clean_task(str(artifact.get("task") or "your task"))
     facts = {"total": artifact.get("total") or len(steps), "task": task, "Task": task[:1].upper() + task[1:]}
+    if event == "reminder_created" and artifact.get("due_at"):
+        text, at = str(artifact.get("text") or ""), clock_time(float(artifact["due_at"]))
+        if text and len(text.split()) <= ECHO_WORDS:
+            return pick(("Okay, I'll remind you at {at}: {text}.", "Done. At {at} I'll remind you: {text}."),
+                        rng, avoid, at=at, text=text)
+        return pick(("Okay, I'll remind you about that at {at}.", "Done, I'll remind you at {at}."), rng, avoid, at=at)
     if event == "plan_created":
         return pick(TOOL_LINES["plan_created"], rng, avoid, step=artifact.get("current_step"), **facts)
     if event == "step_split":

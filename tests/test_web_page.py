@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import secrets
 import threading
@@ -41,6 +42,8 @@ LOUD_RMS = 300  # PCM16 units; digital silence from the fake mic is ~0, espeak s
 TONE_CHUNK = 2400  # samples per 100 ms at 24 kHz
 ERROR_MESSAGE = "That message could not be read. Please try again."
 REFLECTION = "You cleared the cups. Nice work."
+#: The page mid-session, for a person to look at (not an assertion): docs/figures/page.png when run by hand.
+SCREENSHOT = Path(os.environ.get("SAM2VOICE_PAGE_SCREENSHOT", "/tmp/sam2voice-page.png"))
 
 
 class SessionRequest(BaseModel):
@@ -79,7 +82,9 @@ async def first_reply(ws: WebSocket) -> None:
     ]
     await ws.send_json({"type": "memory", "turn": 1, "memories": memories, "suggested": "create_microsteps"})
     checkin = {"what": "See how the cups went", "due_at": time.time() + 600}
-    await ws.send_json({"type": "plan", "step": "Put the cups in the sink", "next_checkin": checkin})
+    await ws.send_json({"type": "plan", "step": "Put the cups in the sink", "next_checkin": checkin,
+                        "task": "your room", "steps": ["Open the window", "Put the cups in the sink", "Make the bed"],
+                        "current": 2, "done": False})
     await ws.send_json({"type": "status", "state": "speaking", "text": "Speaking."})
     for chunk in tone(5):
         await ws.send_bytes(chunk)
@@ -153,6 +158,8 @@ def stub_app(log: StubLog) -> FastAPI:
                 )
             elif frame["type"] == "text":
                 await typed_reply(ws, frame["text"])
+            elif frame["type"] == "feedback":
+                await ws.send_json({"type": "feedback", "helped": frame["helped"], "settled": True})
             elif frame["type"] == "end":
                 await ws.send_json({"type": "ended", "reflection": REFLECTION})
                 await ws.close(1000)
@@ -225,6 +232,12 @@ def test_a_spoken_turn_end_to_end(browser: WebDriver, stub: tuple[str, StubLog])
     assert "You: Let's clean my room." in transcript and "Companion: Sounds good. Start with the cups." in transcript
     assert "Let's clean\n" not in transcript + "\n"  # the partial line was replaced, not appended
     assert text_of(driver, "step") == "Put the cups in the sink"
+    assert text_of(driver, "plan-title") == "Plan: your room"
+    assert text_of(driver, "plan").splitlines() == ["✓ Open the window", "→ Put the cups in the sink", "Make the bed"]
+    driver.find_element(By.CSS_SELECTOR, "[data-testid=helped-button]").click()
+    wait_for(driver, shows("feedback-note", "remember that helped"), 5)
+    assert {"type": "feedback", "helped": True} in log.frames
+    driver.save_screenshot(str(SCREENSHOT))
     assert text_of(driver, "checkin") == "In 10 minutes: See how the cups went"
     assert text_of(driver, "memories-summary") == "Drew on 2 memories"
     driver.find_element(By.CSS_SELECTOR, "[data-testid=memories-summary]").click()

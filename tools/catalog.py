@@ -95,7 +95,8 @@ _STUCK_ON = re.compile(
     r"\b(?:can'?t|cannot|can not|need to|have to|has to|should|must|want to|trying to|keep putting off|"
     r"keep avoiding|avoiding|putting off|procrastinating on)\s+"
     r"(?:(?:get|make|bring)\s+(?:myself\s+)?(?:to\s+)?)?"
-    r"(?:(?:start(?:ing)?|begin(?:ning)?|do(?:ing)?|finish(?:ing)?|work(?:ing)? on|get(?:ting)? started on)\s+)?"
+    r"(?:(?:start(?:ed|ing)?(?:\s+on|\s+with)?|begin(?:ning)?|do(?:ing)?|finish(?:ing)?|work(?:ing)? on|"
+    r"get(?:ting)? started on|going on|going with)\s+)?"
     r"(?P<task>[^,.;!?]+)", re.IGNORECASE)
 _VAGUE = {"it", "this", "that", "anything", "something", "things", "myself", "going", "started", "focus"}
 

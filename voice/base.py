@@ -30,6 +30,9 @@ class VoiceSession(Protocol):
     async def send_text(self, text: str) -> None:
         """A typed turn."""
 
+    async def feedback(self, helped: bool) -> None:
+        """A thumbs up (helped) or down on the last suggestion."""
+
     async def close(self) -> None:
         """Leave without ending (e.g. the page closed): work in flight is finished and saved."""
 

@@ -60,7 +60,19 @@ class PlanInfo(BaseModel):
 
     type: Literal["plan"] = "plan"
     step: str | None = Field(None, description="The step to do now, if a plan is open.")
+    task: str | None = Field(None, description="What the plan is for.")
+    steps: list[str] = Field(default_factory=list, description="Every step of the plan, in order.")
+    current: int | None = Field(None, description="1-based number of the step to do now (None once done).")
+    done: bool = Field(False, description="True when every step is done.")
     next_checkin: dict[str, Any] | None = Field(None, description="{what, due_at} of the next check-in or reminder.")
+
+
+class FeedbackNoted(BaseModel):
+    """The person's thumbs up or down was taken: what it settled."""
+
+    type: Literal["feedback"] = "feedback"
+    helped: bool = Field(description="What they said: it helped (thumbs up) or not.")
+    settled: bool = Field(description="True when it settled the last suggestion (there was one to settle).")
 
 
 class ToolRan(BaseModel):
@@ -94,4 +106,5 @@ class Ended(BaseModel):
     reflection: str | None = Field(None, description="What the session taught the companion, if anything.")
 
 
-VoiceEvent = AudioOut | Ready | Transcript | Interrupted | MemoryUsed | PlanInfo | ToolRan | Status | ErrorEvent | Ended
+VoiceEvent = (AudioOut | Ready | Transcript | Interrupted | MemoryUsed | PlanInfo | ToolRan | Status | ErrorEvent
+              | Ended | FeedbackNoted)

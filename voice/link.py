@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from graphs.nodes.common import message_text
 from graphs.session import OUTAGE, CompanionSession, TurnResult
 from memories.errors import InvalidInput
-from voice.events import PlanInfo
+from voice.events import FeedbackNoted, PlanInfo
 from voice.instructions import live_instruction, safety_prompt
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,16 @@ class CompanionLink:
             log.info("plan info unavailable: %s", exc)
             return PlanInfo()
         nxt = upcoming[0] if upcoming else None
-        return PlanInfo(step=plan.current_step if plan else None,
+        return PlanInfo(step=plan.current_step if plan else None, task=plan.task if plan else None,
+                        steps=list(plan.steps) if plan else [], done=bool(plan and plan.done),
+                        current=plan.current + 1 if plan and not plan.done else None,
                         next_checkin={"what": nxt.text, "kind": nxt.kind, "due_at": nxt.due_at} if nxt else None)
+
+    async def feedback(self, helped: bool) -> FeedbackNoted:
+        """A thumbs up or down on the last suggestion: explicit feedback, read as its outcome."""
+        async with self._lock:
+            result = await self.session.send("/yes" if helped else "/no")
+        return FeedbackNoted(helped=helped, settled=bool(result.settled))
 
     async def due_now(self) -> list[dict[str, Any]]:
         """Check-ins and reminders due now (taken from the schedule), or ``[]``. A cheap read

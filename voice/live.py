@@ -180,6 +180,11 @@ class LiveVoiceSession:
             with contextlib.suppress(*CONNECTION_LOST):
                 await self._live.send_realtime_input(text=text)
 
+    async def feedback(self, helped: bool) -> None:
+        """A thumbs up or down on the last suggestion: settled through the graph, then the plan."""
+        await self.sink(await self.link.feedback(helped))
+        await self.sink(await self.link.plan_info())
+
     async def close(self) -> None:
         """Leave without ending (the person disconnected): graph work already started finishes
         and is saved, the Live connection closes; the conversation resumes next time."""

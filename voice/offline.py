@@ -87,6 +87,11 @@ class OfflineVoiceSession:
         """A typed turn."""
         await self._turns.put(("text", (text, time.perf_counter())))
 
+    async def feedback(self, helped: bool) -> None:
+        """A thumbs up or down on the last suggestion: settled through the graph, then the plan."""
+        await self.sink(await self.link.feedback(helped))
+        await self.sink(await self.link.plan_info())
+
     async def close(self) -> None:
         """Leave without ending (the person disconnected): turns already heard are answered and
         saved; the conversation resumes next time."""

@@ -36,6 +36,8 @@
     signin: $("signin"), signinForm: $("signin-form"), name: $("name"),
     session: $("session"), who: $("who"), signout: $("signout"), status: $("status"),
     talk: $("talk"), done: $("done"), step: $("step"), checkin: $("checkin"),
+    plan: $("plan"), planTitle: $("plan-title"), helped: $("helped"), notHelped: $("not-helped"),
+    feedbackNote: $("feedback-note"),
     transcript: $("transcript"), transcriptEmpty: $("transcript-empty"), announcer: $("announcer"),
     typeForm: $("type-form"), typeText: $("type-text"), typeSend: $("type-send"),
     end: $("end"), reconnect: $("reconnect"), reflectionBox: $("reflection-box"), reflection: $("reflection"),
@@ -119,7 +121,9 @@
 
   function setConnected(isReady) {
     ready = isReady;
-    for (const el of [ui.talk, ui.done, ui.typeText, ui.typeSend, ui.end]) el.disabled = !isReady;
+    for (const el of [ui.talk, ui.done, ui.typeText, ui.typeSend, ui.end, ui.helped, ui.notHelped]) {
+      el.disabled = !isReady;
+    }
   }
 
   function connect() {
@@ -179,6 +183,11 @@
       case "transcript": showLine(frame); break;
       case "memory": showMemories(frame); break;
       case "plan": showPlan(frame); break;
+      case "feedback":
+        ui.feedbackNote.textContent = frame.settled
+          ? (frame.helped ? "Thanks! I'll remember that helped." : "Thanks for telling me. I'll try something else next time.")
+          : "Thanks! There was nothing to rate just now.";
+        break;
       case "status": setStatus(frame.text || humanize(frame.state), frame.state); break;
       case "interrupted":
         stats.interruptions += 1;
@@ -460,7 +469,22 @@
   // ---- the plan ---------------------------------------------------------------------------
 
   function showPlan(frame) {
-    ui.step.textContent = frame.step || "No step yet.";
+    ui.step.textContent = frame.done ? "All done! 🎉" : (frame.step || "No step yet.");
+    const steps = Array.isArray(frame.steps) ? frame.steps : [];
+    ui.plan.replaceChildren(...steps.map((text, index) => {
+      const li = document.createElement("li");
+      const number = index + 1;
+      const isDone = frame.done || (frame.current && number < frame.current);
+      const isNow = !frame.done && number === frame.current;
+      li.className = isDone ? "done" : (isNow ? "now" : "");
+      li.textContent = `${isDone ? "✓ " : (isNow ? "→ " : "")}${text}`;
+      if (isDone) li.setAttribute("aria-label", `Done: ${text}`);
+      if (isNow) li.setAttribute("aria-current", "step");
+      return li;
+    }));
+    ui.plan.hidden = steps.length === 0;
+    ui.planTitle.hidden = steps.length === 0;
+    ui.planTitle.textContent = frame.task ? `Plan: ${frame.task}` : "Plan";
     checkin = frame.next_checkin && Number.isFinite(frame.next_checkin.due_at) ? frame.next_checkin : null;
     renderCheckin();
     clearInterval(checkinTimer);
@@ -533,6 +557,8 @@
     }
   });
   ui.reconnect.addEventListener("click", () => { clearError(); connect(); });
+  ui.helped.addEventListener("click", () => sendJson({ type: "feedback", helped: true }));
+  ui.notHelped.addEventListener("click", () => sendJson({ type: "feedback", helped: false }));
 
   // A reload in the same tab keeps the sign-in (sessionStorage), unless it has run out.
   const expiresAt = Number(sessionStorage.getItem(EXPIRES_KEY));

@@ -18,7 +18,8 @@ from graphs.understanding.acts import Act, CrisisKind, Question, Request, Sign
 from memories.errors import InvalidInput
 
 CORPUS_DIR = Path(__file__).with_name("corpus")
-TRAIN_FILES = ("train_a.jsonl", "train_b.jsonl", "train_outcomes.jsonl", "crisis_train.jsonl", "crisis_train_2.jsonl")
+TRAIN_FILES = ("train_a.jsonl", "train_b.jsonl", "train_outcomes.jsonl", "train_prototypes.jsonl",
+               "crisis_train.jsonl", "crisis_train_2.jsonl")
 HELDOUT_FILES = ("heldout.jsonl", "crisis_heldout.jsonl")
 VALIDATION_SHARE = 15  # percent of the training files' messages kept back for tuning
 

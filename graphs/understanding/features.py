@@ -70,8 +70,10 @@ def lexical(text: str) -> tuple[np.ndarray, np.ndarray]:
     words = tokens(text)
     feats = [f"w:{w}" for w in words]
     feats += [f"b:{a}_{b}" for a, b in zip(["<s>", *words], [*words, "</s>"], strict=True)]
-    flat = f" {normalise(text)} "
-    feats += [f"c:{flat[i:i + 4]}" for i in range(max(len(flat) - 3, 0))]
+    for word in words:  # character 4-grams per word, marked inside a negation like the words themselves
+        negated = word.startswith("not_")
+        padded = f" {word[4:] if negated else word} "
+        feats += [f"{'n' if negated else 'c'}:{padded[i:i + 4]}" for i in range(max(len(padded) - 3, 1))]
     n = len(words)
     feats.append("len:" + ("1" if n <= 1 else "2-3" if n <= 3 else "4-8" if n <= 8 else "9-20" if n <= 20 else "21+"))
     if not feats:

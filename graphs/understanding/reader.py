@@ -107,7 +107,7 @@ class UnderstandingReader:
                 return Sign.HELPED, helped
             if polarity <= 1 - th["polarity"] and not_helped >= unclear:
                 return Sign.NOT_HELPED, not_helped
-            if act is Act.PROGRESS and polarity >= 0.5:
+            if (act is Act.PROGRESS or rules.says_it_helped(text)) and polarity >= 0.5:
                 return Sign.HELPED, helped
             return Sign.UNCLEAR, 1.0 - p[Sign.NONE.value]
         best = max(p, key=p.__getitem__)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from graphs.understanding.acts import Question, Request, Sign
+from graphs.understanding.features import tokens
 from tools.wording import task_phrase
 
 COMMANDS: dict[str, Sign] = {"/yes": Sign.HELPED, "/no": Sign.NOT_HELPED}
@@ -52,7 +53,11 @@ _NEGATED_HELP = re.compile(
     r"\bstill (?:stuck|frozen|can'?t|cannot|not|too|so|really|overwhelmed|anxious|panicking|distracted|spiral\w*|"
     r"on my phone|scrolling|in bed|sitting|staring|haven'?t|havent|nothing)\b|\bgave up\b|\bgiving up\b|"
     r"\b(?:made|makes|making) (?:it|me|things|everything) (?:feel )?(?:worse|more)\b|\bno luck\b|\bno change\b|"
-    r"\bno difference\b|\bdidn'?t do it\b")
+    r"\bno difference\b|\bdidn'?t do it\b|\buseless\b|\bpointless\b|\bwaste of (?:time|energy)\b|\bno use\b|"
+    r"\bdid nothing\b|\bnothing changed\b|\bforget it\b|\bmade (?:it|things|me) worse\b|\beven worse\b")
+# Success said outright, outside any negation's scope (``features.tokens`` marks the scope).
+_SUCCESS_WORDS = frozenset("helped helps helpful worked works useful better calmer calm relaxed thanks amazing great "
+                           "perfect awesome nice good started finished done completed".split())
 _WORDS = {"one": 1, "two": 2, "both": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "couple": 2,
           "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
 _ALL = re.compile(r"\b(?:all (?:of )?(?:it|them|the steps|my steps|the things|done|finished)|everything|every step|"
@@ -84,6 +89,12 @@ def question_by_rule(text: str) -> Question | None:
 def says_it_failed(text: str) -> bool:
     """Failure said outright: a negated success ("that did not help") or "still stuck"."""
     return bool(_NEGATED_HELP.search(normalise(text)))
+
+
+def says_it_helped(text: str) -> bool:
+    """Success said outright ("that helped", "works for me", "feeling calmer"), never inside a negation."""
+    words = tokens(text)
+    return any(w in _SUCCESS_WORDS for w in words) and not says_it_failed(text)
 
 
 def steps_done(text: str) -> tuple[int | None, bool]:

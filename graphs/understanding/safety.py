@@ -21,7 +21,7 @@ from graphs.understanding.acts import CrisisKind
 _SELF = r"(?:my ?self|me)"
 _EXPLICIT: tuple[tuple[CrisisKind, str], ...] = (
     (CrisisKind.SUICIDE, r"\b(?:kill|killing|kil|end|ending|off|offing|unalive|unaliving)\s+my ?self\b|\bkms\b"),
-    (CrisisKind.SUICIDE, r"\bsuicid\w*|\bsewer ?slide\b|\bunalive\b|\bctb\b"),
+    (CrisisKind.SUICIDE, r"\bsuicid\w*\b(?! (?:prevention|awareness|hotline|statistics|squad|rates?))|\bsewer ?slide\b|\bunalive\b|\bctb\b"),
     (CrisisKind.SUICIDE, r"\b(?:thinking|thought|think) (?:about|of) (?:jumping|ending it|dying|killing|how i would do it|"
                          r"doing it|not being here)\b|\bjump(?:ing)? (?:off|from|in front of)\b|\bstep(?:ping)? in front of\b|"
                          r"\b(?:rope|noose)\b.*\b(?:want|do|closet|neck)\b|\bdrive (?:my car )?into a (?:wall|tree|truck)\b"),
@@ -36,7 +36,30 @@ _EXPLICIT: tuple[tuple[CrisisKind, str], ...] = (
                          r"exist|existing|be here anymore|be here any ?more|wake up|be around)\b"),
     (CrisisKind.SUICIDE, r"\b(?:want|wanna|wish|ready|plan(?:ning)?|planned) (?:to )?(?:die|be dead)\b(?! (?:of|from|laughing))|"
                          r"\b(?:don't|dont|do not) (?:really )?want to be here anymore\b|\bi just want it all to stop\b|"
-                         r"\bgoing deep enough\b|\bnot wake up\b|\bdon'?t wake up\b"),
+                         r"\bgoing deep enough\b|\b(?:not|never|don'?t|won'?t) wake up\b(?! (?:till|until|in time|early|before|on time))"),
+    (CrisisKind.SUICIDE, r"\b(?:finish|stop) my (?:own )?life\b|\b(?:going to|gonna|about to|want to|wanna) jump\b|"
+                         r"\bwant (?:it|everything|this|it all) (?:all )?to be over\b|\bkys\b|"
+                         r"\bi (?:will|am going to|'m going to|'m gonna|am gonna|want to) kill me\b|"
+                         r"\b(?:want|wanna) (?:to )?dye\b|\b(?:least painful|painless|easiest|quickest) way to "
+                         r"(?:go|die|do it|end it)\b|\bdone with (?:living|life|being alive)\b"),
+    (CrisisKind.SELF_HARM, r"\b(?:hitting|banging|bang|hit) my head (?:on|against)\b|\b(?:make|made|making) cuts\b|"
+                           r"\bcuts on my (?:arm|wrist|leg|thigh)s?\b"),
+    (CrisisKind.HARM_OTHERS, r"\bbringing (?:a )?(?:gun|knife|weapon)s?\b|\bbeat (?:him|her|them) (?:up )?(?:until|till)\b"),
+    (CrisisKind.MEDICAL, r"\btook (?:double|twice|triple) (?:my|the|his|her)\b|\b(?:isn'?t|is not|not|won'?t) waking up\b|"
+                         r"\btook (?:to|too) many\b|\btook (?:the|a) whole (?:bottle|pack|box|packet)\b"),
+    # Warning signs said indirectly (the ones crisis lines teach people to listen for).
+    (CrisisKind.SUICIDE, r"\b(?:nobody|no one|no-one|noone) would (?:even )?(?:notice|care|miss me|mind)\b(?! if i (?:skip|skipped|miss|missed|left|was late|came late|didn'?t go|took))|"
+                         r"\b(?:if|when|once) i'?m (?:gone|not around|not here|dead)\b|\bif i (?:disappeared|was gone|were gone|"
+                         r"stopped existing|wasn'?t around|weren'?t around)\b|\b(?:disappear|vanish) (?:forever|for good|for real)\b|"
+                         r"\bwon'?t be (?:around|here|alive)\b(?! (?:for|at|on|this|next|until|till|tomorrow|later|today|tonight))|"
+                         r"\bwon'?t be a (?:problem|burden)\b|\b(?:such a|just a|i'?m a) burden\b|\b(?:giving|gave|give) (?:all )?(?:my|away my) "
+                         r"(?:things|stuff|belongings|cat|dog|pets?) (?:away|to)\b|\b(?:see a|no) way out\b(?! of (?!(?:this |my )?life\b))|"
+                         r"\b(?:life|living) (?:is|feels) (?:finished|over|pointless|meaningless|not worth)\b|\bno future for me\b(?! (?:in|at|as|with))|"
+                         r"\b(?:don'?t|do not) see (?:any|a) (?:tomorrow|future)\b|\bwhat'?s the point (?:of|in) (?:living|life|"
+                         r"being alive|going on|existing)\b|\b(?:stop|stopped) existing\b|\b(?:sleep|sleeping) forever\b|"
+                         r"\blast time (?:we'?ll|i'?ll|we will|i will) (?:talk|chat|speak)\b(?! (?:today|tonight|this week|for a while|before))|\bthis is goodbye\b|"
+                         r"\bgoodbye (?:forever|for good)\b"),
+    (CrisisKind.SELF_HARM, r"\b(?:cut|cutting|burned|burnt) again\b|\bneed to feel pain\b|\bdeserve (?:the )?pain\b"),
     (CrisisKind.SUICIDE, r"\bwish (?:i|id|i'd) (?:was|were|had) (?:dead|never been born|not born|not alive)\b|"
                          r"\bwish i (?:wasn't|wasnt|weren't) (?:alive|here|born)\b"),
     (CrisisKind.SUICIDE, r"\b(?:better off|be better) (?:dead|without me)\b|\bno (?:reason|point) (?:to|in) (?:live|living|"
@@ -78,12 +101,12 @@ _EXPLICIT: tuple[tuple[CrisisKind, str], ...] = (
     (CrisisKind.ABUSE, r"\b(?:not|don't feel|dont feel|never) safe (?:at home|here|with (?:him|her|them))\b|"
                        r"\b(?:scared|afraid|terrified) (?:to go home|of (?:my )?(?:dad|mom|mum|father|mother|stepdad|"
                        r"partner|boyfriend|girlfriend|husband|wife))\b|\babus(?:e|es|ed|ing|ive)\b.*\b(?:me|us|home)\b|"
-                       r"\b(?:threatening|following|hurting|hitting) me (?:right )?now\b|\b(?:he|she)'?s? (?:is )?(?:going|gonna) to "
+                       r"\b(?:threatening|following|hurting|hitting) me (?:right )?now\b|\b(?:he|she)'?s? (?:is )?(?:going to|gonna) "
                        r"(?:hurt|kill) (?:me|us)\b|\b(?:gonna|going to) hurt us\b|\bthrew (?:a |the )?\w+ at me\b|"
                        r"\b(?:hitting|beating|hurting|choking) my (?:mom|mum|mother|dad|sister|brother)\b|"
                        r"\bwon'?t let me (?:leave|go out|out of the house)\b|\blocked (?:my ?self|me) in\b|"
                        r"\bbreak (?:the |my )?door down\b|\b(?:followed|following) me\b.*\b(?:scared|afraid|don'?t know)\b|"
-                       r"\bhits me\b|\b(?:he|she|they)(?:\'ll| will) (?:kill|hurt) (?:me|us)\b|\bhiding (?:at|in|from)\b.*\b(?:he|she|dad|stepdad|drunk)\b|\bdrunk\b.*\b(?:hurt|hit) (?:me|us)\b"),
+                       r"\bhits me\b|\b(?:he|she|they)(?:\'ll| will) (?:kill|hurt) (?:me|us)\b(?! if (?:i|we) (?:forget|don'?t|am late|miss|lose|break))|\bhiding (?:at|in|from)\b.*\b(?:he|she|dad|stepdad|drunk)\b|\bdrunk\b.*\b(?:hurt|hit) (?:me|us)\b"),
     (CrisisKind.MEDICAL, r"\b(?:took|taken|swallowed|ate|had) (?:like |about |around )?(?:\d+|too many|a (?:bunch|lot|"
                          r"handful) of|all (?:of )?my|the whole (?:bottle|pack|box) of|a whole (?:bottle|pack|box) of)"
                          r"\s+(?:\w+\s+){0,3}?(?:pills|tablets|meds|medication|capsules|painkillers|tylenol|paracetamol|"
@@ -99,9 +122,11 @@ _EXPLICIT: tuple[tuple[CrisisKind, str], ...] = (
 )
 _PATTERNS = tuple((kind, re.compile(pattern)) for kind, pattern in _EXPLICIT)
 # "kill my brother lol", "i'm dead 😂": figurative unless they say they mean it.
-_JOKING = re.compile(r"\b(?:lol|lmao|lmfao|haha\w*|jk|jkjk|rofl)\b|[\U0001f602\U0001f923\U0001f480\U0001f62d]")
-_MEANS_IT = re.compile(r"\b(?:not joking|no joke|i mean it|for real|fr fr|seriously|srsly|not kidding)\b")
-_FIGURATIVE_KILL = re.compile(r"\bkill (?:my|him|her|them)\b")
+_JOKING = re.compile(r"\b(?:lol|lmao|lmfao|haha\w*|jk|jkjk|rofl)\b|[\U0001f602\U0001f923\U0001f480]")
+_MEANS_IT = re.compile(r"\b(?:not joking|no joke|i mean it|for real|fr fr|seriously|srsly|not kidding|not lol|actually|"
+                       r"i'?m serious|im serious|serious tho|not a joke)\b")
+_NEVER_FIGURATIVE = re.compile(r"(?:kill|killing|kil|end|ending|hurt|hurting|cut|cutting|harm|harming) my ?self|"
+                               r"suicid|unalive|overdos|(?:end|take|finish) my (?:own )?life|pills|tablets|\bcutt?ing\b")
 _FIGURES = re.compile(
     r"\b(?:killing me|kill me now|(?:die|died|dying) (?:of|from) (?:embarrassment|boredom|laughter|shame|cringe)|"
     r"(?:phone|laptop|battery|car|plant|plants|computer|charger|tablet|headphones|wifi|console|pc) (?:is )?"
@@ -121,8 +146,9 @@ def explicit_crisis(text: str) -> CrisisKind | None:
         if not match:
             continue
         joking = _JOKING.search(low) and not _MEANS_IT.search(low)
-        if joking and (kind is CrisisKind.HARM_OTHERS or _FIGURATIVE_KILL.search(match.group())
-                       or match.group().startswith(("kms", "kys"))):
+        # Said laughing ("lol", "💀") and without the words that are never a figure of speech, it is left
+        # to the trained head, which has seen both kinds: "im gonna jump out the window lol" is a joke.
+        if joking and not _NEVER_FIGURATIVE.search(match.group()):
             continue
         return kind
     return None
