@@ -65,7 +65,7 @@ async def build_deps(
     await relevance.setup()
     return CompanionDeps(memory=stack, store=store, tools=tools, chat_model=chat_model, understanding=understanding,
                          relevance=relevance, settings=settings.companion,
-                         reword_replies=not isinstance(chat_model, LocalChatModel),
+                         reword_replies=not isinstance(chat_model, LocalChatModel), understanding_model=tools_model,
                          outbox=outbox or Outbox(limit=settings.companion.outbox_limit))
 
 

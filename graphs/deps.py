@@ -36,6 +36,9 @@ class CompanionDeps:
     #: Let the chat model reword the drafted reply. Off for the 135M offline model: its
     #: free text failed the style guard in 24 of 24 measured replies and cost ~0.9 s each.
     reword_replies: bool = True
+    #: A chat model that reads messages too (structured output); None offline. Only capable models
+    #: (Gemini) get it: the offline reader is better than the 135M model and always runs anyway.
+    understanding_model: BaseChatModel | None = None
 
     @property
     def tools_by_name(self) -> dict[str, BaseTool]:

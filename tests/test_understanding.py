@@ -9,23 +9,29 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from langchain_core.messages import HumanMessage
 from typer.testing import CliRunner
 
 from app.cli import app
+from graphs.deps import CompanionDeps
+from graphs.models.factory import build_chat_model
+from graphs.nodes.understand import understand
 from graphs.understanding.acts import Act, Sign
 from graphs.understanding.reader import UnderstandingReader
 from graphs.understanding.safety import country_of, safety_reply
 from memories.embeddings import LocalMiniLMEmbeddings
 from memories.interventions import InterventionMemory
 from memories.profile import ProfileMemory
-from tests.companion_fixtures import Rig, fresh_namespace, open_rig
+from memories.stack import MemoryStack
+from tests.companion_fixtures import Rig, build_rig, fresh_namespace, open_rig, open_stack
 from tests.conftest import element
+from tests.fakes.gemini_rest import FakeGemini
 from tools.wording import second_person
 from voice.link import CompanionLink
 
@@ -230,3 +236,45 @@ def test_chat_jsonl_prints_exactly_one_object_per_line(monkeypatch: pytest.Monke
     assert "error" in rows[3] and "2000" in rows[3]["error"]  # bad input: a clear error line, the chat goes on
     assert rows[4]["safety"] is True and rows[4]["tool"] is None
     assert rows[5]["ended"] is True
+
+
+# --- with a Gemini key: the chat model's structured reading, through the wire-true fake -----------
+
+
+@pytest.fixture
+def fake_gemini() -> Iterator[FakeGemini]:
+    with FakeGemini() as fake:
+        yield fake
+
+
+async def gemini_deps(stack: MemoryStack, tmp_path: Path, fake: FakeGemini) -> CompanionDeps:
+    model = build_chat_model("gemini", google_api_key="fake-key", base_url=fake.url)
+    deps = (await build_rig(stack, tmp_path, chat_model=model)).deps
+    assert deps.understanding_model is model  # a capable model reads messages too
+    return deps
+
+
+async def test_gemini_reading_adds_to_the_offline_one_but_never_replaces_the_safety_gate(
+        redis_url: str, minilm: LocalMiniLMEmbeddings, tmp_path: Path, fake_gemini: FakeGemini) -> None:
+    async with open_stack(redis_url, minilm) as stack:
+        deps = await gemini_deps(stack, tmp_path, fake_gemini)
+        config = {"configurable": {"user_id": "gem", "thread_id": "t"}}
+        # The model sees a crisis the offline reader might not: a crisis either reader sees is a crisis.
+        fake_gemini.reply_text(json.dumps({"act": "crisis", "also": [], "sign": "none", "crisis_kind": "suicide"}))
+        update = await understand({"messages": [HumanMessage("soon none of this will matter anyway")]}, config,
+                                  deps=deps)
+        assert update["understanding"]["crisis"] and update["understanding"]["source"] in ("model", "rule",
+                                                                                           "classifier")
+        request = fake_gemini.requests[-1]
+        assert request.path.endswith(":generateContent") and "soon none of this will matter" in str(request.body)
+        # An explicit crisis never waits for the model (and the model cannot talk it down).
+        seen = len(fake_gemini.requests)
+        update = await understand({"messages": [HumanMessage("i want to kill myself")]}, config, deps=deps)
+        assert update["understanding"]["crisis"] and len(fake_gemini.requests) == seen
+        # When the readers disagree on whether it helped, nothing is settled.
+        fake_gemini.reply_text(json.dumps({"act": "outcome", "also": [], "sign": "helped"}))
+        update = await understand({"messages": [HumanMessage("that did not help")]}, config, deps=deps)
+        assert update["understanding"]["sign"] == "unclear" and update["evidence"]["outcome"] is None
+        # A failing model leaves the offline reading standing.
+        update = await understand({"messages": [HumanMessage("hi there")]}, config, deps=deps)
+        assert update["understanding"]["act"] == "greeting" and update["understanding"]["source"] != "model"

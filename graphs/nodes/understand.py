@@ -21,6 +21,7 @@ from graphs.nodes.common import last_human_text, ms_since
 from graphs.state import CompanionState
 from graphs.tracing import traced
 from graphs.understanding.acts import Act, Sign, Understanding
+from graphs.understanding.model import merge, read_with_model
 from memories.ranking import Outcome
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,15 @@ async def understand(state: CompanionState, config: RunnableConfig, *, deps: Com
     vector = await embedder.aembed_query(message[:2000])
     embedded = time.perf_counter()
     reading = deps.understanding.read(message, vector, answering_check=bool(state.get("asked_outcome")))
+    model_ms = 0.0
+    if deps.understanding_model is not None and not reading.crisis and not message.startswith("/"):
+        model_start = time.perf_counter()
+        if (model_reading := await read_with_model(deps.understanding_model, message)) is not None:
+            reading = merge(reading, model_reading)
+        model_ms = ms_since(model_start)
     outcome = outcome_of(reading, message)
     evidence = {"outcome": outcome.value if outcome else None, "sign": reading.sign.value,
                 "confidence": reading.sign_confidence}
     return {"understanding": reading.model_dump(mode="json"), "evidence": evidence,
-            "timings": {"embed": round((embedded - start) * 1000, 3), "understand": ms_since(embedded)}}
+            "timings": {"embed": round((embedded - start) * 1000, 3),
+                        "understand": round(ms_since(embedded) - model_ms, 3), "model_understand": model_ms}}
