@@ -19,8 +19,8 @@ from memories.errors import InvalidInput
 
 CORPUS_DIR = Path(__file__).with_name("corpus")
 TRAIN_FILES = ("train_a.jsonl", "train_b.jsonl", "train_outcomes.jsonl", "train_prototypes.jsonl",
-               "crisis_train.jsonl", "crisis_train_2.jsonl")
-HELDOUT_FILES = ("heldout.jsonl", "crisis_heldout.jsonl")
+               "crisis_train.jsonl", "crisis_train_2.jsonl", "crisis_dev.jsonl")
+HELDOUT_FILES = ("heldout.jsonl", "crisis_heldout_2.jsonl")
 VALIDATION_SHARE = 15  # percent of the training files' messages kept back for tuning
 
 

@@ -47,6 +47,33 @@ _EXPLICIT: tuple[tuple[CrisisKind, str], ...] = (
     (CrisisKind.HARM_OTHERS, r"\bbringing (?:a )?(?:gun|knife|weapon)s?\b|\bbeat (?:him|her|them) (?:up )?(?:until|till)\b"),
     (CrisisKind.MEDICAL, r"\btook (?:double|twice|triple) (?:my|the|his|her)\b|\b(?:isn'?t|is not|not|won'?t) waking up\b|"
                          r"\btook (?:to|too) many\b|\btook (?:the|a) whole (?:bottle|pack|box|packet)\b"),
+    (CrisisKind.SUICIDE, r"\bstep(?:ping)? off (?:the )?(?:platform|edge|ledge|roof|bridge)\b|\bedge of the (?:train )?platform\b|"
+                         r"\bdriv(?:e|ing) (?:my car |the car )?into a (?:tree|wall|truck|bridge)\b|"
+                         r"\b(?:standing|sitting) on (?:the|a) (?:bridge|ledge|roof|edge)\b|\bleave this world\b|"
+                         r"\bjust not (?:be|exist|being) (?:here|anymore|around)?\b|\btired of (?:existing|living|being alive|life)\b|"
+                         r"\b(?:didn'?t|don'?t|never) wake up tomorrow\b|\bwon'?t be here (?:for|by|tomorrow|next|much)\b|"
+                         r"\b(?:see|imagine) myself (?:being )?(?:around|alive|here) (?:by|in|next)\b|\bburden to\b|"
+                         r"\bwaste of (?:space|oxygen|air)\b|\busing up (?:oxygen|air|space)\b|\b(?:the )?quickest ways?\b|"
+                         r"\btell (?:her|him|them|my (?:mom|mum|dad|family|parents|sister|brother)) (?:that )?i'?m sorry\b|"
+                         r"\b(?:saying|say|said) (?:goodbye|bye) (?:for real|forever|for good)\b|\bonly one i'?m saying goodbye to\b|"
+                         r"\bcleaning up before i go\b|\bdeleted all my accounts\b|\bletters? to my (?:family|mom|mum|parents|kids)\b|"
+                         r"\blife insurance\b|\b(?:finishing|tying|wrapping) (?:things|everything|loose ends) up\b|\btying up loose ends\b|"
+                         r"\bmade my plans?\b|\bdone waiting\b|\bwith everything\b.{0,20}\bdone\b|\bbe done\b.{0,30}\bwith everything\b|"
+                         r"\bwant (?:everything|it all|it) to (?:stop|end)\b|\bbus hit me\b|\bmake it official\b|"
+                         r"\bdeserve a better (?:mother|father|mom|dad|parent|family|daughter|son)\b|\bbetter (?:off )?without me\b|"
+                         r"\b(?:meds|pills|tablets) (?:are )?(?:all )?(?:saved|stashed|hidden) up\b|\bdon'?t wanna be here\b"),
+    (CrisisKind.SELF_HARM, r"\b(?:bite|bit|biting) (?:my )?(?:arm|hand|wrist)s?\b.*\b(?:skin|blood|bled|hard)\b|\bbit through\b|"
+                           r"\b(?:don'?t|do not) let myself eat\b|\bpunish(?:ing)? myself\b|\bhaven'?t eaten in \d+ days\b|"
+                           r"\bcarv(?:e|ing) (?:something |words? )?into\b|\blong sleeves\b.*\b(?:july|summer|hot|again)\b|"
+                           r"\bneed (?:it|me) to hurt\b"),
+    (CrisisKind.HARM_OTHERS, r"\bwant to kill (?:my|him|her|them)\b|\bbring(?:ing)? (?:my \w+'?s |a |the |my )?(?:gun|knife|weapon)s?\b|"
+                             r"\babout to (?:hit|hurt|punch|kill)\b|\bmake (?:her|him|them|everyone|all of them) pay\b|"
+                             r"\bshook (?:my|the|our) (?:son|daughter|baby|kid|child)\b|\bputting something in (?:\w+ ){0,2}(?:coffee|food|drink)\b"),
+    (CrisisKind.ABUSE, r"\block(?:s|ed)? me in\b|\b(?:takes|took) my (?:money|phone|keys)\b.*\b(?:won'?t let|cannot|can'?t|not allowed)\b|"
+                       r"\b(?:he|she|they|dad|mom|mum|husband|wife|bf|gf|partner|boyfriend|girlfriend) (?:\w+ )?(?:pushed|kicked|shoved|"
+                       r"slapped|punched|choked) me\b|\bgets (?:really |so )?scary\b"),
+    (CrisisKind.MEDICAL, r"\bthroat (?:feels like (?:it'?s|its) |is |feels )?(?:closing|swelling)\b|\bmixed my (?:meds|pills) "
+                         r"(?:w|with) (?:alcohol|booze|drink)\b|\bcan'?t feel my (?:hands|legs|face|arms)\b"),
     # Warning signs said indirectly (the ones crisis lines teach people to listen for).
     (CrisisKind.SUICIDE, r"\b(?:nobody|no one|no-one|noone) would (?:even )?(?:notice|care|miss me|mind)\b(?! if i (?:skip|skipped|miss|missed|left|was late|came late|didn'?t go|took))|"
                          r"\b(?:if|when|once) i'?m (?:gone|not around|not here|dead)\b|\bif i (?:disappeared|was gone|were gone|"
@@ -133,9 +160,17 @@ _FIGURES = re.compile(
     r"(?:died|dead|dying)|death of me|dying to|dead tired|(?:i'm|im) dead|killing it|killed it|murdered (?:that|it|the))\b")
 
 
+# Misspellings that hide the words the patterns look for ("i wnat to die", "hurt myslef").
+_TYPOS = {"wnat": "want", "wnt": "want", "watn": "want", "myslef": "myself", "mysef": "myself", "myelf": "myself",
+          "mself": "myself", "huting": "hurting", "hurtng": "hurting", "anymre": "anymore", "anymroe": "anymore",
+          "anymor": "anymore", "kms": "kms", "dye": "die", "ded": "dead", "alergic": "allergic", "havign": "having",
+          "pils": "pills", "sucide": "suicide", "suicde": "suicide", "sewerslide": "suicide", "kil": "kill"}
+
+
 def normalise(text: str) -> str:
-    """Lower case, straight apostrophes, single spaces."""
-    return " ".join(text.replace("\u2019", "'").replace("\u2018", "'").lower().split())
+    """Lower case, straight apostrophes, single spaces, common misspellings of danger words fixed."""
+    words = text.replace("\u2019", "'").replace("\u2018", "'").lower().split()
+    return " ".join(_TYPOS.get(w, w) for w in words)
 
 
 def explicit_crisis(text: str) -> CrisisKind | None:
