@@ -427,8 +427,14 @@ def eval_understanding(
     except ValueError:
         err.print(f"[red]--split takes {', '.join(s.value for s in Split)}[/]")
         raise typer.Exit(2) from None
+    from memories.errors import InvalidInput
+
     _settings()
-    _emit(asyncio.run(run_understanding_eval(splits)), as_json=as_json)
+    try:
+        result = asyncio.run(run_understanding_eval(splits))
+    except InvalidInput as exc:
+        raise _fail(exc) from None
+    _emit(result, as_json=as_json)
 
 
 @train_app.command("understanding")
@@ -441,10 +447,15 @@ def train_understanding_command(
     from graphs.understanding.train import train_understanding
     from memories.embeddings import LocalMiniLMEmbeddings
 
+    from memories.errors import InvalidInput
+
     _settings()
     embedder = LocalMiniLMEmbeddings()
-    result = asyncio.run(train_understanding(embedder, model_id=embedder.model_id, out=out or WEIGHTS,
-                                             progress=lambda line: err.print(f"[dim]{line}[/]")))
+    try:
+        result = asyncio.run(train_understanding(embedder, model_id=embedder.model_id, out=out or WEIGHTS,
+                                                 progress=lambda line: err.print(f"[dim]{line}[/]")))
+    except InvalidInput as exc:
+        raise _fail(exc) from None
     _emit(result, as_json=False)
 
 

@@ -49,7 +49,7 @@ def check_targets(result: dict[str, Any]) -> dict[str, bool]:
 
 async def run_understanding_eval(splits: list[Split]) -> dict[str, Any]:
     """The figures for each split, plus the reading time per message (heads and rules only)."""
-    corpus = load_corpus()
+    corpus = load_corpus(heldout=Split.HELDOUT in splits)
     reader = UnderstandingReader()
     embedder = LocalMiniLMEmbeddings()
     out: dict[str, Any] = {"weights": reader.heads.meta, "thresholds": reader.thresholds}

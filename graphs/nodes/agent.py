@@ -179,6 +179,13 @@ async def policy_decision(state: CompanionState, deps: CompanionDeps, cfg: Confi
     return decision, model_ms
 
 
+def looks_like_a_struggle(state: CompanionState, reading: Understanding) -> bool:
+    """An unclear "how it went" with nothing pending to be about ("now I'm overwhelmed by the
+    noise") is a new moment to help with, when struggling was the reading's runner-up."""
+    return (reading.act is Act.OUTCOME and reading.sign in (Sign.UNCLEAR, Sign.NONE)
+            and not state.get("last_intervention_id") and reading.scores.get(Act.STRUGGLE.value, 0.0) >= 0.15)
+
+
 def outcome_decision(state: CompanionState, deps: CompanionDeps, reading: Understanding) -> Decision:
     """How the last suggestion went: acknowledge it, or ask once when it is unclear."""
     pending = bool(state.get("last_intervention_id"))
@@ -252,7 +259,7 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
             decision = question_decision(reading)
             if before and decision.tool == "get_current_step":  # the step just completed says what's next
                 decision = Decision(tool=None, source="progress", reason="progress, then the next step")
-        elif reading.has(Act.STRUGGLE):
+        elif reading.has(Act.STRUGGLE) or looks_like_a_struggle(state, reading):
             decision, model_ms = await policy_decision(state, deps, cfg, message, plan, heard=False)
             if before and decision.tool == "create_microsteps" and decision.args.get("replace_current"):
                 before[0].args["split_next"] = True  # did a bit, stuck on the next: complete, then split the next

@@ -21,6 +21,14 @@ SENTIMENT_WEIGHT = 0.6  # next to the L2-normalised bag of words
 # VADER (a lexicon with negation, intensifiers, slang and emoji) gives how positive or negative a
 # message sounds: the strongest single hint of which way "how did it go" went. ~15 µs a message.
 _VADER = SentimentIntensityAnalyzer()
+# VADER was built on social media posts: a few words of this domain carry another weight here
+# ("overwhelmed" is +0.2 in its lexicon, "helped" and "unstuck" are missing).
+_VADER.lexicon.update({
+    "overwhelmed": -2.3, "overwhelming": -2.0, "frozen": -1.8, "spiraling": -2.2, "spiralling": -2.2,
+    "overloaded": -2.0, "fried": -1.2, "procrastinating": -1.2, "scrolling": -0.8, "stuck": -1.6,
+    "shutdown": -1.8, "meltdown": -2.2, "unstuck": 1.8, "productive": 1.6, "manageable": 1.4, "helped": 1.6,
+    "worked": 1.0, "relieved": 1.8, "doable": 1.4,
+})
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[\U0001f300-\U0001faff\u2600-\u27bf]|[?!]")
 # Words that turn what follows around; "n't" forms are caught by their ending.
 _NEGATORS = frozenset("""not no never nothing nah nope neither nor without barely hardly none cannot cant dont
@@ -84,6 +92,11 @@ def lexical(text: str) -> tuple[np.ndarray, np.ndarray]:
     extra = [(_bucket(f"sent:{name}"), SENTIMENT_WEIGHT * value) for name, value in sentiment(text).items()]
     index = np.concatenate([index, np.array([i for i, _ in extra], dtype=np.int64)])
     return index, np.concatenate([weights, np.array([v for _, v in extra], dtype=np.float32)])
+
+
+def compound(text: str) -> float:
+    """VADER's overall score, -1 (very negative) to 1 (very positive)."""
+    return float(_VADER.polarity_scores(text)["compound"])
 
 
 def sentiment(text: str) -> dict[str, float]:

@@ -15,7 +15,7 @@ import re
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from graphs.understanding import rules, safety
+from graphs.understanding import features, rules, safety
 from graphs.understanding.acts import Act, CrisisKind, Question, Request, Sign, Understanding
 from graphs.understanding.heads import Heads, load_heads
 
@@ -103,11 +103,16 @@ class UnderstandingReader:
             if failed:
                 return Sign.NOT_HELPED, max(not_helped, 0.9)
             unclear = p[Sign.UNCLEAR.value]
-            if polarity >= th["polarity"] and helped >= unclear:
+            # "Now I'm overwhelmed by the noise" is shaped like "now I'm calmer": a success that
+            # sounds clearly negative, with no word of success in it, is not settled as one.
+            tone = features.compound(text)
+            sounds_bad = tone <= -0.3 and not rules.says_it_helped(text)
+            sounds_good = tone >= 0.3 and not failed
+            if polarity >= th["polarity"] and helped >= unclear and not sounds_bad:
                 return Sign.HELPED, helped
-            if polarity <= 1 - th["polarity"] and not_helped >= unclear:
+            if polarity <= 1 - th["polarity"] and not_helped >= unclear and not sounds_good:
                 return Sign.NOT_HELPED, not_helped
-            if (act is Act.PROGRESS or rules.says_it_helped(text)) and polarity >= 0.5:
+            if (act is Act.PROGRESS or rules.says_it_helped(text)) and polarity >= 0.5 and not sounds_bad:
                 return Sign.HELPED, helped
             return Sign.UNCLEAR, 1.0 - p[Sign.NONE.value]
         best = max(p, key=p.__getitem__)

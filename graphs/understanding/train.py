@@ -124,7 +124,7 @@ async def train_understanding(embeddings: Embeddings, *, model_id: str, out: Pat
 
     say = progress or (lambda _m: None)
     start = time.perf_counter()
-    corpus = load_corpus()
+    corpus = load_corpus(heldout=False)
     train, validation = corpus[Split.TRAIN], corpus[Split.VALIDATION]
     say(f"embedding {len(train) + len(validation)} messages (train {len(train)}, validation {len(validation)})")
     vectors = await embed_all(embeddings, [i.text for i in train])
