@@ -101,16 +101,24 @@ _STUCK_ON = re.compile(
 _VAGUE = {"it", "this", "that", "anything", "something", "things", "myself", "going", "started", "focus"}
 
 
+# "this homework is killing me", "the laundry pile is huge": a common task named anywhere.
+_TASK_NOUN = re.compile(
+    r"\b(?:my|this|the|that|these|those)\s+((?:\w+\s+){0,2}?(?:homework|essay|report|laundry|dishes|project|emails?|"
+    r"taxes|tax forms?|room|kitchen|assignment|exam|paper|presentation|application|applications|forms?|bills?|"
+    r"chores|inbox|code|thesis|slides|worksheet|studying|revision|house|flat|apartment|desk|garage|errands))\b",
+    re.IGNORECASE)
+
+
 def task_from_message(message: str) -> str | None:
     """The task a message says the person is stuck on, in the second person, if it names one."""
     found = _STUCK_ON.search(message or "")
-    if not found:
-        return None
-    phrase = re.split(r"\s+(?:but|and|because|so|it|which)\s+", found["task"].strip(), maxsplit=1)[0]
-    phrase = re.sub(r"\s+(?:today|now|right now|anymore|at all)$", "", phrase.strip(), flags=re.IGNORECASE)
-    if not phrase or phrase.lower() in _VAGUE:
-        return None
-    return task_phrase(phrase)
+    if found:
+        phrase = re.split(r"\s+(?:but|and|because|so|it|which)\s+", found["task"].strip(), maxsplit=1)[0]
+        phrase = re.sub(r"\s+(?:today|now|right now|anymore|at all)$", "", phrase.strip(), flags=re.IGNORECASE)
+        if phrase and phrase.lower() not in _VAGUE and (named := task_phrase(phrase)):
+            return named
+    noun = _TASK_NOUN.search(message or "")
+    return f"your {noun.group(1).lower()}" if noun else None
 
 
 _STRUGGLE = re.compile(
