@@ -476,7 +476,7 @@
       const number = index + 1;
       const isDone = frame.done || (frame.current && number < frame.current);
       const isNow = !frame.done && number === frame.current;
-      li.className = isDone ? "done" : (isNow ? "now" : "");
+      li.className = isDone ? "step-done" : (isNow ? "step-now" : "");
       li.textContent = `${isDone ? "✓ " : (isNow ? "→ " : "")}${text}`;
       if (isDone) li.setAttribute("aria-label", `Done: ${text}`);
       if (isNow) li.setAttribute("aria-current", "step");
