@@ -417,9 +417,12 @@ def eval_understanding(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     split: Annotated[list[str] | None, typer.Option("--split", help="heldout (default), validation or train; "
                                                                     "repeat for several.")] = None,
+    with_model: Annotated[bool, typer.Option("--with-model", help="Also read every message with Gemini and merge, "
+                                                                  "as the graph does with GOOGLE_API_KEY.")] = False,
 ) -> None:
     """How well each message is read: per-act precision/recall, outcome signs, safety (held-out split)."""
     from app.understanding_eval import run_understanding_eval
+    from graphs.models.factory import build_chat_model
     from graphs.understanding.corpus import Split
 
     try:
@@ -429,9 +432,15 @@ def eval_understanding(
         raise typer.Exit(2) from None
     from memories.errors import InvalidInput
 
-    _settings()
+    settings = _settings()
+    model = None
+    if with_model:
+        if not settings.google_key:
+            err.print("[red]--with-model needs GOOGLE_API_KEY (the offline reader is measured without it)[/]")
+            raise typer.Exit(2)
+        model = build_chat_model("gemini", google_api_key=settings.google_key, gemini_model=settings.chat_model)
     try:
-        result = asyncio.run(run_understanding_eval(splits))
+        result = asyncio.run(run_understanding_eval(splits, model=model))
     except InvalidInput as exc:
         raise _fail(exc) from None
     _emit(result, as_json=as_json)
@@ -446,7 +455,6 @@ def train_understanding_command(
     from graphs.understanding.heads import WEIGHTS
     from graphs.understanding.train import train_understanding
     from memories.embeddings import LocalMiniLMEmbeddings
-
     from memories.errors import InvalidInput
 
     _settings()

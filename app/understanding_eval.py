@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from langchain_core.language_models import BaseChatModel
 
-from graphs.understanding.acts import Act, Sign
+from graphs.understanding.acts import Act, Sign, Understanding
 from graphs.understanding.corpus import Labelled, Split, load_corpus
 from graphs.understanding.evaluate import read_all, score
+from graphs.understanding.model import merge, read_with_model
 from graphs.understanding.reader import UnderstandingReader
 from graphs.understanding.train import embed_all
 from memories.embeddings import LocalMiniLMEmbeddings
@@ -47,17 +49,29 @@ def check_targets(result: dict[str, Any]) -> dict[str, bool]:
     return out
 
 
-async def run_understanding_eval(splits: list[Split]) -> dict[str, Any]:
-    """The figures for each split, plus the reading time per message (heads and rules only)."""
+async def read_merged(reader: UnderstandingReader, items: list[Labelled], vectors: np.ndarray,
+                      model: BaseChatModel) -> list[Understanding]:
+    """Readings with the chat model's merged in, as the graph does with a key."""
+    out = []
+    for item, offline in zip(items, read_all(reader, items, vectors), strict=True):
+        reading = None if offline.crisis else await read_with_model(model, item.text)
+        out.append(merge(offline, reading) if reading is not None else offline)
+    return out
+
+
+async def run_understanding_eval(splits: list[Split], *, model: BaseChatModel | None = None) -> dict[str, Any]:
+    """The figures for each split, plus the reading time per message (heads and rules only).
+    With ``model`` (Gemini), every message is also read by it and merged, as in the graph."""
     corpus = load_corpus(heldout=Split.HELDOUT in splits)
     reader = UnderstandingReader()
     embedder = LocalMiniLMEmbeddings()
-    out: dict[str, Any] = {"weights": reader.heads.meta, "thresholds": reader.thresholds}
+    out: dict[str, Any] = {"weights": reader.heads.meta, "thresholds": reader.thresholds,
+                           "model": type(model).__name__ if model else None}
     for split in splits:
         items = corpus[split]
         vectors = await embed_all(embedder, [i.text for i in items])
         start = time.perf_counter()
-        readings = read_all(reader, items, vectors)
+        readings = await read_merged(reader, items, vectors, model) if model else read_all(reader, items, vectors)
         per_message_ms = (time.perf_counter() - start) * 1000 / max(len(items), 1)
         result = score(readings, items)
         result["read_ms_mean"] = round(per_message_ms, 4)

@@ -14,6 +14,7 @@ from typing import Any
 from tools.base import clock_time
 from tools.wording import clean_task
 
+_PHASE = {"in": "breathe in through your nose for {n}", "hold": "hold for {n}", "out": "breathe out slowly for {n}"}
 ECHO_WORDS = 6  # a reminder may name what they asked for, but never parrot a long sentence back
 
 LINES: dict[str, tuple[str, ...]] = {
@@ -91,6 +92,29 @@ def tool_line(artifact: dict[str, Any], rng: random.Random, avoid: str | None = 
             return pick(("Okay, I'll remind you at {at}: {text}.", "Done. At {at} I'll remind you: {text}."),
                         rng, avoid, at=at, text=text)
         return pick(("Okay, I'll remind you about that at {at}.", "Done, I'll remind you at {at}."), rng, avoid, at=at)
+    if event == "breathing_started" and artifact.get("phases"):
+        said = ", then ".join(_PHASE[ph["action"]].format(n=ph["seconds"]) for ph in artifact["phases"])
+        rounds = int(artifact.get("rounds") or 3)
+        times = "once" if rounds == 1 else f"{rounds} times"
+        return pick(("Let's breathe together: {said}. We'll do that {times}, and I'll count with you.",
+                     "Let's slow down with a few breaths: {said}. {Times}, at your pace.",
+                     "Breathe with me: {said}. We'll do it {times}."), rng, avoid, said=said, times=times,
+                    Times=times[:1].upper() + times[1:])
+    if event == "break_started" and artifact.get("minutes"):
+        return pick(("Let's take a {m}-minute break: {a}. I'll let you know when it's over.",
+                     "Time for a {m}-minute pause: {a}. I'll tell you when it's time to come back.",
+                     "Take {m} minutes off: {a}. I'll call you back after."), rng, avoid,
+                    m=artifact["minutes"], a=artifact.get("activity") or "stand up and stretch")
+    if event == "checkin_scheduled" and artifact.get("due_at"):
+        about = str(artifact.get("about") or "how it's going")
+        return pick(("I'll check in with you at {at} about {about}.", "Okay, I'll look in on you at {at}: {about}.",
+                     "At {at} I'll ask how {about} is going."), rng, avoid,
+                    at=clock_time(float(artifact["due_at"])), about=about)
+    if event == "sensory_check" and artifact.get("questions"):
+        questions = list(artifact["questions"])
+        asked = " ".join(rng.sample(questions, min(2, len(questions))))
+        return pick(("Let's check what's around you. {q}", "Let's look at your surroundings for a moment. {q}",
+                     "Quick check of the space you're in. {q}"), rng, avoid, q=asked)
     if event == "plan_created":
         return pick(TOOL_LINES["plan_created"], rng, avoid, step=artifact.get("current_step"), **facts)
     if event == "step_split":

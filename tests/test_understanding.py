@@ -278,3 +278,18 @@ async def test_gemini_reading_adds_to_the_offline_one_but_never_replaces_the_saf
         # A failing model leaves the offline reading standing.
         update = await understand({"messages": [HumanMessage("hi there")]}, config, deps=deps)
         assert update["understanding"]["act"] == "greeting" and update["understanding"]["source"] != "model"
+
+
+async def test_the_understanding_eval_can_measure_the_model_reading_merged(fake_gemini: FakeGemini) -> None:
+    from app.understanding_eval import run_understanding_eval
+    from graphs.understanding.corpus import Split
+
+    # A model that calls everything "it helped": the eval runs the merge the graph runs, so every
+    # act becomes an outcome, yet no crisis the offline gate sees is lost to the model.
+    fake_gemini.default_text = json.dumps({"act": "outcome", "also": [], "sign": "helped"})
+    model = build_chat_model("gemini", google_api_key="fake-key", base_url=fake_gemini.url)
+    offline = (await run_understanding_eval([Split.VALIDATION]))["validation"]
+    merged = (await run_understanding_eval([Split.VALIDATION], model=model))["validation"]
+    assert fake_gemini.requests and merged["per_act"]["outcome"]["recall"] == 1.0
+    assert merged["crisis"]["explicit_recall"] >= offline["crisis"]["explicit_recall"]
+    assert merged["crisis"]["false_alarms"] == offline["crisis"]["false_alarms"]

@@ -86,5 +86,6 @@ async def run_graph_bench(settings: Settings, *, interventions: int, turns: int,
                 figures["local_reply_p50_ms"] = round(statistics.median(local_ms), 1)
                 figures["local_reply_max_ms"] = round(max(local_ms), 1)
                 say(f"{local_turns} offline-model turns timed")
-    return {**figures, "target_turn_overhead_p95_ms": 25.0, "target_understand_p95_ms": 3.0, "interventions": interventions, "turns": turns,
+    return {**figures, "target_turn_overhead_p95_ms": 25.0, "target_understand_p95_ms": 3.0,
+            "interventions": interventions, "turns": turns,
             "local_turns": local_turns, "redis": where, "machine": machine()}
