@@ -114,14 +114,17 @@ def request_decision(reading: Understanding, message: str, plan: Plan | None) ->
     """What an explicit request asks for."""
     active = plan is not None and not plan.done
     kind = reading.request or Request.OTHER
-    if kind is Request.SPLIT_STEP or (kind is Request.STEPS and not reading.task and active):
+    named = reading.task or task_from_message(message)
+    same_task = not named or named == plan_task(plan)
+    # "break it down" inside a plan splits the current step; a task they name starts a new plan.
+    if kind is Request.SPLIT_STEP or (kind is Request.STEPS and active and same_task):
         if not active:
             return Decision(tool=None, source="request", say="ask_task", reason="a step to split, but no plan")
         args = {"task": plan.current_step or plan.task, "replace_current": True}
         return Decision(tool="create_microsteps", args=args,
                         source="request", intervention=True, reason="the step is too big: split it")
     if kind is Request.STEPS:
-        task = reading.task or task_from_message(message)
+        task = named
         if not task:
             return Decision(tool=None, source="request", say="ask_task", reason="steps, but for which task?")
         return Decision(tool="create_microsteps", args={"task": task, "max_steps": 5}, source="request",
@@ -253,7 +256,9 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
         if intent is not None and intent.tool in ("rate_response", "get_current_time", "mark_step_complete",
                                                   "get_current_step", "get_time_since_last_checkin"):
             decision = Decision(tool=intent.tool, args=intent.args, source="request", reason="you asked for it")
-        elif reading.has(Act.REQUEST):
+        elif reading.act is Act.REQUEST or (Act.REQUEST in reading.also and reading.act is not Act.STRUGGLE):
+            # A struggle that merely sounds like a request ("it's too big") goes to the policy below;
+            # an explicit one ("can you break it into steps") was made the main act by the rules.
             decision = request_decision(reading, message, plan)
         elif reading.act is Act.QUESTION:
             decision = question_decision(reading)
