@@ -25,7 +25,7 @@ LINES: dict[str, tuple[str, ...]] = {
                       "Hey! Where we left off: step {n} of {total}, {step}."),
     "goodbye": ("Bye for now, thanks for checking in. I'm here when you need me.",
                 "Take care! Come back any time.", "See you soon. You did what you could today, and that counts."),
-    "goodbye_plan": ("Bye for now! Your plan is saved: next is {step}.",
+    "goodbye_plan": ("Bye for now! Your plan is saved. Next: {step}.",
                      "Take care. When you're back, we'll pick up at step {n}.",
                      "See you soon. {task} is waiting at step {n}, no rush."),
     "redirect": ("That's outside what I can help with, but I'm good at getting things started. What's on your plate?",

@@ -22,6 +22,7 @@ from app.cli import app
 from graphs.deps import CompanionDeps
 from graphs.models.factory import build_chat_model
 from graphs.nodes.understand import understand
+from graphs.replies import LINES
 from graphs.understanding.acts import Act, Sign
 from graphs.understanding.reader import UnderstandingReader
 from graphs.understanding.safety import country_of, safety_reply
@@ -52,6 +53,9 @@ MUST_PASS: dict[Act, list[str]] = {
 }
 NOT_CRISIS = ["this homework is killing me", "I could die of embarrassment", "my phone died", "i'm dead 😂",
               "this deadline is going to be the death of me", "i'm so done with this essay"]
+
+
+ASK_ONCE = set(LINES["ask_outcome"])
 
 
 @pytest.fixture(scope="module")
@@ -168,12 +172,11 @@ async def test_an_unclear_answer_gets_one_brief_check_never_two(rig: Rig) -> Non
     first = await session.send("I'm so overwhelmed, everything is too much")
     assert (first.decision or {}).get("intervention")
     unsure = await session.send("meh")
-    assert unsure.reply in ("Did that help, or not really?", "Quick check: did that help at all?",
-                            "Was that useful, or not really?") and unsure.settled == []
+    assert unsure.reply in ASK_ONCE and unsure.settled == []
     answer = await session.send("yeah")
     assert [s["outcome"] for s in answer.settled] and answer.settled[0]["outcome"] != "abandoned"
     again = await session.send("meh")
-    assert "help" not in again.reply.lower() or "?" not in again.reply  # not asked twice in a row
+    assert again.reply not in ASK_ONCE  # not asked twice in a row
 
 
 async def test_explicit_feedback_settles_the_last_intervention(rig: Rig) -> None:

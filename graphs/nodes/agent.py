@@ -288,8 +288,7 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
     if not decision.calls:
         decision = with_calls(decision, before)
     if decision.say and reading is not None and not heard:
-        decision = decision.model_copy(update={"facts": line_facts(decision.say, state, plan if not heard and
-                                                                    reading and not reading.crisis else None)})
+        decision = decision.model_copy(update={"facts": line_facts(decision.say, state, plan)})
     update: dict[str, Any] = {"decision": decision.model_dump(mode="json"),
                               "timings": {"choose_intervention": ms_since(start), "model_propose": model_ms}}
     if decision.calls and not heard:

@@ -135,7 +135,10 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
         update["messages"] = [RemoveMessage(id=m.id) for m in messages[: len(messages) - deps.settings.keep_messages]
                               if m.id]
     plan = state.get("plan")
-    if not state.get("degraded"):
+    # The plan changes only through the plan tools: read it again only when one ran (or never was).
+    plan_tools = {"create_microsteps", "mark_step_complete", "get_current_step"}
+    ran = {c.get("name") for c in decision.get("calls") or []}
+    if not state.get("degraded") and ("plan" not in state or ran & plan_tools):
         try:
             plan = plan_summary(await deps.store.plan(user))
         except MemoryUnavailable:

@@ -163,7 +163,7 @@ _FIGURES = re.compile(
 # Misspellings that hide the words the patterns look for ("i wnat to die", "hurt myslef").
 _TYPOS = {"wnat": "want", "wnt": "want", "watn": "want", "myslef": "myself", "mysef": "myself", "myelf": "myself",
           "mself": "myself", "huting": "hurting", "hurtng": "hurting", "anymre": "anymore", "anymroe": "anymore",
-          "anymor": "anymore", "kms": "kms", "dye": "die", "ded": "dead", "alergic": "allergic", "havign": "having",
+          "anymor": "anymore", "dye": "die", "ded": "dead", "alergic": "allergic", "havign": "having",
           "pils": "pills", "sucide": "suicide", "suicde": "suicide", "sewerslide": "suicide", "kil": "kill"}
 
 
