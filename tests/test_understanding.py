@@ -25,7 +25,7 @@ from graphs.nodes.understand import understand
 from graphs.replies import LINES
 from graphs.understanding.acts import Act, Sign
 from graphs.understanding.reader import UnderstandingReader
-from graphs.understanding.safety import country_of, safety_reply
+from graphs.understanding.safety import country_of, explicit_crisis, figurative, safety_reply
 from memories.embeddings import LocalMiniLMEmbeddings
 from memories.interventions import InterventionMemory
 from memories.profile import ProfileMemory
@@ -52,7 +52,8 @@ MUST_PASS: dict[Act, list[str]] = {
                  "i took like 20 of my pills"],
 }
 NOT_CRISIS = ["this homework is killing me", "I could die of embarrassment", "my phone died", "i'm dead 😂",
-              "this deadline is going to be the death of me", "i'm so done with this essay"]
+              "this deadline is going to be the death of me", "i'm so done with this essay",
+              "my mom is gonna kill me when she sees my room", "gonna cut the essay down to 500 words"]
 
 
 ASK_ONCE = set(LINES["ask_outcome"])
@@ -92,6 +93,37 @@ def test_how_the_last_suggestion_went_is_read_with_the_right_sign(reader: Unders
                                                                   minilm: LocalMiniLMEmbeddings, text: str,
                                                                   sign: Sign) -> None:
     assert reader.read(text, minilm.embed_query(text)).sign is sign
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("face feels droopy on one side and my words are coming out wrong", "medical"),  # stroke signs
+    ("wsp i od'd a bit lol feel like shit", "medical"),  # a laugh does not make an overdose a joke
+    ("every morning i'm disappointed that i woke up", "suicide"),
+    ("if i'm not alive next week will my reminders still go off", "suicide"),
+])
+def test_explicit_warning_signs_are_recognised_even_said_in_passing(text: str, kind: str) -> None:
+    assert explicit_crisis(text) == kind
+
+
+def test_a_denial_is_left_to_the_trained_head_and_figures_of_speech_to_nobody() -> None:
+    assert explicit_crisis("no im not going to hurt myself, im just frustrated the bus is late") is None
+    assert explicit_crisis("i didnt want to kill myself until today") == "suicide"  # not a denial
+    assert explicit_crisis("he is going to kill me") == "abuse"
+    assert explicit_crisis("she is going to kill me for losing her charger") is None
+    assert figurative("my dad will kill me when he finds out about my grades")
+
+
+def test_the_danger_neighbours_score_crisis_like_messages_above_ordinary_ones(
+        reader: UnderstandingReader, minilm: LocalMiniLMEmbeddings) -> None:
+    """The shipped weights carry the training messages' embeddings; a message sitting among the
+    crises (an indirect sign no rule names) scores above one sitting among ordinary chat."""
+    assert reader.heads.neighbours is not None and reader.heads.neighbours.crisis.any()
+    near = reader.heads.neighbours.score
+    hinted = "i gave my cat to my neighbour and wrote letters to my family, i won't need anything after sunday"
+    plain = "i made pasta for dinner and watched two episodes of my show"
+    assert near(minilm.embed_query(hinted)) > reader.thresholds["crisis_near"] > near(minilm.embed_query(plain))
+    assert reader.read(hinted, minilm.embed_query(hinted)).crisis
+    assert not reader.read(plain, minilm.embed_query(plain)).crisis
 
 
 def test_progress_counts_the_steps_said_and_a_bare_yes_answers_the_check(reader: UnderstandingReader,

@@ -10,8 +10,9 @@ import numpy as np
 
 from graphs.understanding.acts import ACTS, Act, Sign, Understanding
 from graphs.understanding.corpus import Labelled
-from graphs.understanding.heads import Head, Heads
-from graphs.understanding.reader import DEFAULT_THRESHOLDS, UnderstandingReader
+from graphs.understanding import safety
+from graphs.understanding.heads import Head, Heads, Neighbours
+from graphs.understanding.reader import DEFAULT_THRESHOLDS, UnderstandingReader, danger_gate
 
 SETTLED = (Sign.HELPED, Sign.NOT_HELPED)
 
@@ -87,23 +88,22 @@ def read_all(reader: UnderstandingReader, items: list[Labelled], vectors: np.nda
     return [reader.read(i.text, v) for i, v in zip(items, vectors, strict=True)]
 
 
-def tune_thresholds(heads: dict[str, Head], items: list[Labelled], vectors: np.ndarray, *, dims: int
-                    ) -> dict[str, float]:
-    """Thresholds chosen on validation: the crisis threshold as low as false alarms allow
-    (at most 1 %), the settle threshold for messages that are not plainly about the last
+def tune_thresholds(heads: dict[str, Head], items: list[Labelled], vectors: np.ndarray, *, dims: int,
+                    neighbours: Neighbours | None = None) -> dict[str, float]:
+    """Thresholds chosen on validation: the pair of crisis thresholds (danger head, neighbour
+    score) that finds the most crises while false alarms stay at most 1 %, the settle threshold for messages that are not plainly about the last
     suggestion as low as 2 % of unrelated messages settled allows, the polarity threshold
     for those that are as low as a wrong sign allows (at most 1 %). The threshold of a second act stays
     at its default: a false second act sends a message down a path nobody asked for."""
     chosen = dict(DEFAULT_THRESHOLDS)
 
     def run(**overrides: float) -> dict[str, Any]:
-        reader = UnderstandingReader(Heads(heads=heads, thresholds={**chosen, **overrides}, dims=dims, meta={}))
+        reader = UnderstandingReader(Heads(heads=heads, thresholds={**chosen, **overrides}, dims=dims, meta={},
+                                           neighbours=neighbours))
         return score(read_all(reader, items, vectors), items)
 
-    for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98):
-        if (run(crisis=t)["crisis"]["false_alarms"] or 0) <= 0.01:
-            chosen["crisis"] = t
-            break
+    chosen.update(_crisis_thresholds(Heads(heads=heads, thresholds=chosen, dims=dims, meta={},
+                                           neighbours=neighbours), items, vectors))
     for t in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
         result = run(settle=t)["outcome"]
         if (result["unrelated_settle_nothing"] or 1) >= 0.98:
@@ -115,3 +115,31 @@ def tune_thresholds(heads: dict[str, Head], items: list[Labelled], vectors: np.n
             chosen["polarity"] = t
             break
     return chosen
+
+
+def _crisis_thresholds(heads: Heads, items: list[Labelled], vectors: np.ndarray) -> dict[str, float]:
+    """The (head, neighbour) thresholds with the highest crisis recall at <= 1 % false alarms on
+    ``items``; ties go to the higher thresholds (fewer false alarms)."""
+    rows = []
+    for item, vector in zip(items, vectors, strict=True):
+        probs = heads.read(np.asarray(vector, dtype=np.float32), item.text)
+        rows.append((item.act is Act.CRISIS, safety.explicit_crisis(item.text) is not None,
+                     probs["danger"]["crisis"], probs["neighbours"]["crisis"], safety.figurative(item.text)))
+    crises = sum(1 for r in rows if r[0])
+    calm = len(rows) - crises
+    near_grid = (1.0,) if heads.neighbours is None else (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 1.0)
+    best: tuple[float, float, float] | None = None
+    for t_head in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.01):
+        for t_near in near_grid:
+            th = {**heads.thresholds, "crisis": t_head, "crisis_near": t_near}
+            said = [explicit or danger_gate(p, near, fig, th) for _, explicit, p, near, fig in rows]
+            alarms = sum(1 for s, r in zip(said, rows, strict=True) if s and not r[0])
+            if calm and alarms / calm > 0.01:
+                continue
+            found = sum(1 for s, r in zip(said, rows, strict=True) if s and r[0])
+            key = (found / max(crises, 1), t_head, t_near)
+            if best is None or key[0] > best[0] or (key[0] == best[0] and key[1:] > best[1:]):
+                best = key
+    if best is None:
+        return {"crisis": 0.98, "crisis_near": 1.0}
+    return {"crisis": best[1], "crisis_near": best[2]}

@@ -1,7 +1,12 @@
 """The trained heads: linear classifiers over the turn's embedding and its lexical features.
 
 Each head is a softmax (or, for the ``also`` head, independent sigmoids) over
-``[embedding, hashed lexical features]``. The weights are trained from the corpus by
+``[embedding, hashed lexical features]``. Danger has a second, non-linear signal next to its
+head: how much closer the message's embedding sits to the training corpus's crisis messages
+than to its other messages (the nearest few of each). Measured leaving one writer's file out
+at a time, that neighbour score found far more of the indirect crises ("I keep looking at the
+bridge on my way home") than the linear head at the same false-alarm rate, because indirect
+crises are many small islands of meaning a single hyperplane cuts badly (docs/benchmarks.md). The weights are trained from the corpus by
 ``sam2voice train understanding`` (``graphs.understanding.train``) and shipped as
 ``weights.npz``; reading a message is a few small dot products (microseconds), so the
 understanding step costs nothing next to the embedding the turn computes anyway.
@@ -60,6 +65,25 @@ class Head:
         return {c: float(p) for c, p in zip(self.classes, probs, strict=True)}
 
 
+NEIGHBOURS = 5  # nearest crisis and nearest other messages averaged (5 was best of 3/5/10 leaving a writer out)
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The training messages' embeddings and whether each was a crisis (the danger neighbour score)."""
+
+    vectors: np.ndarray  # messages x dims, unit length
+    crisis: np.ndarray  # messages, bool
+
+    def score(self, unit: np.ndarray) -> float:
+        """Mean similarity of the nearest crisis messages minus that of the nearest other ones."""
+        sims = self.vectors @ unit
+        k = NEIGHBOURS
+        near_crisis = np.partition(sims[self.crisis], -k)[-k:].mean()
+        near_other = np.partition(sims[~self.crisis], -k)[-k:].mean()
+        return float(near_crisis - near_other)
+
+
 @dataclass(frozen=True)
 class Heads:
     """Every head plus the decision thresholds tuned on the validation split."""
@@ -68,18 +92,29 @@ class Heads:
     thresholds: dict[str, float]
     dims: int
     meta: dict[str, object]
+    neighbours: Neighbours | None = None
 
     def read(self, vector: np.ndarray, text: str) -> dict[str, dict[str, float]]:
-        """Every head's probabilities for one message (its embedding and its text)."""
+        """Every head's probabilities for one message (its embedding and its text), plus the
+        danger neighbour score as ``probs["neighbours"]["crisis"]`` (0 without neighbours)."""
         unit = vector.astype(np.float32)
         unit = unit / max(float(np.linalg.norm(unit)), 1e-12)
         lex = features.lexical(text)
-        return {name: head.probabilities(unit, lex) for name, head in self.heads.items()}
+        probs = {name: head.probabilities(unit, lex) for name, head in self.heads.items()}
+        probs["neighbours"] = {"crisis": self.neighbours.score(unit) if self.neighbours is not None else 0.0}
+        return probs
 
 
-def save_heads(path: Path, heads: dict[str, Head], thresholds: dict[str, float], meta: dict[str, object]) -> None:
-    """Write the heads as one compressed ``.npz`` (float16 weights, about 1 MB)."""
+def save_heads(path: Path, heads: dict[str, Head], thresholds: dict[str, float], meta: dict[str, object],
+               neighbours: Neighbours | None = None) -> None:
+    """Write the heads as one compressed ``.npz`` (float16 weights; neighbour embeddings as int8,
+    which keeps cosine similarities to within ~0.005; about 3 MB in all)."""
     arrays: dict[str, np.ndarray] = {}
+    if neighbours is not None:
+        scale = np.abs(neighbours.vectors).max(axis=1, keepdims=True) / 127.0
+        arrays["neighbours.int8"] = np.round(neighbours.vectors / scale).astype(np.int8)
+        arrays["neighbours.scale"] = scale.astype(np.float32)
+        arrays["neighbours.crisis"] = neighbours.crisis.astype(np.bool_)
     for name, head in heads.items():
         arrays[f"{name}.w_emb"] = head.w_emb.astype(np.float16)
         arrays[f"{name}.w_lex"] = head.w_lex.astype(np.float16)
@@ -104,4 +139,10 @@ def load_heads(path: Path = WEIGHTS) -> Heads:
             raise WeightsMissing(f"{path}: the {name} head's classes changed: run `sam2voice train understanding`")
         heads[name] = Head(classes, sigmoid, data[f"{name}.w_emb"].astype(np.float32),
                            data[f"{name}.w_lex"].astype(np.float32), data[f"{name}.bias"])
-    return Heads(heads=heads, thresholds=dict(meta.pop("thresholds")), dims=int(meta["dims"]), meta=meta)
+    neighbours = None
+    if "neighbours.int8" in data:
+        vectors = data["neighbours.int8"].astype(np.float32) * data["neighbours.scale"]
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        neighbours = Neighbours(vectors, data["neighbours.crisis"].astype(bool))
+    return Heads(heads=heads, thresholds=dict(meta.pop("thresholds")), dims=int(meta["dims"]), meta=meta,
+                 neighbours=neighbours)

@@ -20,11 +20,20 @@ from graphs.understanding.acts import Act, CrisisKind, Question, Request, Sign, 
 from graphs.understanding.heads import Heads, load_heads
 
 #: Default thresholds; the shipped weights carry the ones tuned on the validation split.
-DEFAULT_THRESHOLDS = {"crisis": 0.5, "crisis_figurative": 0.9, "settle": 0.8, "polarity": 0.85, "unclear": 0.5,
+DEFAULT_THRESHOLDS = {"crisis": 0.5, "crisis_figurative": 0.9, "crisis_near": 1.0, "settle": 0.8, "polarity": 0.85, "unclear": 0.5,
                       "also": 0.6}
 _YES = re.compile(r"^(?:y|ya|yah|yea|yeah|yep|yup|yes|yess+|ye|sure|kinda|kind of|a bit|a little|somewhat|"
                   r"it did|definitely|totally|for sure|i think so|👍|✅|mhm|uh huh)\b")
 _NO = re.compile(r"^(?:n|no|nah|nope|naw|not really|nop|not at all|no it didn'?t|it didn'?t|meh no|👎|❌|uh uh)\b")
+
+
+def danger_gate(p_crisis: float, near: float, figurative: bool, th: dict[str, float]) -> bool:
+    """Whether the danger head or the neighbour score calls a message a crisis (the explicit
+    safety rules are checked apart). A figure of speech ("this essay is killing me") needs both:
+    the head very sure and the message among the crises, not among the figures of speech."""
+    if figurative:
+        return p_crisis >= th["crisis_figurative"] and near >= th["crisis_near"]
+    return p_crisis >= th["crisis"] or near >= th["crisis_near"]
 
 
 class UnderstandingReader:
@@ -50,7 +59,7 @@ class UnderstandingReader:
         scores = {k: round(v, 4) for k, v in act_p.items()}
         kind = safety.explicit_crisis(text)
         p_crisis = probs["danger"]["crisis"]
-        model_crisis = p_crisis >= th["crisis"] and not (safety.figurative(text) and p_crisis < th["crisis_figurative"])
+        model_crisis = danger_gate(p_crisis, probs["neighbours"]["crisis"], safety.figurative(text), th)
         if kind is not None or model_crisis:
             if kind is None:
                 kind = CrisisKind(max(probs["crisis_kind"], key=probs["crisis_kind"].__getitem__))

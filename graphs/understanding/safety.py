@@ -87,6 +87,14 @@ _EXPLICIT: tuple[tuple[CrisisKind, str], ...] = (
                          r"\blast time (?:we'?ll|i'?ll|we will|i will) (?:talk|chat|speak)\b(?! (?:today|tonight|this week|for a while|before))|\bthis is goodbye\b|"
                          r"\bgoodbye (?:forever|for good)\b"),
     (CrisisKind.SELF_HARM, r"\b(?:cut|cutting|burned|burnt) again\b|\bneed to feel pain\b|\bdeserve (?:the )?pain\b"),
+    # Stroke signs (the FAST check: face, arms, speech) and waking up as a disappointment.
+    (CrisisKind.MEDICAL, r"\bface (?:feels |is |went |is going |looks )?(?:droop\w*|lopsided)\b|\bslurr(?:ing|ed)\b|"
+                         r"\b(?:words|speech) (?:are |is |keep )?(?:coming out (?:wrong|weird|jumbled)|slurr\w*)\b|"
+                         r"\bcan'?t (?:lift|move|feel) my (?:left|right) (?:arm|leg|side)\b"),
+    (CrisisKind.SUICIDE, r"\b(?:disappointed|sad|upset|angry|annoyed) (?:that |when )?i (?:woke up|wake up|am still alive|'?m still "
+                         r"(?:alive|here)|survived)\b(?! (?:so |too |really )?(?:late|early|at|on time|after|before))|\bif i(?:'m| am) (?:not|no longer) (?:alive|around|here) (?:next|by|in|tomorrow)\b|"
+                         r"\blast (?:check[- ]?in|message|time)\b.{0,25}\b(?:forever|for good|ever)\b|\bgoing (?:now,? )?for good\b(?!\s*[\w,])|"
+                         r"\bnote (?:i'?m|im|i am) leaving (?:for )?(?:my |me )?(?:parents|mom|mum|dad|family|kids|wife|husband)\b"),
     (CrisisKind.SUICIDE, r"\bwish (?:i|id|i'd) (?:was|were|had) (?:dead|never been born|not born|not alive)\b|"
                          r"\bwish i (?:wasn't|wasnt|weren't) (?:alive|here|born)\b"),
     (CrisisKind.SUICIDE, r"\b(?:better off|be better) (?:dead|without me)\b|\bno (?:reason|point) (?:to|in) (?:live|living|"
@@ -100,7 +108,8 @@ _EXPLICIT: tuple[tuple[CrisisKind, str], ...] = (
                            r"legs?|thighs?|skin))\b"),
     (CrisisKind.SELF_HARM, r"\bself[- ]?harm\w*|\bsh again\b|\brelapsed?\b.*\b(?:cut|cutting|sh|harm)\b|\b(?:blade|razor)s?\b|"
                            r"\b(?:i'?m|im|i am|been|started|start|keep|kept) cutt?ing\b|\bcutt?ing (?:again|tonight|right now)\b|"
-                           r"\b(?:want|wanna|urge|urges|going|gonna) (?:to )?cutt?\b|\b(?:went|go) (?:straight )?to the bathroom and cut\b|"
+                           r"\b(?:want|wanna|urge|urges|going|gonna) (?:to )?cutt?\b(?! (?:the|it|down|back|out|off|up|a|an|this|that|some|"
+                           r"my (?:hair|nails|losses|hours)|\w+ing)\b)|\b(?:went|go) (?:straight )?to the bathroom and cut\b|"
                            r"\bcarv\w* into\b|\b(?:reopen\w*|pick\w*) (?:the |my )?(?:cuts|scabs|wounds)\b|"
                            r"\b(?:on purpose|deliberately) so i (?:would |could )?(?:feel|bleed)\b|\buntil (?:it|they) (?:bled|bleeds?)\b|"
                            r"\b(?:bit|bite|biting|hitting|hit|banging|bang|slammed|slam) (?:my )?(?:arm|head|hand|hands|fist)\b.*"
@@ -129,7 +138,7 @@ _EXPLICIT: tuple[tuple[CrisisKind, str], ...] = (
                        r"\b(?:scared|afraid|terrified) (?:to go home|of (?:my )?(?:dad|mom|mum|father|mother|stepdad|"
                        r"partner|boyfriend|girlfriend|husband|wife))\b|\babus(?:e|es|ed|ing|ive)\b.*\b(?:me|us|home)\b|"
                        r"\b(?:threatening|following|hurting|hitting) me (?:right )?now\b|\b(?:he|she)'?s? (?:is )?(?:going to|gonna) "
-                       r"(?:hurt|kill) (?:me|us)\b|\b(?:gonna|going to) hurt us\b|\bthrew (?:a |the )?\w+ at me\b|"
+                       r"(?:hurt|kill) (?:me|us)\b(?! (?:for (?:\w+ing|eating|taking)|when (?:she|he) (?:sees|finds out)))|\b(?:gonna|going to) hurt us\b|\bthrew (?:a |the )?\w+ at me\b|"
                        r"\b(?:hitting|beating|hurting|choking) my (?:mom|mum|mother|dad|sister|brother)\b|"
                        r"\bwon'?t let me (?:leave|go out|out of the house)\b|\blocked (?:my ?self|me) in\b|"
                        r"\bbreak (?:the |my )?door down\b|\b(?:followed|following) me\b.*\b(?:scared|afraid|don'?t know)\b|"
@@ -152,12 +161,18 @@ _PATTERNS = tuple((kind, re.compile(pattern)) for kind, pattern in _EXPLICIT)
 _JOKING = re.compile(r"\b(?:lol|lmao|lmfao|haha\w*|jk|jkjk|rofl)\b|[\U0001f602\U0001f923\U0001f480]")
 _MEANS_IT = re.compile(r"\b(?:not joking|no joke|i mean it|for real|fr fr|seriously|srsly|not kidding|not lol|actually|"
                        r"i'?m serious|im serious|serious tho|not a joke)\b")
+_DENIAL = re.compile(r"\b(?:i'?m not|i am not|im not|not going to|not gonna|i would never|i'?d never|i will never|"
+                     r"i'?ll never|never going to)\s+(?:going to |gonna |trying to |planning to |be )?$")
 _NEVER_FIGURATIVE = re.compile(r"(?:kill|killing|kil|end|ending|hurt|hurting|cut|cutting|harm|harming) my ?self|"
-                               r"suicid|unalive|overdos|(?:end|take|finish) my (?:own )?life|pills|tablets|\bcutt?ing\b")
+                               r"suicid|unalive|overdos|\bod'?d\b|(?:end|take|finish) my (?:own )?life|pills|tablets|\bcutt?ing\b")
 _FIGURES = re.compile(
     r"\b(?:killing me|kill me now|(?:die|died|dying) (?:of|from) (?:embarrassment|boredom|laughter|shame|cringe)|"
     r"(?:phone|laptop|battery|car|plant|plants|computer|charger|tablet|headphones|wifi|console|pc) (?:is )?"
-    r"(?:died|dead|dying)|death of me|dying to|dead tired|(?:i'm|im) dead|killing it|killed it|murdered (?:that|it|the))\b")
+    r"(?:died|dead|dying)|death of me|dying to|dead tired|(?:i'm|im) dead|killing it|killed it|murdered (?:that|it|the))\b|"
+    # someone will be cross ("my mom is gonna kill me when she sees my room"), said laughing or about a chore
+    r"\b(?:gonna|going to|will|'ll) (?:kill|murder) me (?:(?:when|if) (?:she|he|they|my \w+) (?:sees?|finds? out|notices?)|"
+    r"for (?:\w+ing|eating|taking|borrowing|losing|breaking|forgetting)|because (?:i|my))\b|"
+    r"\b(?:strangle|murder|kill|punch) (?:my|him|her|them|this|that)\b.*\b(?:lol|lmao|haha\w*|jk)\b")
 
 
 # Misspellings that hide the words the patterns look for ("i wnat to die", "hurt myslef").
@@ -184,6 +199,10 @@ def explicit_crisis(text: str) -> CrisisKind | None:
         # Said laughing ("lol", "💀") and without the words that are never a figure of speech, it is left
         # to the trained head, which has seen both kinds: "im gonna jump out the window lol" is a joke.
         if joking and not _NEVER_FIGURATIVE.search(match.group()):
+            continue
+        # "no i'm not going to hurt myself, just frustrated": a denial right before the words is
+        # left to the trained head too (it has seen denials, and it still fires on "not ... but").
+        if _DENIAL.search(low[:match.start()]):
             continue
         return kind
     return None

@@ -20,7 +20,7 @@ from langchain_core.embeddings import Embeddings
 
 from graphs.understanding import features
 from graphs.understanding.corpus import Labelled, Split, load_corpus
-from graphs.understanding.heads import HEADS, WEIGHTS, Head, save_heads
+from graphs.understanding.heads import HEADS, WEIGHTS, Head, Neighbours, save_heads
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -131,11 +131,12 @@ async def train_understanding(embeddings: Embeddings, *, model_id: str, out: Pat
     val_vectors = await embed_all(embeddings, [i.text for i in validation])
     say(f"fitting {len(HEADS)} heads on {vectors.shape[1]} + {features.BUCKETS} features")
     heads = train_heads(train, vectors)
+    neighbours = Neighbours(vectors, np.array([i.act.value == "crisis" for i in train]))
     say("tuning thresholds on the validation split")
-    thresholds = tune_thresholds(heads, validation, val_vectors, dims=vectors.shape[1])
+    thresholds = tune_thresholds(heads, validation, val_vectors, dims=vectors.shape[1], neighbours=neighbours)
     meta = {"buckets": features.BUCKETS, "dims": int(vectors.shape[1]), "embedding": model_id,
             "classes": {n: list(c) for n, (c, _) in HEADS.items()}, "train": len(train),
             "validation": len(validation), "trained_at": time.strftime("%Y-%m-%d")}
-    save_heads(out, heads, thresholds, meta)
+    save_heads(out, heads, thresholds, meta, neighbours)
     say(f"saved {out} ({out.stat().st_size // 1024} KB)")
     return {"weights": str(out), "thresholds": thresholds, **meta, "seconds": round(time.perf_counter() - start, 1)}
