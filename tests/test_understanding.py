@@ -211,6 +211,12 @@ async def test_an_unclear_answer_gets_one_brief_check_never_two(rig: Rig) -> Non
     assert again.reply not in ASK_ONCE  # not asked twice in a row
 
 
+@pytest.mark.parametrize("seed", ["1", "2", "3", "4", "5", "6"])
+async def test_a_reminder_is_set_only_when_time_or_forgetting_is_spoken_of(rig: Rig, seed: str) -> None:
+    distracted = await rig.session(f"dis{seed}", seed=seed).send("ugh i keep scrolling tiktok instead of working")
+    assert distracted.act == "struggle" and distracted.tool != "create_reminder"
+
+
 async def test_explicit_feedback_settles_the_last_intervention(rig: Rig) -> None:
     session = rig.session("ben", seed="4")
     await session.send("my thoughts are racing and I feel unreal")

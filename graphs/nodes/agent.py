@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 import uuid
 from typing import Any, Literal
@@ -97,6 +98,9 @@ async def current_plan(deps: CompanionDeps, user: str, state: CompanionState) ->
         return None
 
 
+_TIME_CUE = re.compile(r"\b(?:forget|forgot|forgetting|remind|remember|late|later|soon|leave|leaving|meeting|"
+                       r"appointment|o'?clock|minutes?|hours?|tonight|tomorrow|lunch|dinner|deadline|track of time|"
+                       r"time|pm|am|noon|before|by \d|at \d|in \d+)\b")
 _REQUEST_TOOLS = {Request.REMINDER: "create_reminder", Request.CHECKIN: "schedule_checkin",
                   Request.TIME: "get_current_time", Request.BREATHING: "start_breathing_exercise",
                   Request.GROUNDING: "grounding_exercise", Request.BREAK: "suggest_break",
@@ -152,6 +156,10 @@ async def policy_decision(state: CompanionState, deps: CompanionDeps, cfg: Confi
                           plan: Plan | None, *, heard: bool) -> tuple[Decision, float]:
     """The learning policy's choice for a struggle (and the chat model's time)."""
     relevance = state.get("relevance") or {}
+    if "create_reminder" in relevance and not _TIME_CUE.search(message.lower()):
+        # A reminder is set only when the person speaks of time, forgetting or leaving ("I'll forget my
+        # tablets at lunch"); "ugh I keep scrolling tiktok" is not a request to be reminded of anything.
+        relevance = {t: r for t, r in relevance.items() if t != "create_reminder"}
     candidates = sorted(relevance)
     proposal, model_ms = None, 0.0
     if deps.settings.model_proposal and candidates and not heard:
