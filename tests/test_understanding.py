@@ -217,6 +217,13 @@ async def test_a_reminder_is_set_only_when_time_or_forgetting_is_spoken_of(rig: 
     assert distracted.act == "struggle" and distracted.tool != "create_reminder"
 
 
+async def test_a_vague_request_that_tells_of_a_struggle_gets_help(rig: Rig) -> None:
+    """Speech-to-text turned "I can't start my essay" into "i come to talk to my essay": a request for
+    nothing in particular, but still a struggle, and the person should get help, not a shrug."""
+    result = await rig.session("vic", seed="2").send("i come to talk to my essay, it is too big.")
+    assert (result.decision or {}).get("source") == "policy" and result.tool is not None
+
+
 async def test_explicit_feedback_settles_the_last_intervention(rig: Rig) -> None:
     session = rig.session("ben", seed="4")
     await session.send("my thoughts are racing and I feel unreal")

@@ -61,7 +61,9 @@ async def test_speech_in_graph_reply_speech_out_and_memories(rig: Rig,
     if said[-1].endswith(("or not really?", "did that help at all?")):  # speech-to-text blurred it: asked once
         await speak(session, "Yes.")
     stored = await element(rig.stack, InterventionMemory).get("otto", pending.id)
-    assert stored.outcome in (Outcome.TASK_PROGRESS, Outcome.TASK_COMPLETED, Outcome.RE_ENGAGED)
+    spoken = [(t.role, t.text) for t in sink.of(Transcript)]  # what was heard and said, should this fail
+    assert stored.outcome in (Outcome.TASK_PROGRESS, Outcome.TASK_COMPLETED, Outcome.RE_ENGAGED), (
+        spoken, [e.message for e in sink.of(ErrorEvent)])
     assert sink.of(MemoryUsed) and not sink.of(ErrorEvent)
 
     reflection = await session.end()

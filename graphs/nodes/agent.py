@@ -264,9 +264,11 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
         if intent is not None and intent.tool in ("rate_response", "get_current_time", "mark_step_complete",
                                                   "get_current_step", "get_time_since_last_checkin"):
             decision = Decision(tool=intent.tool, args=intent.args, source="request", reason="you asked for it")
-        elif reading.act is Act.REQUEST or (Act.REQUEST in reading.also and reading.act is not Act.STRUGGLE):
-            # A struggle that merely sounds like a request ("it's too big") goes to the policy below;
-            # an explicit one ("can you break it into steps") was made the main act by the rules.
+        elif (reading.act is Act.REQUEST or (Act.REQUEST in reading.also and reading.act is not Act.STRUGGLE)) \
+                and not (reading.request in (None, Request.OTHER) and Act.STRUGGLE in reading.also):
+            # A struggle that merely sounds like a request ("it's too big"), or a request for nothing the
+            # companion has a tool for that also tells of a struggle, goes to the policy below; an explicit
+            # one ("can you break it into steps") was made the main act by the rules.
             decision = request_decision(reading, message, plan)
         elif reading.act is Act.QUESTION:
             decision = question_decision(reading)
