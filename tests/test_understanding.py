@@ -213,8 +213,10 @@ async def test_an_unclear_answer_gets_one_brief_check_never_two(rig: Rig) -> Non
 
 @pytest.mark.parametrize("seed", ["1", "2", "3", "4", "5", "6"])
 async def test_a_reminder_is_set_only_when_time_or_forgetting_is_spoken_of(rig: Rig, seed: str) -> None:
-    distracted = await rig.session(f"dis{seed}", seed=seed).send("ugh i keep scrolling tiktok instead of working")
-    assert distracted.act == "struggle" and distracted.tool != "create_reminder"
+    for n, text in enumerate(["ugh i keep scrolling tiktok instead of working",
+                              "I am so distracted by my phone again, every time I sit down"]):
+        distracted = await rig.session(f"dis{seed}-{n}", seed=seed).send(text)
+        assert distracted.act == "struggle" and distracted.tool != "create_reminder", text
 
 
 async def test_a_vague_request_that_tells_of_a_struggle_gets_help(rig: Rig) -> None:

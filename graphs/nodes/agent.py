@@ -98,9 +98,11 @@ async def current_plan(deps: CompanionDeps, user: str, state: CompanionState) ->
         return None
 
 
+# Words of a moment to be reminded at: forgetting, leaving, a time of day. Not bare "time" ("every
+# time"), "am" ("I am stuck") or "before" ("like before"), which nearly every message has.
 _TIME_CUE = re.compile(r"\b(?:forget|forgot|forgetting|remind|remember|late|later|soon|leave|leaving|meeting|"
-                       r"appointment|o'?clock|minutes?|hours?|tonight|tomorrow|lunch|dinner|deadline|track of time|"
-                       r"time|pm|am|noon|before|by \d|at \d|in \d+)\b")
+                       r"appointment|o'?clock|minutes?|hours?|tonight|tomorrow|lunch|dinner|deadline|noon|"
+                       r"(?:track of|on|what|the) time|\d{1,2}(?::\d\d)? ?(?:am|pm)|(?:by|at|in) \d+)\b")
 _REQUEST_TOOLS = {Request.REMINDER: "create_reminder", Request.CHECKIN: "schedule_checkin",
                   Request.TIME: "get_current_time", Request.BREATHING: "start_breathing_exercise",
                   Request.GROUNDING: "grounding_exercise", Request.BREAK: "suggest_break",
@@ -257,6 +259,12 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
     if message and reading is not None and not reading.crisis and not heard:
         active = plan is not None and not plan.done
         intent = detect_intent(message)
+        # A struggle that merely sounds like a request ("it's too big"), or a request for nothing the
+        # companion has a tool for that also tells of a struggle ("i come to talk to my essay, it is too
+        # big"), goes to the policy; an explicit one ("can you break it into steps") was made the main
+        # act by the rules.
+        asks = (reading.act is Act.REQUEST or (Act.REQUEST in reading.also and reading.act is not Act.STRUGGLE)) \
+            and not (reading.request in (None, Request.OTHER) and Act.STRUGGLE in reading.also)
         progress = reading.has(Act.PROGRESS) and reading.sign is not Sign.NOT_HELPED
         if progress and active and not (intent and intent.tool == "mark_step_complete"):
             before.append(ToolCallSpec(name="mark_step_complete",
@@ -264,11 +272,7 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
         if intent is not None and intent.tool in ("rate_response", "get_current_time", "mark_step_complete",
                                                   "get_current_step", "get_time_since_last_checkin"):
             decision = Decision(tool=intent.tool, args=intent.args, source="request", reason="you asked for it")
-        elif (reading.act is Act.REQUEST or (Act.REQUEST in reading.also and reading.act is not Act.STRUGGLE)) \
-                and not (reading.request in (None, Request.OTHER) and Act.STRUGGLE in reading.also):
-            # A struggle that merely sounds like a request ("it's too big"), or a request for nothing the
-            # companion has a tool for that also tells of a struggle, goes to the policy below; an explicit
-            # one ("can you break it into steps") was made the main act by the rules.
+        elif asks:
             decision = request_decision(reading, message, plan)
         elif reading.act is Act.QUESTION:
             decision = question_decision(reading)

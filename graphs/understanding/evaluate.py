@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from graphs.understanding import safety
 from graphs.understanding.acts import ACTS, Act, Sign, Understanding
 from graphs.understanding.corpus import Labelled
-from graphs.understanding import safety
 from graphs.understanding.heads import Head, Heads, Neighbours
 from graphs.understanding.reader import DEFAULT_THRESHOLDS, UnderstandingReader, danger_gate
 
@@ -91,8 +91,9 @@ def read_all(reader: UnderstandingReader, items: list[Labelled], vectors: np.nda
 def tune_thresholds(heads: dict[str, Head], items: list[Labelled], vectors: np.ndarray, *, dims: int,
                     neighbours: Neighbours | None = None) -> dict[str, float]:
     """Thresholds chosen on validation: the pair of crisis thresholds (danger head, neighbour
-    score) that finds the most crises while false alarms stay at most 1 %, the settle threshold for messages that are not plainly about the last
-    suggestion as low as 2 % of unrelated messages settled allows, the polarity threshold
+    score) that finds the most crises while false alarms stay at most 1 %, the settle threshold
+    for messages that are not plainly about the last suggestion as low as 2 % of unrelated
+    messages settled allows, the polarity threshold
     for those that are as low as a wrong sign allows (at most 1 %). The threshold of a second act stays
     at its default: a false second act sends a message down a path nobody asked for."""
     chosen = dict(DEFAULT_THRESHOLDS)

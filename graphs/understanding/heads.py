@@ -6,10 +6,11 @@ head: how much closer the message's embedding sits to the training corpus's cris
 than to its other messages (the nearest few of each). Measured leaving one writer's file out
 at a time, that neighbour score found far more of the indirect crises ("I keep looking at the
 bridge on my way home") than the linear head at the same false-alarm rate, because indirect
-crises are many small islands of meaning a single hyperplane cuts badly (docs/benchmarks.md). The weights are trained from the corpus by
-``sam2voice train understanding`` (``graphs.understanding.train``) and shipped as
-``weights.npz``; reading a message is a few small dot products (microseconds), so the
-understanding step costs nothing next to the embedding the turn computes anyway.
+crises are many small islands of meaning a single hyperplane cuts badly (docs/benchmarks.md).
+The weights are trained from the corpus by ``sam2voice train understanding``
+(``graphs.understanding.train``) and shipped as ``weights.npz``; reading a message is a few
+small dot products (microseconds), so the understanding step costs nothing next to the
+embedding the turn computes anyway.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class Heads:
 def save_heads(path: Path, heads: dict[str, Head], thresholds: dict[str, float], meta: dict[str, object],
                neighbours: Neighbours | None = None) -> None:
     """Write the heads as one compressed ``.npz`` (float16 weights; neighbour embeddings as int8,
-    which keeps cosine similarities to within ~0.005; about 3 MB in all)."""
+    which keeps cosine similarities to within ~0.005; about 2 MB in all)."""
     arrays: dict[str, np.ndarray] = {}
     if neighbours is not None:
         scale = np.abs(neighbours.vectors).max(axis=1, keepdims=True) / 127.0

@@ -20,8 +20,8 @@ from graphs.understanding.acts import Act, CrisisKind, Question, Request, Sign, 
 from graphs.understanding.heads import Heads, load_heads
 
 #: Default thresholds; the shipped weights carry the ones tuned on the validation split.
-DEFAULT_THRESHOLDS = {"crisis": 0.5, "crisis_figurative": 0.9, "crisis_near": 1.0, "settle": 0.8, "polarity": 0.85, "unclear": 0.5,
-                      "also": 0.6}
+DEFAULT_THRESHOLDS = {"crisis": 0.5, "crisis_figurative": 0.9, "crisis_near": 1.0, "settle": 0.8, "polarity": 0.85,
+                      "unclear": 0.5, "also": 0.6}
 _YES = re.compile(r"^(?:y|ya|yah|yea|yeah|yep|yup|yes|yess+|ye|sure|kinda|kind of|a bit|a little|somewhat|"
                   r"it did|definitely|totally|for sure|i think so|👍|✅|mhm|uh huh)\b")
 _NO = re.compile(r"^(?:n|no|nah|nope|naw|not really|nop|not at all|no it didn'?t|it didn'?t|meh no|👎|❌|uh uh)\b")
