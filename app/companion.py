@@ -25,6 +25,7 @@ from graphs.relevance import ToolRelevance
 from graphs.session import CompanionSession
 from graphs.tracing import init_tracing
 from graphs.understanding.reader import UnderstandingReader
+from memories.embeddings import LocalMiniLMEmbeddings
 from memories.stack import MemoryStack
 from tools import build_tools
 from tools.context import ToolContext
@@ -55,12 +56,10 @@ async def build_deps(
     tools_model = None if isinstance(chat_model, LocalChatModel | TemplateChatModel) else chat_model
     tools = build_tools(ToolContext(store=store, memory=stack.registry, chat_model=tools_model))
     understanding = UnderstandingReader()
-    if understanding.heads.dims != stack.embeddings.dims:
-        # The heads were trained on MiniLM vectors; with another embedder (Gemini) the
-        # understanding step embeds the message with the offline MiniLM as well.
-        from memories.embeddings import LocalMiniLMEmbeddings
-
-        understanding.embeddings = LocalMiniLMEmbeddings()
+    if isinstance(stack.embeddings.inner, LocalMiniLMEmbeddings):
+        # The encoder's session computes the plain retrieval embedding too (bit-identical):
+        # one MiniLM in memory, not two. With Gemini embeddings it runs MiniLM on its own.
+        stack.embeddings.inner = understanding.encoder.local
     relevance = ToolRelevance(stack.embeddings)
     await relevance.setup()
     return CompanionDeps(memory=stack, store=store, tools=tools, chat_model=chat_model, understanding=understanding,

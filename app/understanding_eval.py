@@ -17,7 +17,6 @@ from graphs.understanding.evaluate import read_all, score
 from graphs.understanding.model import merge, read_with_model
 from graphs.understanding.reader import UnderstandingReader
 from graphs.understanding.train import embed_all
-from memories.embeddings import LocalMiniLMEmbeddings
 
 TARGETS = {"outcome.right_sign": (">=", 0.95), "outcome.wrong_sign": ("<=", 0.01),
            "outcome.unrelated_settle_nothing": (">=", 0.95), "crisis.explicit_recall": (">=", 1.0),
@@ -64,7 +63,7 @@ async def run_understanding_eval(splits: list[Split], *, model: BaseChatModel | 
     With ``model`` (Gemini), every message is also read by it and merged, as in the graph."""
     corpus = load_corpus(heldout=Split.HELDOUT in splits)
     reader = UnderstandingReader()
-    embedder = LocalMiniLMEmbeddings()
+    embedder = reader.encoder
     out: dict[str, Any] = {"weights": reader.heads.meta, "thresholds": reader.thresholds,
                            "model": type(model).__name__ if model else None}
     for split in splits:

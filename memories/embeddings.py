@@ -31,6 +31,38 @@ from memories.validation import validate_vector
 log = logging.getLogger(__name__)
 
 EmbeddingProvider = Literal["local", "google"]
+#: Layers of MiniLM whose output the understanding encoder starts from (it re-runs the rest
+#: with tuned weights, graphs/understanding/encoder.py). Its ONNX tensor: BERT has two
+#: LayerNorms per layer after the embeddings' one, so layer k ends at ``layer_norm_{2k}``.
+TRUNK_LAYERS = 3
+TRUNK_OUTPUT = f"layer_norm_{2 * TRUNK_LAYERS}"
+TUNED_OUTPUT = "tuned_hidden_state"
+#: The parameters of one BERT layer: matrices (input x output) and vectors.
+LAYER_PARAMS = ("wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo", "g1", "b1", "wi", "bi", "w2", "b2", "g2", "b2n")
+_BIASES = {"bq": "attention.self.query.bias", "bk": "attention.self.key.bias", "bv": "attention.self.value.bias",
+           "bo": "attention.output.dense.bias", "g1": "attention.output.LayerNorm.weight",
+           "b1": "attention.output.LayerNorm.bias", "bi": "intermediate.dense.bias", "b2": "output.dense.bias",
+           "g2": "output.LayerNorm.weight", "b2n": "output.LayerNorm.bias"}
+
+
+def layer_tensors(graph: Any) -> list[dict[str, str]]:
+    """For each layer from ``TRUNK_LAYERS`` on, the graph tensor holding each parameter.
+
+    In the exported all-MiniLM-L6-v2 graph a layer's matrices are the weight inputs of its six
+    MatMuls, in order query, key, value (all reading the layer's input), attention output,
+    intermediate, output (each the dequantised int8 initialiser); biases and LayerNorms keep
+    their PyTorch names."""
+    quantised = {i.name.removesuffix("_q") for i in graph.initializer if i.name.endswith("_q")}
+    matmuls = [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in quantised]
+    out = []
+    for layer in range(TRUNK_LAYERS, 6):
+        mats = matmuls[6 * layer: 6 * layer + 6]
+        if len(mats) != 6 or mats[0].input[0] != f"layer_norm_{2 * layer}":
+            raise RuntimeError(f"unexpected MiniLM graph around layer {layer}")
+        names = {f"w{k}": m.input[1] for k, m in zip("qkvoi2", mats, strict=True)}
+        names.update({key: f"inner.encoder.layer.{layer}.{name}" for key, name in _BIASES.items()})
+        out.append(names)
+    return out
 
 
 class LocalMiniLMEmbeddings(Embeddings):
@@ -41,8 +73,11 @@ class LocalMiniLMEmbeddings(Embeddings):
     max_tokens = 256  # the sequence length all-MiniLM-L6-v2 was trained with
     batch_size = 64
 
-    def __init__(self, threads: int = 2) -> None:
+    def __init__(self, threads: int = 2, *, tuned: list[dict[str, np.ndarray]] | None = None) -> None:
+        """``tuned``: weights for a second copy of the layers after ``TRUNK_LAYERS`` (the
+        understanding encoder's), run in the same pass as ``TUNED_OUTPUT``."""
         self._threads = threads
+        self._tuned = tuned
         self._lock = threading.Lock()  # onnxruntime sessions are thread-safe; the tokenizer config is not
 
     @cached_property
@@ -62,7 +97,56 @@ class LocalMiniLMEmbeddings(Embeddings):
         # retrieval's p95 ~15.5 ms (p99 ~19); without spinning p95 ~13, p99 ~14, for ~2 ms
         # more at the median (docs/benchmarks.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(self._with_trunk_output(path), options, providers=["CPUExecutionProvider"])
+
+    def _with_trunk_output(self, path: Any) -> bytes:
+        """The model with two more outputs: the hidden states after ``TRUNK_LAYERS`` layers,
+        and (with ``tuned`` weights) those states run through a copy of the remaining layers
+        that uses the tuned weights.
+
+        The original nodes are untouched, so the retrieval embedding is bit-identical to the
+        unmodified model's; the copy reuses the graph's own attention-mask and shape tensors.
+        Editing the exported graph (rather than exporting a second model) keeps one session
+        and one pass per message."""
+        import onnx
+        from onnx import helper, numpy_helper
+
+        model = onnx.load(str(path))
+        graph = model.graph
+        if not any(TRUNK_OUTPUT in node.output for node in graph.node):
+            raise RuntimeError(f"{path} has no tensor {TRUNK_OUTPUT}: not the expected all-MiniLM-L6-v2 graph")
+        graph.output.append(helper.make_tensor_value_info(TRUNK_OUTPUT, onnx.TensorProto.FLOAT, None))
+        if self._tuned is not None:
+            tensors = layer_tensors(graph)
+            if len(tensors) != len(self._tuned):
+                raise RuntimeError(f"{len(self._tuned)} tuned layers given, the graph re-runs {len(tensors)}")
+            renamed = {name: f"tuned/{name}" for layer in tensors for name in layer.values()}
+            for layer, weights in zip(tensors, self._tuned, strict=True):
+                for key, name in layer.items():
+                    graph.initializer.append(numpy_helper.from_array(weights[key].astype(np.float32), renamed[name]))
+            # Every node downstream of the trunk's output is copied, reading copied tensors.
+            start = next(i for i, n in enumerate(graph.node) if TRUNK_OUTPUT in n.output)
+            downstream = {TRUNK_OUTPUT}
+            copies = []
+            for node in list(graph.node)[start + 1:]:
+                if not any(i in downstream for i in node.input):
+                    continue
+                copy = onnx.NodeProto()
+                copy.CopyFrom(node)
+                copy.name = f"tuned/{node.name}"
+                for k, name in enumerate(node.input):
+                    if name in downstream and name != TRUNK_OUTPUT:
+                        copy.input[k] = f"tuned/{name}"
+                    elif name in renamed:
+                        copy.input[k] = renamed[name]
+                for k, name in enumerate(node.output):
+                    downstream.add(name)
+                    copy.output[k] = f"tuned/{name}"
+                copies.append(copy)
+            graph.node.extend(copies)
+            graph.node.append(helper.make_node("Identity", ["tuned/last_hidden_state"], [TUNED_OUTPUT]))
+            graph.output.append(helper.make_tensor_value_info(TUNED_OUTPUT, onnx.TensorProto.FLOAT, None))
+        return model.SerializeToString()
 
     @cached_property
     def _tokenizer(self) -> Any:
@@ -76,16 +160,46 @@ class LocalMiniLMEmbeddings(Embeddings):
         tokenizer.enable_padding()
         return tokenizer
 
-    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+    def _run(self, texts: list[str], outputs: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
         with self._lock:
             encoded = self._tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encoded], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
-        hidden = self._session.run(
-            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        )[0]
+        return mask, self._session.run(
+            outputs, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        )
+
+    @staticmethod
+    def _pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
         pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        mask, (hidden,) = self._run(texts, ["last_hidden_state"])
+        return self._pool(hidden, mask)
+
+    def trunk_states(self, texts: list[str]) -> list[np.ndarray]:
+        """Each text's hidden states after ``TRUNK_LAYERS`` layers (tokens x 384, no padding):
+        what fine-tuning the top layers starts from."""
+        states: list[np.ndarray] = []
+        for start in range(0, len(texts), self.batch_size):
+            chunk = texts[start : start + self.batch_size]
+            mask, (trunk,) = self._run(chunk, [TRUNK_OUTPUT])
+            states.extend(trunk[i, : int(mask[i].sum())] for i in range(len(chunk)))
+        return states
+
+    def embed_with_tuned(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Retrieval embeddings of ``texts`` and their tuned-branch embeddings (both unit
+        length, mean-pooled), from one pass of the model. Needs ``tuned`` weights."""
+        if self._tuned is None:
+            raise RuntimeError("this embedder was built without tuned layers")
+        base, tuned = [], []
+        for start in range(0, len(texts), self.batch_size):
+            mask, (hidden, branch) = self._run(texts[start : start + self.batch_size],
+                                               ["last_hidden_state", TUNED_OUTPUT])
+            base.append(self._pool(hidden, mask))
+            tuned.append(self._pool(branch, mask))
+        return np.concatenate(base), np.concatenate(tuned)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed texts in batches of 64, returned in input order."""
@@ -157,6 +271,14 @@ class CachedEmbeddings(Embeddings):
         # few-shot, evidence); a small in-process layer in front of Redis makes the repeats free.
         self._recent: OrderedDict[str, list[float]] = OrderedDict()
         self.recent_limit = 256
+
+    def remember(self, text: str, vector: list[float]) -> None:
+        """Keep a vector computed elsewhere by the same model (the understanding encoder runs
+        the turn's one pass) so the turn's searches reuse it."""
+        self._recent[_digest(text)] = vector
+        self._recent.move_to_end(_digest(text))
+        while len(self._recent) > self.recent_limit:
+            self._recent.popitem(last=False)
 
     @property
     def tag(self) -> str:

@@ -73,7 +73,7 @@ async def rig(redis_url: str, minilm: LocalMiniLMEmbeddings, tmp_path: Path) -> 
 @pytest.mark.parametrize(("act", "text"), [(a, t) for a, texts in MUST_PASS.items() for t in texts])
 def test_each_act_is_read_for_what_it_is(reader: UnderstandingReader, minilm: LocalMiniLMEmbeddings,
                                          act: Act, text: str) -> None:
-    reading = reader.read(text, minilm.embed_query(text))
+    reading = reader.read(text, reader.encoder.embed_query(text))
     assert reading.has(act), (text, reading.act, reading.also, reading.scores)
     assert reading.crisis == (act is Act.CRISIS)
 
@@ -81,7 +81,7 @@ def test_each_act_is_read_for_what_it_is(reader: UnderstandingReader, minilm: Lo
 @pytest.mark.parametrize("text", NOT_CRISIS)
 def test_hyperbole_and_ordinary_distress_are_not_a_crisis(reader: UnderstandingReader,
                                                           minilm: LocalMiniLMEmbeddings, text: str) -> None:
-    assert not reader.read(text, minilm.embed_query(text)).crisis
+    assert not reader.read(text, reader.encoder.embed_query(text)).crisis
 
 
 @pytest.mark.parametrize(("text", "sign"), [
@@ -92,7 +92,7 @@ def test_hyperbole_and_ordinary_distress_are_not_a_crisis(reader: UnderstandingR
 def test_how_the_last_suggestion_went_is_read_with_the_right_sign(reader: UnderstandingReader,
                                                                   minilm: LocalMiniLMEmbeddings, text: str,
                                                                   sign: Sign) -> None:
-    assert reader.read(text, minilm.embed_query(text)).sign is sign
+    assert reader.read(text, reader.encoder.embed_query(text)).sign is sign
 
 
 @pytest.mark.parametrize(("text", "kind"), [
@@ -121,18 +121,19 @@ def test_the_danger_neighbours_score_crisis_like_messages_above_ordinary_ones(
     near = reader.heads.neighbours.score
     hinted = "i gave my cat to my neighbour and wrote letters to my family, i won't need anything after sunday"
     plain = "i made pasta for dinner and watched two episodes of my show"
-    assert near(minilm.embed_query(hinted)) > reader.thresholds["crisis_near"] > near(minilm.embed_query(plain))
-    assert reader.read(hinted, minilm.embed_query(hinted)).crisis
-    assert not reader.read(plain, minilm.embed_query(plain)).crisis
+    embed = reader.encoder.embed_query
+    assert near(embed(hinted)) > reader.thresholds["crisis_near"] > near(embed(plain))
+    assert reader.read(hinted, reader.encoder.embed_query(hinted)).crisis
+    assert not reader.read(plain, reader.encoder.embed_query(plain)).crisis
 
 
 def test_progress_counts_the_steps_said_and_a_bare_yes_answers_the_check(reader: UnderstandingReader,
                                                                          minilm: LocalMiniLMEmbeddings) -> None:
-    assert reader.read("did the first two", minilm.embed_query("did the first two")).steps == 2
-    assert reader.read("finished all of it", minilm.embed_query("finished all of it")).all_done
-    assert reader.read("yep", minilm.embed_query("yep"), answering_check=True).sign is Sign.HELPED
-    assert reader.read("nope", minilm.embed_query("nope"), answering_check=True).sign is Sign.NOT_HELPED
-    assert reader.read("/no", minilm.embed_query("/no")).sign is Sign.NOT_HELPED
+    assert reader.read("did the first two", reader.encoder.embed_query("did the first two")).steps == 2
+    assert reader.read("finished all of it", reader.encoder.embed_query("finished all of it")).all_done
+    assert reader.read("yep", reader.encoder.embed_query("yep"), answering_check=True).sign is Sign.HELPED
+    assert reader.read("nope", reader.encoder.embed_query("nope"), answering_check=True).sign is Sign.NOT_HELPED
+    assert reader.read("/no", reader.encoder.embed_query("/no")).sign is Sign.NOT_HELPED
 
 
 def test_crisis_resources_follow_the_persons_country() -> None:

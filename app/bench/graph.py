@@ -5,6 +5,9 @@
   the deterministic template model, for a person with ``interventions`` stored.
 * ``understand_*``: what the understanding step adds to a turn (heads, safety gate and rules on the
   turn's one embedding; the embedding itself is timed apart as ``embed_*``, and reused by retrieval).
+* ``understand_branch_*``: what the tuned top layers add to the turn's MiniLM pass (the
+  understanding vector; the retrieval embedding comes out of the same pass). The step's
+  whole added cost is about ``understand`` + ``understand_branch``.
 * ``local_reply_p50_ms``: one whole turn with the offline SmolLM2 model, as a person waits for it.
 """
 
@@ -50,6 +53,27 @@ async def _session(stack: MemoryStack, settings: Settings, model: Any) -> Compan
     return session
 
 
+def _branch_cost(deps: Any, messages: int = 200) -> dict[str, float]:
+    """What the understanding encoder's tuned branch adds to the turn's MiniLM pass: the same
+    corpus messages (distinct, so no cache answers) embedded plainly and with the branch."""
+    from graphs.understanding.corpus import Split, load_corpus
+    from memories.embeddings import LocalMiniLMEmbeddings
+
+    texts = [i.text for i in load_corpus(heldout=False)[Split.VALIDATION][:messages]]
+    plain, tuned = LocalMiniLMEmbeddings(), deps.understanding.encoder.local
+    added = []
+    for text in texts[:10]:  # warm-up
+        plain.embed_query(text)
+        tuned.embed_with_tuned([text])
+    for text in texts:
+        start = time.perf_counter()
+        plain.embed_query(text)
+        middle = time.perf_counter()
+        tuned.embed_with_tuned([text])
+        added.append((time.perf_counter() - middle - (middle - start)) * 1000)
+    return _stats("understand_branch", added)
+
+
 async def run_graph_bench(settings: Settings, *, interventions: int, turns: int, local_turns: int,
                           console: Console | None) -> dict[str, Any]:
     """Run the graph benchmark; returns a JSON-ready dict (progress on ``console`` if given)."""
@@ -73,7 +97,7 @@ async def run_graph_bench(settings: Settings, *, interventions: int, turns: int,
                     embed.append(result.timings.get("embed", 0.0))
             say(f"{turns} template-model turns timed")
             figures: dict[str, Any] = {**_stats("turn_overhead", overhead), **_stats("understand", understand),
-                                       **_stats("embed", embed)}
+                                       **_stats("embed", embed), **_branch_cost(session.deps)}
             local_ms: list[float] = []
             if local_turns:
                 say("loading the offline chat model ...")

@@ -1,10 +1,12 @@
 """Step 2, understand: what the person's message is (a greeting, a struggle, progress, how
 the last suggestion went, a request, a question, off topic, goodbye, or a crisis).
 
-The message is embedded here, once; ``retrieve_few_shot`` reuses the same vector (the
-embedder's in-process cache). Only a struggle goes on to the learning policy; every other
-act is answered the way a coach would (``choose_intervention``). A crisis skips retrieval
-altogether: no few-shot example, no tool, the safety reply.
+The message goes through MiniLM here, once: the pass yields the understanding vector (the
+tuned top layers, graphs/understanding/encoder.py) and the retrieval embedding, which is
+handed to the turn's embedder so ``retrieve_few_shot`` reuses it. Only a struggle goes on to
+the learning policy; every other act is answered the way a coach would
+(``choose_intervention``). A crisis skips retrieval altogether: no few-shot example, no tool,
+the safety reply.
 """
 
 from __future__ import annotations
@@ -53,8 +55,11 @@ async def understand(state: CompanionState, config: RunnableConfig, *, deps: Com
     message = last_human_text(state["messages"])
     if not message:
         return {"understanding": None, "evidence": None, "timings": {"understand": ms_since(start)}}
-    embedder = deps.understanding.embeddings or deps.memory.embeddings
-    vector = await embedder.aembed_query(message[:2000])
+    text = message[:2000]
+    vector, retrieval = await deps.understanding.encoder.aencode(text)
+    turn = deps.memory.embeddings
+    if getattr(turn, "model_id", None) == deps.understanding.encoder.local.model_id:
+        turn.remember(text, retrieval)  # the same pass: retrieve_few_shot's search reuses it
     embedded = time.perf_counter()
     reading = deps.understanding.read(message, vector, answering_check=bool(state.get("asked_outcome")))
     model_ms = 0.0

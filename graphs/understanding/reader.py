@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from langchain_core.embeddings import Embeddings
 
 from graphs.understanding import features, rules, safety
 from graphs.understanding.acts import Act, CrisisKind, Question, Request, Sign, Understanding
-from graphs.understanding.heads import Heads, load_heads
+from graphs.understanding.encoder import UnderstandingEncoder, shared_encoder
+from graphs.understanding.heads import Heads, WeightsMissing, load_heads
 
 #: Default thresholds; the shipped weights carry the ones tuned on the validation split.
 DEFAULT_THRESHOLDS = {"crisis": 0.5, "crisis_figurative": 0.9, "crisis_near": 1.0, "settle": 0.8, "polarity": 0.85,
@@ -39,11 +39,15 @@ def danger_gate(p_crisis: float, near: float, figurative: bool, th: dict[str, fl
 class UnderstandingReader:
     """Reads messages with the shipped heads (see the module docstring)."""
 
-    def __init__(self, heads: Heads | None = None) -> None:
+    def __init__(self, heads: Heads | None = None, encoder: UnderstandingEncoder | None = None) -> None:
         self.heads = heads or load_heads()
         self.thresholds = {**DEFAULT_THRESHOLDS, **self.heads.thresholds}
-        #: Set when the turn's embedder is not the one the heads were trained on (then this one is used).
-        self.embeddings: Embeddings | None = None
+        #: What embeds a message for the heads (the tuned MiniLM branch, graphs/understanding/encoder.py).
+        self.encoder = encoder or shared_encoder()
+        trained_on = self.heads.meta.get("embedding")
+        if heads is None and trained_on != self.encoder.model_id:
+            raise WeightsMissing(f"the understanding heads were trained on {trained_on}, the encoder is "
+                                 f"{self.encoder.model_id}: run `sam2voice train understanding`")
 
     def read(self, text: str, vector: list[float] | np.ndarray, *, answering_check: bool = False) -> Understanding:
         """How to understand ``text`` (its embedding is ``vector``).
@@ -79,8 +83,11 @@ class UnderstandingReader:
                 act, source = Act.REQUEST, "rule"
             elif act is not Act.REQUEST and Act.REQUEST not in also:
                 also.append(Act.REQUEST)
-        elif question is not None and act in (Act.STRUGGLE, Act.GREETING, Act.OFF_TOPIC, Act.REQUEST):
-            act, source = Act.QUESTION, "rule"  # "show me my plan" asks about the plan, it requests no new one
+        elif question is not None:
+            # "show me my plan" asks about the plan, it requests no new one (nor a second act saying so)
+            if act in (Act.STRUGGLE, Act.GREETING, Act.OFF_TOPIC, Act.REQUEST):
+                act, source = Act.QUESTION, "rule"
+            also = [a for a in also if a is not Act.REQUEST]
         if act is Act.REQUEST or Act.REQUEST in also:
             request = request or Request(max(probs["request"], key=probs["request"].__getitem__))
         if act is Act.QUESTION or Act.QUESTION in also:
