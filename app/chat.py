@@ -1,15 +1,23 @@
-"""``sam2voice chat``: a terminal session with the companion, through the graph."""
+"""``sam2voice chat``: a terminal session with the companion, through the graph.
+
+Nothing the person, the model or the memory says is read as Rich markup (it is escaped), and
+input that is not valid text (undecodable bytes, lone surrogates, NULs) is replaced with U+FFFD
+and reported rather than raised."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import re
 import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from graphs.session import CompanionSession, TurnResult
 from memories.errors import InvalidInput
@@ -18,6 +26,36 @@ HELP = ("Type what's going on. Commands: [bold]/end[/] ends the session (I'll re
         "[bold]/yes[/] or [bold]/no[/] says whether my last suggestion helped, "
         "[bold]/rate 1-5 \\[comment][/] rates my last reply, [bold]/quit[/] leaves (the session resumes next time), "
         "[bold]/help[/] shows this.")
+REPLACEMENT = "\ufffd"
+INPUT_WARNING = f"Some of what you typed was not valid text; I replaced it with {REPLACEMENT}."
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")  # NULs, and lone surrogates (undecodable bytes under surrogateescape)
+
+
+def replace_undecodable_stdin() -> None:
+    """Decode stdin with ``errors="replace"``: an invalid UTF-8 byte becomes U+FFFD instead of a
+    UnicodeDecodeError (strict) or a lone surrogate (surrogateescape, which Redis and pydantic refuse).
+    The interactive ``input()`` decodes a terminal's line with these same settings."""
+    stream = sys.stdin
+    if isinstance(stream, io.TextIOWrapper):
+        try:
+            stream.reconfigure(errors="replace")
+        except (ValueError, OSError):  # something was read already; `readable` still replaces surrogates
+            pass
+
+
+def readable(text: str) -> tuple[str, str | None]:
+    """``text`` with NULs and lone surrogates replaced by U+FFFD, and the warning to give the
+    person (once per line) when it holds any U+FFFD."""
+    text = _NOT_TEXT.sub(REPLACEMENT, text)
+    return text, (INPUT_WARNING if REPLACEMENT in text else None)
+
+
+def require_readable(text: str) -> None:
+    """Raises ``InvalidInput`` when nothing but replacement characters and whitespace is left
+    (the session would take it for a message): there is nothing to answer."""
+    if not text.replace(REPLACEMENT, "").strip():
+        raise InvalidInput("none of it was valid text, so I couldn't read it; try typing it again",
+                           field="message")
 
 
 def jsonl_record(said: str, result: TurnResult) -> dict[str, Any]:
@@ -32,21 +70,24 @@ def jsonl_record(said: str, result: TurnResult) -> dict[str, Any]:
 async def run_jsonl(session: CompanionSession) -> None:
     """``chat --jsonl``: one message per stdin line in, exactly one JSON object per line out.
     ``/end`` ends the session; end of input leaves it open. Bad input is an ``error`` object."""
+    replace_undecodable_stdin()
     await session.open()
     loop = asyncio.get_running_loop()
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)
         if not line:
             return
-        text = line.rstrip("\n")
+        text, warned = readable(line.rstrip("\n"))
         if not text.strip():
             continue
+        warning = {"input_warning": warned} if warned else {}
         try:
+            require_readable(text)
             result = await (session.end() if text.strip() == "/end" else session.send(text))
         except InvalidInput as exc:
-            print(json.dumps({"said": text, "error": str(exc), "ended": False}), flush=True)
+            print(json.dumps({"said": text, "error": str(exc), "ended": False, **warning}), flush=True)
             continue
-        print(json.dumps(jsonl_record(text, result), ensure_ascii=False), flush=True)
+        print(json.dumps({**jsonl_record(text, result), **warning}, ensure_ascii=False), flush=True)
         if result.ended:
             return
 
@@ -57,13 +98,15 @@ def memory_panel(result: TurnResult) -> Panel:
     decision = result.decision or {}
     if decision.get("tool"):
         learned = " (from your history)" if decision.get("from_memory") else ""
-        table.add_row("[bold]chose[/]", f"{decision['tool']}{learned}: {decision.get('reason', '')}")
+        table.add_row("[bold]chose[/]",
+                      f"{escape(str(decision['tool']))}{learned}: {escape(str(decision.get('reason') or ''))}")
     for example in result.few_shot:
         verdict = "did not help" if example["contrast"] else example["outcome"]
-        table.add_row("[bold]recalled[/]", f"\"{example['said'][:60]}\" → {example['tool'] or 'reply'} "
-                      f"({verdict}, similarity {example['similarity']:.2f})")
+        table.add_row("[bold]recalled[/]",
+                      f"\"{escape(str(example['said'])[:60])}\" → {escape(str(example['tool'] or 'reply'))} "
+                      f"({escape(str(verdict))}, similarity {example['similarity']:.2f})")
     for item in result.settled:
-        table.add_row("[bold]learned[/]", f"last intervention {item['outcome'].replace('_', ' ')}")
+        table.add_row("[bold]learned[/]", f"last intervention {escape(str(item['outcome']).replace('_', ' '))}")
     table.add_row("[bold]memories used[/]", str(len(result.used_memory_ids)))
     return Panel(table, title="memory", title_align="left", border_style="dim")
 
@@ -71,24 +114,25 @@ def memory_panel(result: TurnResult) -> Panel:
 def plan_panel(plan: dict[str, Any]) -> Panel:
     """The whole plan, done steps ticked, the current one marked."""
     lines = []
-    for number, step in enumerate(plan["steps"], start=1):
+    for number, raw in enumerate(plan["steps"], start=1):
+        step = escape(str(raw))
         if plan["current"] is None or number < plan["current"]:
             lines.append(f"[green]✓[/] [dim]{number}. {step}[/]")
         elif number == plan["current"]:
             lines.append(f"[bold yellow]→ {number}. {step}[/]")
         else:
             lines.append(f"  {number}. {step}")
-    title = f"plan: {plan['task']}" + (" · done!" if plan["done"] else "")
+    title = Text(f"plan: {plan['task']}" + (" · done!" if plan["done"] else ""))  # a str title is markup
     return Panel("\n".join(lines), title=title, title_align="left", border_style="green" if plan["done"] else "dim")
 
 
 def show(console: Console, result: TurnResult, *, show_memory: bool, last_plan: dict[str, Any] | None = None) -> None:
     """Print one turn's result (the plan whenever it changed)."""
     for item in result.due:
-        console.print(f"[magenta]⏰ {item['kind']}:[/] {item['text']}")
+        console.print(f"[magenta]⏰ {escape(str(item['kind']))}:[/] {escape(str(item['text']))}")
     if result.notice:
-        console.print(f"[yellow]{result.notice}[/]")
-    console.print(f"[bold cyan]sam ›[/] {result.reply}")
+        console.print(f"[yellow]{escape(result.notice)}[/]")
+    console.print(f"[bold cyan]sam ›[/] {escape(result.reply)}")
     if result.plan and result.plan != last_plan and not result.ended:
         console.print(plan_panel(result.plan))
     if show_memory and not result.ended:
@@ -97,9 +141,10 @@ def show(console: Console, result: TurnResult, *, show_memory: bool, last_plan: 
 
 async def run_chat(session: CompanionSession, console: Console, *, show_memory: bool) -> None:
     """Read lines until /end, /quit or end of input; every line is one graph turn."""
+    replace_undecodable_stdin()
     ended = await session.open()
     if ended is not None:
-        console.print(f"[dim]Your last session was idle, so I closed it. {ended.reply}[/]")
+        console.print(f"[dim]Your last session was idle, so I closed it. {escape(ended.reply)}[/]")
     console.print(f"[dim]{HELP}[/]")
     last_plan = session.values.get("plan")
     while True:
@@ -110,6 +155,14 @@ async def run_chat(session: CompanionSession, console: Console, *, show_memory: 
             return
         if not line:
             continue
+        line, warning = readable(line)
+        try:
+            require_readable(line)
+        except InvalidInput as exc:
+            console.print(f"[yellow]{escape(str(exc))}[/]")
+            continue
+        if warning:
+            console.print(f"[yellow]{escape(warning)}[/]")
         if line == "/help":
             console.print(f"[dim]{HELP}[/]")
             continue
@@ -125,7 +178,7 @@ async def run_chat(session: CompanionSession, console: Console, *, show_memory: 
             with console.status("..."):
                 result = await session.send(line)
         except InvalidInput as exc:
-            console.print(f"[yellow]{exc}[/]")
+            console.print(f"[yellow]{escape(str(exc))}[/]")
             continue
         show(console, result, show_memory=show_memory, last_plan=last_plan)
         last_plan = result.plan

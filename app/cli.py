@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from memories.registry import MemoryRegistry
     from tools.store import CoachingStore
 
-console = Console()
+console = Console(emoji=False)  # ":fire:" in a reply stays text
 err = Console(stderr=True)
 
 app = typer.Typer(help="sam2voice: a memory-driven coaching companion for ADHD and autism.",
@@ -376,6 +376,23 @@ def bench_graph(
 
     _emit(asyncio.run(run_graph_bench(_settings(), interventions=interventions, turns=turns,
                                       local_turns=local_turns, console=None if as_json else err)), as_json=as_json)
+
+
+@bench_app.command("load")
+def bench_load(
+    people: Annotated[int, typer.Option(help="People talking at once (distinct user ids).", min=1)] = 20,
+    turns: Annotated[int, typer.Option(help="Messages each person sends, one after another.", min=1)] = 10,
+    voice: Annotated[bool, typer.Option("--voice", help="Speak the turns through Gemini Live against local fakes "
+                                                        "(one fake server per person; all run at once) and "
+                                                        "report the memory path.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object; progress goes to stderr.")] = False,
+) -> None:
+    """N people at once on ONE companion in one process (template model, scratch Redis): turn latency,
+    throughput, errors, degraded turns, and leaks (a person's export holding another's marker word)."""
+    from app.bench.load import run_load_bench
+
+    _emit(asyncio.run(run_load_bench(_settings(), people=people, turns=turns, voice=voice, console=err)),
+          as_json=as_json)
 
 
 @eval_app.command("learning")

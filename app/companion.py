@@ -26,6 +26,7 @@ from graphs.session import CompanionSession
 from graphs.tracing import init_tracing
 from graphs.understanding.reader import UnderstandingReader
 from memories.embeddings import LocalMiniLMEmbeddings
+from memories.errors import MemoryUnavailable
 from memories.stack import MemoryStack
 from tools import build_tools
 from tools.context import ToolContext
@@ -54,7 +55,8 @@ async def build_deps(
     # The 135M offline model writes step lists and reframes badly and slowly (12-60 s, often
     # invalid); the tools' rule-based writers are better, so only a capable model gets them.
     tools_model = None if isinstance(chat_model, LocalChatModel | TemplateChatModel) else chat_model
-    tools = build_tools(ToolContext(store=store, memory=stack.registry, chat_model=tools_model))
+    outbox = outbox if outbox is not None else Outbox(limit=settings.companion.outbox_limit)
+    tools = build_tools(ToolContext(store=store, memory=stack.registry, chat_model=tools_model, queue=outbox))
     understanding = UnderstandingReader()
     if isinstance(stack.embeddings.inner, LocalMiniLMEmbeddings):
         # The encoder's session computes the plain retrieval embedding too (bit-identical):
@@ -65,7 +67,7 @@ async def build_deps(
     return CompanionDeps(memory=stack, store=store, tools=tools, chat_model=chat_model, understanding=understanding,
                          relevance=relevance, settings=settings.companion,
                          reword_replies=not isinstance(chat_model, LocalChatModel), understanding_model=tools_model,
-                         outbox=outbox or Outbox(limit=settings.companion.outbox_limit))
+                         outbox=outbox)
 
 
 async def checkpointer_for(stack: MemoryStack) -> AsyncShallowRedisSaver:
@@ -91,11 +93,29 @@ async def open_companion(
         model = chat_model or build_chat_model(
             chat_provider or settings.chat_provider, google_api_key=settings.google_key,
             gemini_model=settings.chat_model)
-        outbox_path = settings.data_dir / "outbox.json"
-        outbox_path.parent.mkdir(parents=True, exist_ok=True)
-        deps = await build_deps(stack, model, settings,
-                                outbox=Outbox(limit=settings.companion.outbox_limit, path=outbox_path))
-        graph = build_companion_graph(deps, checkpointer=await checkpointer_for(stack))
-        yield Companion(deps=deps, graph=graph)
+        outbox = open_outbox(settings)
+        try:
+            deps = await build_deps(stack, model, settings, outbox=outbox)
+            await replay_leftovers(deps)
+            graph = build_companion_graph(deps, checkpointer=await checkpointer_for(stack))
+            yield Companion(deps=deps, graph=graph)
+        finally:
+            outbox.close()
     finally:
         await stack.aclose()
+
+
+def open_outbox(settings: Settings) -> Outbox:
+    """This process's outbox in ``<data dir>/outbox/`` (adopting what earlier processes left)."""
+    return Outbox(limit=settings.companion.outbox_limit, directory=settings.data_dir / "outbox")
+
+
+async def replay_leftovers(deps: CompanionDeps) -> None:
+    """Write out what an earlier process left queued, now rather than at someone's next turn."""
+    if not len(deps.outbox):
+        return
+    try:
+        done = await deps.outbox.flush(deps.memory.registry)
+    except MemoryUnavailable:
+        done = 0
+    log.info("outbox: replayed %d of the writes earlier processes left; %d still queued", done, len(deps.outbox))

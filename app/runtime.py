@@ -34,5 +34,7 @@ async def open_app_memory(settings: Settings, *, create_indexes: bool = True) ->
         google_embedding_dims=settings.google_embedding_dims,
         connect_timeout_s=settings.redis_connect_timeout_s,
         socket_timeout_s=settings.redis_socket_timeout_s,
+        max_connections=settings.redis_max_connections,
+        pool_timeout_s=settings.redis_pool_timeout_s,
         create_indexes=create_indexes,
     )

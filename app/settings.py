@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     embedded_port: int = Field(6479, ge=1024, le=65535, description="Port of the embedded server (127.0.0.1).")
     redis_connect_timeout_s: float = Field(1.0, gt=0, le=30, description="Fail fast when Redis is unreachable.")
     redis_socket_timeout_s: float = Field(2.0, gt=0, le=60, description="Fail fast when Redis stops answering.")
+    redis_max_connections: int = Field(
+        64, ge=2, le=10_000, description="Connections in the pool; more concurrent commands wait for one.")
+    redis_pool_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="How long a command waits for a free pooled connection (load, not an outage).")
 
     # --- Google / Gemini ---------------------------------------------------
     google_api_key: SecretStr | None = Field(

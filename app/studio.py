@@ -30,28 +30,18 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 from starlette.applications import Starlette
 
-from app.companion import build_deps
+from app.companion import build_deps, open_outbox, replay_leftovers
 from app.runtime import open_app_memory, resolve_redis_url
 from app.settings import Settings
 from graphs.configuration import Configuration
 from graphs.graph import build_companion_graph
 from graphs.models.factory import build_chat_model
-from graphs.outbox import Outbox
 from graphs.tracing import init_tracing
 
 log = logging.getLogger(__name__)
 
-# The CLI chat keeps its outbox in ``outbox.json``; a server running next to it must not share the file.
-STUDIO_OUTBOX = "studio-outbox.json"
-
-
 class StudioNotStarted(RuntimeError):
     """The graph was asked for before the server's lifespan opened the companion."""
-
-
-def _open_outbox(settings: Settings) -> Outbox:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return Outbox(limit=settings.companion.outbox_limit, path=settings.data_dir / STUDIO_OUTBOX)
 
 
 @asynccontextmanager
@@ -62,18 +52,20 @@ async def open_studio_graph(settings: Settings) -> AsyncIterator[CompiledStateGr
     # The dev server raises on blocking calls in its event loop: starting the embedded Redis
     # and touching files happen in a worker thread.
     settings = settings.model_copy(update={"redis_url": await asyncio.to_thread(resolve_redis_url, settings)})
-    outbox = await asyncio.to_thread(_open_outbox, settings)
+    outbox = await asyncio.to_thread(open_outbox, settings)  # its own file, next to the CLI's
     stack = await open_app_memory(settings)
     try:
         model = build_chat_model(settings.chat_provider, google_api_key=settings.google_key,
                                  gemini_model=settings.chat_model)
         deps = await build_deps(stack, model, settings, outbox=outbox)
+        await replay_leftovers(deps)
         log.info("studio: companion graph ready (chat model %s, namespace %s)",
                  type(model).__name__, settings.memory.namespace)
         # The context schema only tells Studio to show a form with ``user_id`` (and ``seed``);
         # the server mirrors a run's context into ``configurable``, where the nodes read it.
         yield build_companion_graph(deps).copy(update={"context_schema": Configuration})
     finally:
+        outbox.close()
         await stack.aclose()
 
 

@@ -1,30 +1,52 @@
-"""The outbox: memory writes that wait while Redis is unreachable, flushed when it returns.
+"""The outbox: memory and tool-state writes that wait while Redis is unreachable, flushed
+when it returns, each applied exactly once.
 
-A turn never loses what the person did because Redis blinked: the record-outcome and
-reflect steps put their writes here when a write fails, and every later turn flushes the
-queue in order before doing anything else. The queue is bounded (``limit``) and, when a
-file is given, mirrored to disk so a restart of the process does not lose it either.
-Hand-written because the writes are our own typed operations and a broker would need
-the very Redis that is down.
+A turn never loses what the person did because Redis blinked: the steps that write put
+their writes here when a write fails, and every later turn flushes the queue in order
+before doing anything else.
+
+* **Exactly once.** Every write carries a ``key`` derived from the turn that made it
+  (``graphs.nodes.common.write_id``), so a re-run of the turn, a retry or a replay after a
+  crash writes the same record once: interventions are stored under that id (and never
+  reset once settled), settling is idempotent, and writes that add (wins, reflections,
+  safety events, completed steps) record their key in the person's ``applied`` set and are
+  skipped when it is there already.
+* **Durable.** With a ``directory``, each outbox keeps its own file
+  (``outbox-<pid>-<token>.json``, atomically replaced on every change) and holds an
+  exclusive lock on its ``.lock`` file for as long as it lives. A new outbox adopts the
+  files of every outbox whose lock is free (its process is gone), so a crash or a restart
+  loses nothing; two processes on one data dir never share a file.
+* **Bounded.** It holds at most ``limit`` writes (``SAM2VOICE_COMPANION__OUTBOX_LIMIT``,
+  1,000 by default); a write beyond that raises :class:`OutboxFull` and the person is told.
+* **One flusher.** Flushes are serialised by a lock; a flush that finds one running returns.
+
+Hand-written because the writes are our own typed operations and a broker would need the
+very Redis that is down.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import json
 import logging
 import os
+import uuid
 from collections import deque
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
 from memories.current_state import CurrentStateMemory, CurrentStateUpdate
-from memories.errors import MemoryLayerError, MemoryUnavailable, RecordNotFound
+from memories.errors import MemoryBusy, MemoryLayerError, MemoryUnavailable, RecordNotFound
 from memories.interventions import InterventionMemory, NewIntervention
 from memories.ranking import Outcome
 from memories.reflections import NewReflection, ReflectionMemory
 from memories.registry import MemoryRegistry
+from tools.store import CoachingStore
+from tools.writes import TOOL_WRITES, ToolWrite, apply_tool_write
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +55,7 @@ class RecordIntervention(BaseModel):
     """Store one intervention under an id chosen in advance."""
 
     op: Literal["record_intervention"] = "record_intervention"
+    key: str = Field(default_factory=lambda: uuid.uuid4().hex, description="Idempotency key.")
     user_id: str
     intervention_id: str
     record: NewIntervention
@@ -42,6 +65,7 @@ class SettleOutcome(BaseModel):
     """Settle one intervention's outcome."""
 
     op: Literal["settle"] = "settle"
+    key: str = Field(default_factory=lambda: uuid.uuid4().hex, description="Idempotency key.")
     user_id: str
     intervention_id: str
     outcome: Outcome
@@ -51,6 +75,7 @@ class UpdateState(BaseModel):
     """Append wins/losses and patch the current state."""
 
     op: Literal["update_state"] = "update_state"
+    key: str = Field(default_factory=lambda: uuid.uuid4().hex, description="Idempotency key.")
     user_id: str
     wins: list[str] = Field(default_factory=list)
     losses: list[str] = Field(default_factory=list)
@@ -61,11 +86,13 @@ class RememberReflection(BaseModel):
     """Merge one insight into the person's reflections."""
 
     op: Literal["reflection"] = "reflection"
+    key: str = Field(default_factory=lambda: uuid.uuid4().hex, description="Idempotency key.")
     user_id: str
     reflection: NewReflection
 
 
-Write = Annotated[RecordIntervention | SettleOutcome | UpdateState | RememberReflection, Field(discriminator="op")]
+Write = Annotated[RecordIntervention | SettleOutcome | UpdateState | RememberReflection | ToolWrite,
+                  Field(discriminator="op")]
 _WRITES = TypeAdapter(list[Write])
 
 
@@ -73,46 +100,79 @@ class OutboxFull(MemoryLayerError):
     """The outbox holds ``limit`` writes already; this one could not be kept."""
 
 
-async def apply(write: Write, registry: MemoryRegistry) -> None:
-    """Perform one write against the memory layer (elements that are switched off are skipped)."""
-    if isinstance(write, RecordIntervention):
+def _store(registry: MemoryRegistry) -> CoachingStore:
+    return CoachingStore(registry.backend.client, registry.backend.settings.namespace)
+
+
+async def apply(write: Write, registry: MemoryRegistry, store: CoachingStore | None = None) -> None:
+    """Perform one write against the memory layer, exactly once per ``write.key`` (elements
+    that are switched off are skipped)."""
+    store = store or _store(registry)
+    if isinstance(write, TOOL_WRITES):
+        await apply_tool_write(write, store, registry)
+    elif isinstance(write, RecordIntervention):
         if (interventions := registry.get(InterventionMemory)) is not None:
+            with contextlib.suppress(RecordNotFound):
+                if (await interventions.get(write.user_id, write.intervention_id)).outcome is not Outcome.PENDING:
+                    return  # settled since (a replay after the settle landed): never reset it
             await interventions.record_many(write.user_id, [write.record], ids=[write.intervention_id])
     elif isinstance(write, SettleOutcome):
         if (interventions := registry.get(InterventionMemory)) is not None:
             await interventions.settle(write.user_id, write.intervention_id, write.outcome)
     elif isinstance(write, UpdateState):
         if (state := registry.get(CurrentStateMemory)) is not None:
+            if await store.was_applied(write.user_id, write.key):
+                return
             for win in write.wins:
                 await state.add_win(write.user_id, win)
             for loss in write.losses:
                 await state.add_loss(write.user_id, loss)
             if write.patch is not None:
                 await state.update(write.user_id, write.patch.model_dump(mode="json", exclude_none=True))
+            await store.mark_applied(write.user_id, write.key)
     elif (reflections := registry.get(ReflectionMemory)) is not None:
+        if await store.was_applied(write.user_id, write.key):
+            return
         await reflections.remember(write.user_id, write.reflection)
+        await store.mark_applied(write.user_id, write.key)
 
 
 class Outbox:
-    """A bounded FIFO of memory writes, optionally mirrored to a JSON file."""
+    """A bounded FIFO of writes, optionally kept in a per-process file; see the module docstring."""
 
-    def __init__(self, limit: int = 1000, path: Path | None = None) -> None:
+    def __init__(self, limit: int = 1000, directory: Path | None = None) -> None:
         self.limit = limit
-        self.path = path
+        self.directory = directory
         self._queue: deque[Write] = deque()
-        if path is not None and path.exists():
-            self._queue.extend(_WRITES.validate_json(path.read_bytes()))
-            log.info("outbox: %d writes recovered from %s", len(self._queue), path)
+        self._flushing = asyncio.Lock()
+        self._lock_file: IO[bytes] | None = None
+        self.path: Path | None = None
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            name = f"outbox-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self.path = directory / f"{name}.json"
+            self._lock_file = _locked(directory / f"{name}.lock")
+            if self._lock_file is None:  # a fresh random name is never locked; be loud if it is
+                raise OSError(f"could not lock {directory / name}.lock")
+            self.adopted = self._adopt_leftovers()
 
     def __len__(self) -> int:
         return len(self._queue)
+
+    def __bool__(self) -> bool:
+        # An outbox is an object, not a collection: ``outbox or Outbox()`` must never replace
+        # an empty one (that once dropped the on-disk path of the real app's outbox).
+        return True
 
     def pending(self, user_id: str | None = None) -> list[Write]:
         """Queued writes, oldest first (of one user when given)."""
         return [w for w in self._queue if user_id is None or w.user_id == user_id]
 
     def put(self, write: Write) -> None:
-        """Queue a write; raises :class:`OutboxFull` rather than silently dropping one."""
+        """Queue a write; raises :class:`OutboxFull` rather than silently dropping one. A write
+        whose key is queued already is not queued twice."""
+        if any(w.key == write.key and w.op == write.op for w in self._queue):
+            return
         if len(self._queue) >= self.limit:
             raise OutboxFull(f"the outbox already holds {self.limit} writes waiting for Redis")
         self._queue.append(write)
@@ -131,30 +191,99 @@ class Outbox:
         return False
 
     async def flush(self, registry: MemoryRegistry) -> int:
-        """Write out queued writes in order; stops (keeping the rest) at the first outage."""
+        """Write out queued writes in order; stops (keeping the rest) at the first outage.
+        Only one flush runs at a time: a flush that finds another running returns 0."""
+        if self._flushing.locked():
+            return 0
         done = 0
-        while self._queue:
-            write = self._queue[0]
-            try:
-                await apply(write, registry)
-            except MemoryUnavailable:
-                break
-            except RecordNotFound as exc:  # e.g. the person asked to be forgotten meanwhile
-                log.warning("outbox: dropped %s: %s", write.op, exc)
-            self._queue.popleft()
-            done += 1
-        if done:
-            log.info("outbox: flushed %d writes, %d left", done, len(self._queue))
-            self._save()
+        async with self._flushing:
+            store = _store(registry)
+            while self._queue:
+                write = self._queue[0]
+                try:
+                    await apply(write, registry, store)
+                except (MemoryUnavailable, MemoryBusy):
+                    break
+                except RecordNotFound as exc:  # e.g. the person asked to be forgotten meanwhile
+                    log.warning("outbox: dropped %s: %s", write.op, exc)
+                except MemoryLayerError as exc:  # refused on replay: it can never succeed, keep going
+                    log.error("outbox: dropped %s that Redis refused: %s", write.op, exc)
+                self._queue.popleft()
+                done += 1
+            if done:
+                log.info("outbox: flushed %d writes, %d left", done, len(self._queue))
+                self._save()
         return done
+
+    def close(self) -> None:
+        """Release this outbox's file lock (its file stays, for the next process to adopt)."""
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _adopt_leftovers(self) -> int:
+        """Take over the writes of every outbox file whose owner is gone (its lock is free)."""
+        assert self.directory is not None
+        adopted: list[tuple[Path, Path, IO[bytes]]] = []
+        for other in sorted(self.directory.glob("outbox*.json"), key=_mtime):
+            if other == self.path:
+                continue
+            lock_path = other.with_suffix(".lock")
+            handle = _locked(lock_path)
+            if handle is None:
+                continue  # a live outbox (this process or another) owns it
+            try:
+                writes = _WRITES.validate_json(other.read_bytes())
+            except FileNotFoundError:  # adopted by someone else just before we locked it
+                handle.close()
+                continue
+            except ValueError as exc:
+                log.error("outbox: %s is unreadable (%s); left in place", other, exc)
+                handle.close()
+                continue
+            for write in writes:
+                if not any(w.key == write.key and w.op == write.op for w in self._queue):
+                    self._queue.append(write)
+            adopted.append((other, lock_path, handle))
+        count = len(self._queue)
+        if adopted:
+            self._save()  # ours is on disk before theirs go: a crash in between replays, never loses
+            for other, lock_path, handle in adopted:
+                other.unlink(missing_ok=True)
+                lock_path.unlink(missing_ok=True)
+                handle.close()
+            log.info("outbox: adopted %d writes from %d earlier outbox file(s)", count, len(adopted))
+        return count
 
     def _save(self) -> None:
         if self.path is None:
             return
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(_WRITES.dump_json(list(self._queue)))
+        tmp = self.path.with_suffix(".tmp")  # this outbox's own name: no one else writes it
+        with open(tmp, "wb") as handle:
+            handle.write(_WRITES.dump_json(list(self._queue)))
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, self.path)  # atomic: a crash leaves the old or the new queue, never half
 
     def as_json(self) -> list[dict[str, Any]]:
         """The queue as plain data (for export and debugging)."""
         return json.loads(_WRITES.dump_json(list(self._queue)))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _locked(path: Path) -> IO[bytes] | None:
+    """``path`` opened and exclusively locked (held until closed), or None if someone holds it."""
+    handle = open(path, "ab")  # noqa: SIM115 - kept open: the lock lives as long as the handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+

@@ -23,17 +23,19 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, Field
-from redis.exceptions import RedisError
 
 from graphs.deps import CompanionDeps
 from graphs.graph import build_companion_graph
 from graphs.nodes.common import END_COMMAND, MEMORY_OFFLINE_NOTICE
+from memories.connection import REDIS_DOWN
 from memories.errors import InvalidInput, MemoryUnavailable
 from memories.validation import user_tag, validate_user_id
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 2000
-OUTAGE = (RedisError, MemoryUnavailable, ConnectionError, TimeoutError, OSError)
+#: What counts as "memory is offline": connection trouble and timeouts only. Any other error
+#: (a ``ResponseError`` from a bug, a busy pool) is raised and logged, never silently degraded.
+OUTAGE = (MemoryUnavailable, *REDIS_DOWN)
 UpdateHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
@@ -156,6 +158,7 @@ class CompanionSession:
         self._fallback: CompiledStateGraph[Any, Any, Any, Any] | None = None
         self._log_at_outage = 0
         self._unclosed: str | None = None  # a session ended while Redis was down: still listed as current
+        self._turn_key: str | None = None  # the running turn's message id
 
     @property
     def values(self) -> dict[str, Any]:
@@ -166,6 +169,8 @@ class CompanionSession:
     def config(self) -> dict[str, Any]:
         """The run config of this session's turns."""
         configurable = {"user_id": self.user_id, "thread_id": self.thread_id}
+        if self._turn_key is not None:
+            configurable["turn_key"] = self._turn_key  # the tools' writes derive their keys from it
         if self.seed is not None:
             configurable["seed"] = self.seed
         return {"configurable": configurable}
@@ -219,6 +224,12 @@ class CompanionSession:
             await self.open()
         if self._fallback is not None:
             await self._try_recover()
+        for message in payload.get("messages") or []:
+            # The turn's identity: ids of this turn's writes derive from its message id, so the
+            # re-run below (or a retry, or an outbox replay) writes the same records, once.
+            if getattr(message, "id", None) is None:
+                message.id = f"m{uuid.uuid4().hex}"
+            self._turn_key = message.id
         try:
             values = await self._stream(self._fallback or self.graph, payload, on_update)
         except OUTAGE as exc:
@@ -228,6 +239,10 @@ class CompanionSession:
             await self._degrade()
             assert self._fallback is not None
             values = await self._stream(self._fallback, payload, on_update)
+        except Exception as exc:
+            log.error("session: turn failed (user %s, thread %s, degraded %s): %s: %s", user_tag(self.user_id),
+                      self.thread_id, self._fallback is not None, type(exc).__name__, exc)
+            raise
         self._values = dict(values)
         if self._fallback is None:
             try:

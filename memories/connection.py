@@ -12,7 +12,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from memories.errors import MemoryUnavailable, ModuleMissing
+from memories.errors import MemoryBusy, MemoryUnavailable, ModuleMissing
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +41,40 @@ def redact(url: str) -> str:
     return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
-def connect(url: str, *, connect_timeout_s: float = 1.0, socket_timeout_s: float = 2.0) -> aioredis.Redis:
-    """An asyncio Redis client that fails fast instead of hanging when the server is gone."""
-    return aioredis.Redis.from_url(
+class BoundedPool(aioredis.BlockingConnectionPool):
+    """A connection pool of ``max_connections`` where a caller waits up to ``timeout`` seconds
+    for a free connection. redis-py's default pool raises "Too many connections" at once, a
+    ``ConnectionError`` that is indistinguishable from an outage; a busy pool is load, so
+    here it waits, and if the wait runs out it says so with :class:`MemoryBusy`."""
+
+    async def get_connection(self, *args: object, **kwargs: object) -> aioredis.connection.AbstractConnection:
+        try:
+            return await super().get_connection(*args, **kwargs)
+        except redis_errors.ConnectionError as exc:
+            if str(exc) != "No connection available.":
+                raise
+            raise MemoryBusy(f"all {self.max_connections} Redis connections stayed busy for {self.timeout} s "
+                             "(raise SAM2VOICE_REDIS_MAX_CONNECTIONS?)") from exc
+
+
+def connect(url: str, *, connect_timeout_s: float = 1.0, socket_timeout_s: float = 2.0,
+            max_connections: int = 64, pool_timeout_s: float = 10.0) -> aioredis.Redis:
+    """An asyncio Redis client that fails fast when the server is gone, and waits (bounded)
+    rather than failing when all of its ``max_connections`` are busy."""
+    pool = BoundedPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=pool_timeout_s,
         socket_connect_timeout=connect_timeout_s,
         socket_timeout=socket_timeout_s,
         retry_on_timeout=False,
-        # redis-py 8 retries with backoff by default; a memory call must fail fast instead.
-        retry=Retry(NoBackoff(), 0),
+        # One retry on a fresh connection, no backoff: a pooled connection that died with a
+        # restarted server is replaced once; a server that is really gone still fails fast
+        # (connection refused is immediate).
+        retry=Retry(NoBackoff(), 1),
         health_check_interval=30,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def unavailable_as_typed_error(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -61,13 +84,15 @@ def unavailable_as_typed_error(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awa
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await fn(*args, **kwargs)
-        except MemoryUnavailable:
+        except (MemoryUnavailable, MemoryBusy):
             raise
         except Exception as exc:
             # RedisVL wraps connection errors in its own types; look through the chain.
             cause: BaseException | None = exc
-            while cause is not None and not isinstance(cause, REDIS_DOWN):
+            while cause is not None and not isinstance(cause, (*REDIS_DOWN, MemoryBusy)):
                 cause = cause.__cause__ or cause.__context__
+            if isinstance(cause, MemoryBusy):
+                raise cause from exc
             if cause is None:
                 raise
             raise MemoryUnavailable(f"Redis is unavailable during {fn.__qualname__}: {cause}") from exc

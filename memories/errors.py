@@ -23,6 +23,11 @@ class MemoryUnavailable(MemoryLayerError, ConnectionError):
     """Redis could not be reached (or timed out); the call failed fast."""
 
 
+class MemoryBusy(MemoryLayerError, RuntimeError):
+    """Every pooled Redis connection stayed busy past the pool timeout. Redis is up, so this
+    is load, not an outage: it is raised (and logged), never taken as "memory offline"."""
+
+
 class ModuleMissing(MemoryLayerError, RuntimeError):
     """The Redis server lacks a module the memory layer needs (Search or JSON)."""
 

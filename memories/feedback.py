@@ -10,6 +10,7 @@ from pydantic import Field
 
 from memories.base import MemoryElement
 from memories.connection import unavailable_as_typed_error
+from memories.errors import InvalidInput
 from memories.records import MemorySection, Record, ShortText, Tags, Text, Timestamp, TurnInputs, now
 from memories.storage import UserScopedIndex, join_tags, split_tags, tag_field
 from memories.tracing import traced
@@ -62,11 +63,14 @@ class FeedbackMemory(MemoryElement[NewFeedback]):
 
     @traced("feedback.save")
     @unavailable_as_typed_error
-    async def save(self, user_id: str, record: NewFeedback | dict[str, Any]) -> str:
-        """Store one rating; the comment (if any) is embedded so it can be searched by meaning."""
+    async def save(self, user_id: str, record: NewFeedback | dict[str, Any], *, record_id: str | None = None) -> str:
+        """Store one rating; the comment (if any) is embedded so it can be searched by meaning.
+        Saving again under the same ``record_id`` overwrites (a replayed write lands once)."""
         validate_user_id(user_id)
         item = parse(NewFeedback, record)
-        stored = Feedback(**item.model_dump(exclude={"created_at"}), id=uuid.uuid4().hex,
+        if record_id is not None and not (record_id.isalnum() and len(record_id) <= 64):
+            raise InvalidInput("an alphanumeric id of at most 64 characters", field="record_id")
+        stored = Feedback(**item.model_dump(exclude={"created_at"}), id=record_id or uuid.uuid4().hex,
                           created_at=item.created_at if item.created_at is not None else now())
         doc: dict[str, Any] = {
             "user_id": user_tag(user_id), "rating": stored.rating, "tags": join_tags(stored.tags),

@@ -41,12 +41,15 @@ async def open_memory(
     google_embedding_dims: int = 768,
     connect_timeout_s: float = 1.0,
     socket_timeout_s: float = 2.0,
+    max_connections: int = 64,
+    pool_timeout_s: float = 10.0,
     create_indexes: bool = True,
     base_embeddings: tuple[Embeddings, str, int] | None = None,
 ) -> MemoryStack:
     """Connect to ``redis_url``, verify Search + JSON, and build the enabled elements."""
     settings = settings or MemorySettings()
-    client = connect(redis_url, connect_timeout_s=connect_timeout_s, socket_timeout_s=socket_timeout_s)
+    client = connect(redis_url, connect_timeout_s=connect_timeout_s, socket_timeout_s=socket_timeout_s,
+                     max_connections=max_connections, pool_timeout_s=pool_timeout_s)
     try:
         await check_modules(client, redis_url)
         # base_embeddings lets a long-lived process (tests, notebooks) reuse a loaded model.

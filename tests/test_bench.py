@@ -55,3 +55,61 @@ async def test_the_voice_bench_times_every_turn_against_the_fake_live_server(
     for key in ("memory_path_p50_ms", "memory_path_p95_ms", "first_audio_p50_ms", "first_audio_p95_ms"):
         assert math.isfinite(result[key]) and result[key] > 0, key
     assert result["memory_path_p95_ms"] >= result["memory_path_p50_ms"]
+
+
+LOAD_KEYS = ["people", "turns_per_person", "total_turns", "wall_s", "turns_per_s", "turn_p50_ms", "turn_p95_ms",
+             "turn_max_ms", "errors", "errors_by_type", "degraded_turns", "leaks", "machine"]
+
+
+async def test_the_load_bench_runs_people_at_once_without_errors_or_leaks(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.bench.load import run_load_bench
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    result = await run_load_bench(Settings(), people=3, turns=3, console=None)
+
+    for key in LOAD_KEYS:
+        assert key in result, key
+    assert (result["people"], result["turns_per_person"], result["total_turns"]) == (3, 3, 9)
+    assert result["errors"] == 0, result["errors_by_type"]
+    assert result["completed_turns"] == 9
+    assert result["leaks"] == 0, result["leaked"]
+    assert result["own_marker_found"] == 3  # every export holds its own marker: the leak check is not vacuous
+    assert 0 < result["turn_p50_ms"] <= result["turn_p95_ms"] <= result["turn_max_ms"]
+    assert result["turns_per_s"] > 0 and result["machine"]["cpu_count"] >= 1
+    client = redis.Redis.from_url(redis_url)
+    try:  # the scratch namespace is gone afterwards
+        assert list(client.scan_iter(match=f"{result['namespace']}:*")) == []
+    finally:
+        client.close()
+
+
+async def test_the_load_bench_voice_path_reports_the_memory_path(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.bench.load import run_load_bench
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    result = await run_load_bench(Settings(), people=2, turns=3, voice=True, console=None)
+
+    assert result["path"] == "voice"
+    assert result["errors"] == 0, result["errors_by_type"]
+    assert result["completed_turns"] == 6
+    assert result["leaks"] == 0, result["leaked"]
+    assert result["own_marker_found"] == 2
+    assert result["context_updates_sent"] >= 1  # sent only when the few-shot context changed
+    assert 0 < result["memory_path_p50_ms"] <= result["memory_path_p95_ms"]
+
+
+def test_a_leaked_marker_is_detected() -> None:
+    from app.bench.load import find_leaks, marker, script
+
+    markers = {"a": marker(1), "b": marker(2), "c": marker(12)}
+    assert all(marker(1) in text for text in script(1, 5))  # each message carries its person's marker
+    clean = {"a": {"interventions": [{"situation": script(1, 1)[0]}]}, "b": {"said": [script(2, 1)[0]]}, "c": {}}
+    assert find_leaks(clean, markers) == {}
+    leaked = {**clean, "b": {"said": [script(2, 1)[0]], "conversations": {"s1": ["I can't start ZQ1X today"]}}}
+    assert find_leaks(leaked, markers) == {"b": ["a"]}
+    # zq1x is a whole word: zq12x (person c's) does not count as person a's
+    assert find_leaks({"a": ["zq12x"], "c": []}, markers) == {"a": ["c"]}

@@ -125,7 +125,7 @@ async def test_people_are_isolated_and_can_be_forgotten_and_exported(store: Coac
     exported = await store.export("ada")
     assert exported["plan"]["steps"][0] == "Open the document" and exported["last_checkin_at"] == T0
     assert [i["text"] for i in exported["scheduled"]] == ["drink water"]
-    assert await store.forget("ada") == 3  # plan, reminders, last check-in (check-ins were all popped)
+    assert await store.forget("ada") == 4  # plan, reminders, last check-in, applied keys (check-ins all popped)
     assert await store.export("ada") == {"plan": None, "scheduled": [], "last_checkin_at": None, "safety_events": []}
     assert [i.text for i in await store.upcoming("ada:x")] == ["a look-alike id"]
     with pytest.raises(InvalidInput):

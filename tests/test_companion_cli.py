@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+from app.chat import INPUT_WARNING, readable, require_readable, show
 from app.cli import app
+from graphs.session import TurnResult
+from memories.errors import InvalidInput
 from tests.companion_fixtures import SUCCESS_REPLY
 
 runner = CliRunner()
@@ -64,6 +71,78 @@ def test_chat_refuses_a_bad_user_or_model_clearly(env: str) -> None:
     bad_model = runner.invoke(app, ["chat", "--user", "maya", "--model", "gpt-9"], input="/quit\n")
     assert bad_model.exit_code == 2 and "--model must be" in bad_model.output
 
+
+
+# --- chat robustness: markup-like text is printed as it is, undecodable input is replaced ----------
+
+TRICKY = "[bold]not bold[/] and a lone [/] too"
+
+
+def test_show_prints_replies_memories_and_plans_literally_not_as_markup() -> None:
+    result = TurnResult(
+        reply=f"sure, {TRICKY}", thread_id="t1", notice="saved to C:\\",  # a trailing backslash, then the closing tag
+        due=[{"kind": "reminder [/]", "text": f"due: {TRICKY}"}],
+        plan={"task": f"task {TRICKY}", "steps": [f"one {TRICKY}", f"two {TRICKY}", f"three {TRICKY}"],
+              "current": 2, "done": False},
+        decision={"tool": "create_microsteps", "reason": f"why {TRICKY}", "from_memory": True},
+        few_shot=[{"said": f"said {TRICKY}", "tool": "suggest_break", "outcome": "task_progress", "contrast": False,
+                   "similarity": 0.5},
+                  {"said": "[/]", "tool": None, "outcome": "no_progress", "contrast": True, "similarity": 0.25}],
+        settled=[{"id": "i1", "outcome": "task_progress"}], used_memory_ids=["m1"])
+    console = Console(record=True, width=400, force_terminal=True, color_system="standard")
+    show(console, result, show_memory=True)  # raised MarkupError before: "closing tag '[/]' ... has nothing to close"
+    text = console.export_text(styles=False, clear=False)
+    for literal in (f"sam › sure, {TRICKY}", "saved to C:\\", f"⏰ reminder [/]: due: {TRICKY}", f"plan: task {TRICKY}",
+                    f"1. one {TRICKY}", f"→ 2. two {TRICKY}", f"3. three {TRICKY}", f"why {TRICKY}",
+                    f'"said {TRICKY}" → suggest_break (task_progress', '"[/]" → reply (did not help'):
+        assert literal in text, literal
+    styled = console.export_text(styles=True)
+    assert "\x1b[1;36msam ›" in styled and "\x1b[1mrecalled" in styled  # the fixed labels keep their style
+
+
+def test_readable_replaces_nuls_and_lone_surrogates_and_refuses_nothing_readable() -> None:
+    assert readable("plain text") == ("plain text", None)
+    assert readable("hi \udcff there\x00") == ("hi \ufffd there\ufffd", INPUT_WARNING)
+    require_readable("hi \ufffd there")
+    with pytest.raises(InvalidInput, match="none of it was valid text"):
+        require_readable(" \ufffd \ufffd ")
+
+
+BAD_BYTES = b"hi \xff\xfe there\n"
+
+
+def test_chat_jsonl_replaces_undecodable_bytes_and_says_so(env: str) -> None:
+    result = runner.invoke(app, ["chat", "--user", "ivy", "--jsonl"], input=BAD_BYTES + b"\xff \xfe\n/end\n")
+    assert result.exit_code == 0, result.output  # was: UnicodeDecodeError
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert len(rows) == 3  # exactly one object per line in
+    assert rows[0]["said"] == "hi \ufffd\ufffd there" and rows[0]["reply"]
+    assert rows[0]["input_warning"] == INPUT_WARNING
+    assert "none of it was valid text" in rows[1]["error"] and rows[1]["input_warning"] == INPUT_WARNING
+    assert rows[2]["ended"] is True and "input_warning" not in rows[2]
+
+
+def test_chat_replaces_undecodable_bytes_and_says_so(env: str) -> None:
+    result = runner.invoke(app, ["chat", "--user", "ivy"], input=BAD_BYTES + b"\xff\xfe\n/end\n")
+    assert result.exit_code == 0, result.output  # was: UnicodeDecodeError
+    assert "Traceback" not in result.output
+    assert result.output.count(INPUT_WARNING) == 1  # told once for the line; the unreadable line is refused
+    assert "none of it was valid text" in result.output
+    assert result.output.count("sam ›") == 2 and "Session saved." in result.output  # the first line got a reply
+
+
+def test_chat_jsonl_process_survives_surrogate_escaped_bytes_and_nuls(env: str, tmp_path: Path) -> None:
+    """A real process: stdin decoded with surrogateescape (as under a C locale) once gave a pydantic
+    traceback from the graph for an invalid byte; a NUL reached memory and the terminal unchanged."""
+    done = subprocess.run([sys.executable, "-c", "from app.cli import app; app()", "chat", "--user", "ivy", "--jsonl"],
+                          input=b"hi \xff there \x00 ok\n/end\n", capture_output=True, timeout=180, cwd=tmp_path,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8:surrogateescape"}, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    rows = [json.loads(line) for line in done.stdout.decode().strip().splitlines()]
+    assert len(rows) == 2
+    assert rows[0]["said"] == "hi \ufffd there \ufffd ok" and rows[0]["reply"] and rows[0]["input_warning"]
+    assert rows[1]["ended"] is True
+    assert b"Traceback" not in done.stderr
 
 def test_demo_runs_the_requested_sessions_and_remembers_them(env: str) -> None:
     result = runner.invoke(app, ["demo", "--model", "template", "--sessions", "2"])

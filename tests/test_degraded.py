@@ -67,8 +67,9 @@ async def test_redis_stopping_mid_session_loses_nothing(
         assert situation.decision["source"] == "policy"  # type: ignore[index]  # still chooses and helps
         failed = await timed(session, FAILURE_REPLY)
         calm(failed)
-        assert [w.op for w in rig.deps.outbox.pending("maya")] == ["settle", "record_intervention", "settle"]
-        second_id = rig.deps.outbox.pending("maya")[1].intervention_id  # type: ignore[union-attr]
+        memory_ops = [w for w in rig.deps.outbox.pending("maya") if w.op in ("settle", "record_intervention")]
+        assert [w.op for w in memory_ops] == ["settle", "record_intervention", "settle"]
+        second_id = memory_ops[1].intervention_id  # type: ignore[union-attr]
 
         server.start()  # same port, same data directory
         back = await session.send("I need to start my tax forms but I just can't")
@@ -113,7 +114,9 @@ async def test_a_session_that_starts_and_ends_during_an_outage_is_saved_later(
         assert time.perf_counter() - start < MAX_DEGRADED_TURN_S
         assert ending.ended and ending.reflection and ending.reply.startswith("Session saved.")
         ops = [w.op for w in rig.deps.outbox.pending("maya")]
-        assert ops == ["record_intervention", "settle", "update_state", "reflection"]
+        memory_ops = {"record_intervention", "settle", "update_state", "reflection"}
+        assert [op for op in ops if op in memory_ops] == ["record_intervention", "settle", "update_state",
+                                                          "reflection"]
 
         server.start()
         later = rig.session("maya")
@@ -164,3 +167,31 @@ async def test_a_session_begun_during_an_outage_is_adopted_when_redis_returns(
         current = await session.directory.current("maya")
         assert current is not None and current.thread_id == thread
         assert thread in await session.directory.threads("maya")
+
+
+async def test_plans_reminders_and_wins_asked_for_during_an_outage_are_kept(
+    server: EmbeddedRedis, minilm: LocalMiniLMEmbeddings, tmp_path: Path
+) -> None:
+    # They used to be dropped (0 of 4 stored) while the person was told nothing was lost.
+    async with open_rig(server.url, minilm, fresh_namespace(), tmp_path) as rig:
+        session = rig.session("maya")
+        await session.send("hi")
+        server.stop()
+        made = await timed(session, "can you break cleaning my room into small steps for me?")
+        assert made.tool == "create_microsteps" and made.plan and made.plan["current"] == 1
+        assert made.notice and any(t in made.notice for t in ("save this as soon", "nothing you do is lost"))
+        did = await timed(session, "ok did the first one")
+        assert did.plan and did.plan["current"] == 2, (did.understanding, did.decision)  # the plan moves on
+        asked = await timed(session, "remind me to take my meds in 10 minutes")
+        assert asked.tool == "create_reminder"
+        ops = [w.op for w in rig.deps.outbox.pending("maya")]
+        assert {"save_plan", "complete_steps", "schedule"} <= set(ops)
+
+        server.start()
+        back = await session.send("what's next?")
+        assert not back.degraded and len(rig.deps.outbox) == 0
+        plan = await rig.deps.store.plan("maya")
+        assert plan is not None and "room" in plan.task and plan.current == 1
+        assert back.plan and back.plan["current"] == 2 and back.plan["steps"] == plan.steps
+        [reminder] = [i for i in await rig.deps.store.upcoming("maya") if i.kind == "reminder"]
+        assert "meds" in reminder.text

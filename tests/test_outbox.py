@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,20 +97,90 @@ async def test_a_full_outbox_refuses_loudly_instead_of_dropping(stack: MemorySta
     assert [w.intervention_id for w in outbox.pending()] == ["a", "b"]  # the oldest are kept
 
 
-async def test_the_file_mirror_survives_a_restart(stack: MemoryStack, tmp_path: Path) -> None:
-    path = tmp_path / "outbox.json"
-    first = Outbox(path=path)
+async def test_the_file_survives_a_restart_and_is_adopted_once(stack: MemoryStack, tmp_path: Path) -> None:
+    first = Outbox(directory=tmp_path)
     first.put(record("maya", "a"))
     first.put(win("leo", "made tea"))
+    assert first.path is not None and first.path.exists()
 
-    again = Outbox(path=path)  # a new process on the same file
+    assert len(Outbox(directory=tmp_path)) == 0  # the first is alive: its file is not taken from it
+    first.close()  # the process ends (a crash releases the lock the same way)
+
+    again = Outbox(directory=tmp_path)  # a new process on the same data dir
     assert again.as_json() == first.as_json()
     assert [w.user_id for w in again.pending()] == ["maya", "leo"]
     assert [w.op for w in again.pending("leo")] == ["update_state"]
+    assert sorted(p.name for p in tmp_path.glob("outbox*.json")) == [again.path.name]  # the old file is gone
 
     assert await again.flush(stack.registry) == 2
-    assert len(Outbox(path=path)) == 0  # flushed writes are gone from the file too
+    again.close()
+    assert len(Outbox(directory=tmp_path)) == 0  # flushed writes are gone from the file too
     assert (await element(stack, InterventionMemory).get("maya", "a")).outcome is Outcome.PENDING
+
+
+def test_an_outbox_is_never_falsy() -> None:
+    # `outbox or Outbox()` once replaced the real app's empty on-disk outbox by an in-memory one.
+    outbox = Outbox()
+    assert len(outbox) == 0 and bool(outbox) is True
+
+
+def test_the_old_single_file_is_adopted(tmp_path: Path) -> None:
+    legacy = Outbox()
+    legacy.put(record("maya", "old"))
+    (tmp_path / "outbox.json").write_text(json.dumps(legacy.as_json()))
+    adopted = Outbox(directory=tmp_path)
+    assert [w.intervention_id for w in adopted.pending()] == ["old"]
+    assert not (tmp_path / "outbox.json").exists()
+
+
+_PUT_MANY = """
+import sys
+from graphs.outbox import Outbox, UpdateState
+outbox = Outbox(directory=__import__("pathlib").Path(sys.argv[1]))
+for i in range(int(sys.argv[3])):
+    outbox.put(UpdateState(user_id="maya", wins=[f"{sys.argv[2]}-{i}"], key=f"{sys.argv[2]}{i}"))
+"""
+
+
+def test_two_processes_on_one_data_dir_lose_nothing(tmp_path: Path) -> None:
+    # Each process keeps its own file: they used to share one outbox.tmp and overwrite each other.
+    procs = [subprocess.Popen([sys.executable, "-c", _PUT_MANY, str(tmp_path), name, "150"],
+                              stderr=subprocess.PIPE) for name in ("p1", "p2")]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    adopted = Outbox(directory=tmp_path)
+    assert len(adopted) == 300
+    assert len({w.key for w in adopted.pending()}) == 300
+
+
+async def test_concurrent_flushes_apply_each_write_once(stack: MemoryStack) -> None:
+    outbox = Outbox()
+    for i in range(20):
+        outbox.put(win("maya", f"win {i}"))
+    results = await asyncio.gather(*(outbox.flush(stack.registry) for _ in range(10)))
+    assert sum(results) == 20 and len(outbox) == 0
+    memory = element(stack, CurrentStateMemory)
+    state = await memory.get_or_default("maya")
+    kept = min(20, memory.settings.max_list_items)
+    assert state.recent_wins == [f"win {i}" for i in range(20 - kept, 20)]  # each once, in order
+
+
+async def test_a_replayed_write_lands_once(stack: MemoryStack) -> None:
+    interventions = element(stack, InterventionMemory)
+    outbox = Outbox()
+    # A turn re-run after a crash (or a replay after a crash between a write and its removal
+    # from the queue) applies the same writes again: nothing is doubled or reset.
+    once = [record("maya", "i1"), SettleOutcome(user_id="maya", intervention_id="i1", outcome=Outcome.TASK_PROGRESS),
+            UpdateState(user_id="maya", wins=["got up"], key="turn1win")]
+    for _ in range(2):
+        for write in once:
+            await outbox.run_or_queue(write.model_copy(), stack.registry)
+    assert (await interventions.get("maya", "i1")).outcome is Outcome.TASK_PROGRESS
+    assert (await interventions.success_rates("maya"))["create_microsteps"].settled == 1
+    assert (await element(stack, CurrentStateMemory).get_or_default("maya")).recent_wins == ["got up"]
+    outbox.put(once[2])
+    outbox.put(once[2].model_copy())
+    assert len(outbox) == 1  # the same write is queued once
 
 
 async def test_a_settle_for_a_record_that_is_gone_is_dropped_with_a_log(

@@ -243,7 +243,7 @@ async def test_current_time_uses_the_clock_and_mentions_what_is_next(h: Harness)
 
 async def test_a_win_lands_in_the_current_state(h: Harness) -> None:
     out = await h.call("log_micro_win", {"win": "I answered two emails"})
-    assert ok(out, "win_logged")["recent_wins"] == 1 and "you answered two emails" in out.content
+    assert ok(out, "win_logged")["saved"] is True and "you answered two emails" in out.content
     state = await element(h.stack, CurrentStateMemory).get("ada")
     assert state.recent_wins == ["I answered two emails"]
 

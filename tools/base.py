@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,6 +34,26 @@ Result = tuple[str, dict[str, Any]]
 Handler = Callable[[A, str], Awaitable[Result]]
 
 UNAVAILABLE = "I can't reach my memory right now, so that didn't work. Please try again in a moment."
+#: Added to a tool's reply when what it changed waits in the outbox: the person is told what is true.
+SAVED_LATER = "My memory is offline for a moment, so I'll save this as soon as it's back."
+
+_KEYS = uuid.UUID("0c4f3f57-2a55-4d1e-8f0e-1f7a3d2b9c61")
+# The running tool call's idempotency key. A context variable because a handler's signature is
+# (args, user_id) for all 14 tools and only the writing ones need it; asyncio gives each tool
+# call its own copy, so concurrent calls never see each other's.
+_call_key: ContextVar[str | None] = ContextVar("tool_call_key", default=None)
+
+
+def call_key(part: str = "") -> str:
+    """The idempotency key of one write of the running tool call (``part`` tells apart a call's
+    writes). Derived from the turn, the tool and its arguments: a re-run of the turn writes
+    under the same key, so the write lands once. Outside a turn (no turn key) it is random."""
+    return uuid.uuid5(_KEYS, f"{_call_key.get() or uuid.uuid4().hex}\x1f{part}").hex
+
+
+def _turn_key(config: RunnableConfig | None, name: str, args: BaseModel, user_id: str) -> str | None:
+    turn = ((config or {}).get("configurable") or {}).get("turn_key")
+    return f"{user_id}\x1f{turn}\x1f{name}\x1f{args.model_dump_json()}" if turn else None
 
 
 def user_from(config: RunnableConfig | None) -> str:
@@ -61,6 +83,7 @@ def coaching_tool(name: str, description: str, schema: type[A], handler: Handler
     async def run(config: RunnableConfig, **kwargs: Any) -> Result:
         user_id = user_from(config)
         args = schema.model_validate(kwargs)  # typed access, defaults filled in
+        token = _call_key.set(_turn_key(config, name, args, user_id))
         try:
             return await handler(args, user_id)
         except ToolException:
@@ -74,6 +97,8 @@ def coaching_tool(name: str, description: str, schema: type[A], handler: Handler
             # A person must never hear a crash; the log keeps the trace for a developer.
             log.exception("%s failed", name)
             raise ToolException(f"{name} failed unexpectedly ({type(exc).__name__}). Try something else.") from exc
+        finally:
+            _call_key.reset(token)
 
     return StructuredTool.from_function(
         coroutine=run,

@@ -21,6 +21,7 @@ from memories.registry import MemoryRegistry
 
 if TYPE_CHECKING:
     from tools.store import CoachingStore
+    from tools.writes import WriteQueue
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,5 @@ class ToolContext:
     #: offline SmolLM2-135M took 12-60 s and mostly failed or looped (measured), so the
     #: rules are the better choice offline.
     model_timeout_s: float = 10.0
+    #: Where tool-state writes wait while Redis is down (the graph's outbox); None: they fail.
+    queue: WriteQueue | None = None

@@ -12,9 +12,10 @@ from memories.base import MemoryElement
 from memories.current_state import CurrentStateMemory
 from memories.feedback import FeedbackMemory, NewFeedback
 from memories.records import MAX_SHORT_CHARS, MAX_TAGS, MAX_TEXT_CHARS
-from tools.base import Result, coaching_tool
+from tools.base import SAVED_LATER, Result, call_key, coaching_tool
 from tools.context import ToolContext
 from tools.wording import echo
+from tools.writes import LogWin, SaveRating, apply_tool_write, write_or_queue
 
 E = TypeVar("E", bound=MemoryElement[Any])
 Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)]
@@ -48,15 +49,28 @@ def build(ctx: ToolContext) -> list[BaseTool]:
     """The feedback tools bound to ``ctx``."""
 
     async def log_micro_win(args: LogWinArgs, user_id: str) -> Result:
-        state = await _element(ctx, CurrentStateMemory).add_win(user_id, args.win)
-        return (f"That's a real win: {echo(args.win)}. I've noted it, well done.",
-                {"event": "win_logged", "win": args.win, "recent_wins": len(state.recent_wins)})
+        _element(ctx, CurrentStateMemory)
+        write = LogWin(key=call_key("win"), user_id=user_id, win=args.win)
+
+        async def save() -> bool:
+            await apply_tool_write(write, ctx.store, ctx.memory)
+            return True
+
+        saved = await write_or_queue(ctx, write, save) is not None
+        noted = "I've noted it, well done." if saved else f"Well done. {SAVED_LATER}"
+        return f"That's a real win: {echo(args.win)}. {noted}", {"event": "win_logged", "win": args.win,
+                                                                  "saved": saved}
 
     async def rate_response(args: RateArgs, user_id: str) -> Result:
         feedback = _element(ctx, FeedbackMemory)
         entry = NewFeedback(rating=args.rating, comment=args.comment, tags=args.tags)
-        feedback_id = await feedback.save(user_id, entry)
-        summary = await feedback.refresh_summary(user_id)
+        feedback_id = call_key("rating")
+
+        async def save() -> float | None:
+            await feedback.save(user_id, entry, record_id=feedback_id)
+            return (await feedback.refresh_summary(user_id)).average_rating
+
+        average = await write_or_queue(ctx, SaveRating(key=feedback_id, user_id=user_id, feedback=entry), save)
         if args.rating >= 4:
             content = "Thank you, I'm glad that helped. I'll keep doing what works for you."
         elif args.rating == 3:
@@ -64,7 +78,7 @@ def build(ctx: ToolContext) -> list[BaseTool]:
         else:
             content = "Thank you for being honest. I'll try a different way next time."
         return content, {"event": "rated", "rating": args.rating, "feedback_id": feedback_id,
-                         "tags": entry.tags, "average_rating": summary.average_rating}
+                         "tags": entry.tags, "average_rating": average}
 
     return [
         coaching_tool(

@@ -9,8 +9,9 @@ from typing import Annotated, Literal
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, StringConstraints
 
-from tools.base import NoArgs, Result, clock_time, coaching_tool
+from tools.base import SAVED_LATER, NoArgs, Result, call_key, clock_time, coaching_tool
 from tools.context import ToolContext
+from tools.writes import schedule
 
 BreathingPattern = Literal["calm", "box", "4-7-8"]
 GroundingMethod = Literal["5-4-3-2-1", "feet_on_floor", "cold_water", "describe_object"]
@@ -91,11 +92,12 @@ def build(ctx: ToolContext) -> list[BaseTool]:
 
     async def suggest_break(args: BreakArgs, user_id: str) -> Result:
         due = ctx.clock() + args.minutes * 60
-        reminder = await ctx.store.add_reminder(user_id, due, "Your break is over. Ready for the next small step?")
+        reminder, saved = await schedule(ctx, user_id, "reminder", due,
+                                         "Your break is over. Ready for the next small step?", key=call_key("break"))
         content = (f"Let's take a {args.minutes}-minute break: {args.activity}. "
-                   f"I'll let you know when it's over, at {clock_time(due)}.")
+                   f"I'll let you know when it's over, at {clock_time(due)}.") + ("" if saved else f" {SAVED_LATER}")
         return content, {"event": "break_started", "minutes": args.minutes, "activity": args.activity,
-                         "due_at": reminder.due_at, "reminder_id": reminder.id}
+                         "due_at": reminder.due_at, "reminder_id": reminder.id, "saved": saved}
 
     return [
         coaching_tool(

@@ -9,11 +9,12 @@ from typing import Annotated
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, Field, StringConstraints
 
-from memories.errors import InvalidInput, RecordNotFound
-from tools.base import NoArgs, Result, ask_model, coaching_tool
+from memories.errors import InvalidInput, MemoryUnavailable, RecordNotFound
+from tools.base import SAVED_LATER, NoArgs, Result, ask_model, call_key, coaching_tool
 from tools.context import ToolContext
-from tools.store import MAX_STEP_CHARS
+from tools.store import MAX_STEP_CHARS, MAX_STEPS, Plan
 from tools.wording import clean_task, is_noun_phrase, sentence, split_task
+from tools.writes import CompleteSteps, SavePlan, SplitStep, write_or_queue
 
 MIN_STEPS, MAX_PLAN_STEPS = 3, 7
 TaskText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
@@ -93,6 +94,44 @@ def usable_steps(draft: StepDraft | None, max_steps: int) -> list[str] | None:
     return steps[:max_steps] if len(steps) >= MIN_STEPS else None
 
 
+async def current_plan(ctx: ToolContext, user_id: str) -> Plan | None:
+    """The person's plan from Redis, or while Redis is down the plan this process last saw
+    (a person mid-plan can go on; their changes wait in the outbox)."""
+    try:
+        return await ctx.store.plan(user_id)
+    except MemoryUnavailable:
+        known = ctx.store.known_plan(user_id)
+        if known is None:
+            raise
+        return known
+
+
+def completed_locally(plan: Plan | None, count: int, now: float) -> tuple[Plan, list[str]]:
+    """``plan`` with ``count`` more steps done (what Redis will hold once the write lands)."""
+    if plan is None:
+        raise RecordNotFound("there is no plan yet")
+    if plan.done:
+        raise InvalidInput("every step of the plan is already done", field="plan")
+    upto = min(len(plan.steps), plan.current + count)
+    done = plan.steps[plan.current:upto]
+    return plan.model_copy(update={"current": upto, "completed_at": now if upto >= len(plan.steps) else None}), done
+
+
+def split_locally(plan: Plan, parts: list[str]) -> Plan:
+    """``plan`` with its current step replaced by ``parts``."""
+    if plan.done:
+        raise InvalidInput("every step of the plan is already done", field="plan")
+    steps = [*plan.steps[:plan.current], *parts, *plan.steps[plan.current + 1:]]
+    if len(steps) > MAX_STEPS:
+        raise InvalidInput(f"a plan holds at most {MAX_STEPS} steps", field="plan")
+    return plan.model_copy(update={"steps": steps})
+
+
+def _later(content: str, saved: bool) -> str:
+    """The tool's words, plus the truth when its change waits for memory to come back."""
+    return content if saved else f"{content} {SAVED_LATER}"
+
+
 def build(ctx: ToolContext) -> list[BaseTool]:
     """The step tools bound to ``ctx``."""
 
@@ -108,27 +147,45 @@ def build(ctx: ToolContext) -> list[BaseTool]:
         steps = usable_steps(await ask_model(ctx, StepDraft, prompt), args.max_steps)
         source = "model" if steps else "rules"
         steps = steps or rule_steps(args.task, args.max_steps)
-        plan = await ctx.store.save_plan(user_id, args.task, steps, now=ctx.clock())
+        key, made = call_key("plan"), ctx.clock()
+        plan = ctx.store.new_plan(args.task, steps, now=made)
+        saved = await write_or_queue(
+            ctx, SavePlan(key=key, user_id=user_id, task=plan.task, steps=plan.steps, created_at=made),
+            lambda: ctx.store.save_plan(user_id, plan.task, plan.steps, now=made, key=key)) is not None
+        if not saved:
+            ctx.store.remember_plan(user_id, plan, key=key)
         # One step at a time: the person hears the first step only; the whole plan is in the
         # artifact (UIs show it) and comes back step by step with get_current_step.
         content = f"I've split it into {len(plan.steps)} tiny steps. Step 1: {plan.steps[0]}."
-        return content, {"event": "plan_created", "task": plan.task, "steps": plan.steps, "index": 0,
-                         "current_step": plan.steps[0], "total": len(plan.steps), "source": source}
+        return _later(content, saved), {
+            "event": "plan_created", "task": plan.task, "steps": plan.steps, "index": 0,
+            "current_step": plan.steps[0], "total": len(plan.steps), "source": source, "saved": saved}
 
     async def split_current(user_id: str) -> Result:
-        plan = await ctx.store.plan(user_id)
+        plan = await current_plan(ctx, user_id)
         if plan is None or plan.done:
             raise ToolException("There is no step in progress to split; make a plan with create_microsteps first.")
         prompt = [("system", "Split this one step into 3 even smaller physical actions, each under 2 minutes, "
                              "each starting with a verb."), ("human", plan.current_step or "")]
         parts = usable_steps(await ask_model(ctx, StepDraft, prompt), 3) or smaller_steps(plan.current_step or "")
-        plan = await ctx.store.split_current_step(user_id, parts)
+        plan, saved = await _split(user_id, plan, parts, call_key("split"))
         content = f"Let's make it smaller. Step {plan.current + 1} is now: {plan.current_step}."
-        return content, {"event": "step_split", "task": plan.task, "steps": plan.steps, "index": plan.current,
-                         "current_step": plan.current_step, "total": len(plan.steps)}
+        return _later(content, saved), {
+            "event": "step_split", "task": plan.task, "steps": plan.steps, "index": plan.current,
+            "current_step": plan.current_step, "total": len(plan.steps), "saved": saved}
+
+    async def _split(user_id: str, plan: Plan, parts: list[str], key: str) -> tuple[Plan, bool]:
+        parts = [ctx.store.new_plan("x", [p]).steps[0] for p in parts]
+        stored = await write_or_queue(ctx, SplitStep(key=key, user_id=user_id, parts=parts),
+                                      lambda: ctx.store.split_current_step(user_id, parts, key=key))
+        if stored is not None:
+            return stored, True
+        local = ctx.store.result_of(key) or split_locally(plan, parts)
+        ctx.store.remember_plan(user_id, local, key=key)
+        return local, False
 
     async def get_current_step(args: NoArgs, user_id: str) -> Result:
-        plan = await ctx.store.plan(user_id)
+        plan = await current_plan(ctx, user_id)
         if plan is None:
             return ("There's no plan yet. Tell me the task and I'll break it into small steps.", {"event": "no_plan"})
         if plan.done:
@@ -139,35 +196,38 @@ def build(ctx: ToolContext) -> list[BaseTool]:
                  "total": len(plan.steps), "steps": plan.steps})
 
     async def mark_step_complete(args: CompleteArgs, user_id: str) -> Result:
-        done: list[str] = []
+        known = await current_plan(ctx, user_id)
+        count = max(len(known.steps) - known.current if (known and args.all_steps) else args.steps, 1)
+        key, at = call_key("complete"), ctx.clock()
         try:
-            plan = await ctx.store.plan(user_id)
-            count = len(plan.steps) - plan.current if (plan and args.all_steps) else args.steps
-            for _ in range(max(count, 1)):
-                plan, step = await ctx.store.complete_step(user_id, now=ctx.clock())
-                done.append(step)
-                if plan.done:
-                    break
+            stored = await write_or_queue(ctx, CompleteSteps(key=key, user_id=user_id, count=count, at=at),
+                                          lambda: ctx.store.complete_steps(user_id, count, now=at, key=key))
+            if stored is None:
+                plan, done = completed_locally(known, count, at)
+                plan = ctx.store.result_of(key) or plan
+                ctx.store.remember_plan(user_id, plan, key=key)
+            else:
+                plan, done = stored
         except RecordNotFound as exc:
             raise ToolException("There is no plan yet, so no step to mark done; use create_microsteps first.") from exc
         except InvalidInput as exc:
-            if not done:
-                raise ToolException("Every step of the plan is already done; there is nothing left to mark.") from exc
-        assert plan is not None
+            raise ToolException("Every step of the plan is already done; there is nothing left to mark.") from exc
+        saved = stored is not None
         what = "that step is" if len(done) == 1 else f"{len(done)} steps are"
         split = False
         if args.split_next and not plan.done:
-            parts = smaller_steps(plan.current_step or "")
-            plan, split = await ctx.store.split_current_step(user_id, parts), True
+            plan, split_saved = await _split(user_id, plan, smaller_steps(plan.current_step or ""), call_key("split"))
+            split, saved = True, saved and split_saved
         if plan.done:
             content = f"That was the last step: {clean_task(plan.task)} is done. You did it, that's a real win!"
         elif split:
             content = f"Nice work, {what} done. Let's make the next one smaller: {plan.current_step}."
         else:
             content = f"Nice work, {what} done. Next: {plan.current_step}."
-        return content, {"event": "step_completed", "step": done[-1], "done_steps": done, "plan_done": plan.done,
-                         "next_step": plan.current_step, "completed": plan.current, "total": len(plan.steps),
-                         "task": plan.task, "steps": plan.steps, "split": split}
+        return _later(content, saved), {
+            "event": "step_completed", "step": (done or [plan.steps[max(plan.current - 1, 0)]])[-1],
+            "done_steps": done, "plan_done": plan.done, "next_step": plan.current_step, "completed": plan.current,
+            "total": len(plan.steps), "task": plan.task, "steps": plan.steps, "split": split, "saved": saved}
 
     return [
         coaching_tool(

@@ -10,8 +10,10 @@ from typing import Annotated
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, StringConstraints
 
-from tools.base import NoArgs, Result, clock_time, coaching_tool, duration
+from memories.errors import MemoryUnavailable
+from tools.base import SAVED_LATER, NoArgs, Result, call_key, clock_time, coaching_tool, duration
 from tools.context import ToolContext
+from tools.writes import schedule
 
 MAX_MINUTES = 24 * 60
 ShortNote = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
@@ -37,16 +39,20 @@ def build(ctx: ToolContext) -> list[BaseTool]:
 
     async def create_reminder(args: CreateReminderArgs, user_id: str) -> Result:
         due = ctx.clock() + args.minutes_from_now * 60
-        item = await ctx.store.add_reminder(user_id, due, args.text)
+        item, saved = await schedule(ctx, user_id, "reminder", due, args.text, key=call_key("reminder"))
         when = f"{duration(args.minutes_from_now * 60)} (at {clock_time(due)})"
-        content = f"Okay, in {when} I'll remind you: {item.text}."
-        return content, {"event": "reminder_created", "id": item.id, "text": item.text, "due_at": item.due_at}
+        content = f"Okay, in {when} I'll remind you: {item.text}." + ("" if saved else f" {SAVED_LATER}")
+        return content, {"event": "reminder_created", "id": item.id, "text": item.text, "due_at": item.due_at,
+                         "saved": saved}
 
     async def get_current_time(args: NoArgs, user_id: str) -> Result:
         now = ctx.clock()
         moment = datetime.fromtimestamp(now).astimezone()
         content = f"It's {clock_time(now)} on {moment:%A}, {moment.day} {moment:%B}."
-        upcoming = await ctx.store.upcoming(user_id, limit=1)
+        try:
+            upcoming = await ctx.store.upcoming(user_id, limit=1)
+        except MemoryUnavailable:  # the time is still the time
+            upcoming = []
         if upcoming:
             what = "check-in" if upcoming[0].kind == "checkin" else "reminder"
             content += f" Your next {what} is in {duration(upcoming[0].due_at - now)}."
@@ -55,9 +61,10 @@ def build(ctx: ToolContext) -> list[BaseTool]:
 
     async def schedule_checkin(args: ScheduleCheckinArgs, user_id: str) -> Result:
         due = ctx.clock() + args.minutes_from_now * 60
-        item = await ctx.store.add_checkin(user_id, due, args.about)
+        item, saved = await schedule(ctx, user_id, "checkin", due, args.about, key=call_key("checkin"))
         content = f"I'll check in with you in {duration(args.minutes_from_now * 60)} about {item.text}."
-        return content, {"event": "checkin_scheduled", "id": item.id, "about": item.text, "due_at": item.due_at}
+        return content + ("" if saved else f" {SAVED_LATER}"), {
+            "event": "checkin_scheduled", "id": item.id, "about": item.text, "due_at": item.due_at, "saved": saved}
 
     async def get_time_since_last_checkin(args: NoArgs, user_id: str) -> Result:
         now = ctx.clock()

@@ -89,13 +89,14 @@ async def propose_tool(deps: CompanionDeps, message: str, candidates: list[str])
 
 
 async def current_plan(deps: CompanionDeps, user: str, state: CompanionState) -> Plan | None:
-    """The person's plan (None without one, or while memory is offline)."""
+    """The person's plan (None without one); while memory is offline, the plan as this process
+    last saw it, so a person mid-plan goes on (the step tools queue their changes)."""
     if state.get("degraded"):
-        return None
+        return deps.store.known_plan(user)
     try:
         return await deps.store.plan(user)
     except MemoryUnavailable:
-        return None
+        return deps.store.known_plan(user)
 
 
 # Words of a moment to be reminded at: forgetting, leaving, a time of day. Not bare "time" ("every

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -56,3 +57,26 @@ def current_exchange(state: Mapping[str, Any]) -> list[AnyMessage]:
             if getattr(messages[index], "tool_calls", None):
                 return messages[index + 1:]
     return this_turn(messages)
+
+
+_WRITE_IDS = uuid.UUID("5b1d3c1e-7d0a-4c55-9a43-2f6f4b8c9e10")
+
+
+def turn_key(state: Mapping[str, Any]) -> str | None:
+    """What identifies this run: the person's latest message id, or for a voice model's tool
+    call, that call's message id. Stable across a re-run of the same turn."""
+    messages = state.get("messages") or []
+    for message in reversed(messages):
+        if state.get("live") == "tool_call" and getattr(message, "tool_calls", None) or message.type == "human":
+            return message.id
+    return None
+
+
+def write_id(user_id: str, state: Mapping[str, Any], kind: str) -> str:
+    """The id of one of this turn's writes (``kind`` names which): derived from the turn, so
+    a re-run, a retry or an outbox replay of the turn writes the same record once. A run with
+    no message id (none is ever stored without one) gets a fresh id."""
+    key = turn_key(state)
+    if key is None:
+        return uuid.uuid4().hex
+    return uuid.uuid5(_WRITE_IDS, f"{user_id}\x1f{key}\x1f{kind}").hex

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any
 
 from langchain_core.messages import RemoveMessage, ToolMessage
@@ -18,7 +17,7 @@ from langchain_core.runnables import RunnableConfig
 
 from graphs.configuration import Configuration
 from graphs.deps import CompanionDeps
-from graphs.nodes.common import current_exchange, last_human_text, ms_since
+from graphs.nodes.common import current_exchange, last_human_text, ms_since, write_id
 from graphs.outbox import OutboxFull, RecordIntervention, SettleOutcome
 from graphs.state import CompanionState
 from graphs.tracing import traced
@@ -26,6 +25,7 @@ from memories.errors import MemoryUnavailable, RecordNotFound
 from memories.interventions import InterventionMemory, NewIntervention
 from memories.ranking import Outcome
 from tools.store import SafetyEvent
+from tools.writes import KeepSafetyEvent
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,13 @@ def plan_summary(plan: Any) -> dict[str, Any] | None:
 async def safety_event(state: CompanionState, deps: CompanionDeps, user: str) -> str | None:
     """Keep the safety event (never an intervention, never a few-shot example)."""
     kind = (state.get("understanding") or {}).get("crisis_kind") or "unknown"
+    event = SafetyEvent(kind=kind, at=time.time(), source="voice" if state.get("live") else "text")
     try:
-        await deps.store.record_safety_event(user, SafetyEvent(kind=kind, at=time.time(),
-                                                               source="voice" if state.get("live") else "text"))
-    except MemoryUnavailable as exc:
+        await deps.outbox.run_or_queue(KeepSafetyEvent(key=write_id(user, state, "safety"), user_id=user, event=event),
+                                       deps.memory.registry)
+    except OutboxFull as exc:
         log.error("record_outcome: safety event not stored (%s)", exc)
-        return "My memory is offline, so I couldn't note this moment; I'm still here with you."
+        return "My memory is full right now, so I couldn't note this moment; I'm still here with you."
     return None
 
 
@@ -117,7 +118,7 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
             record = NewIntervention(text=state.get("reply") or "(no reply)", tool_name=decision.get("tool"),
                                      tool_args=decision.get("args") or {},
                                      user_context=last_human_text(state["messages"])[:2000] or "(silence)")
-            last_id = uuid.uuid4().hex
+            last_id = write_id(user, state, "intervention")
             await deps.outbox.run_or_queue(RecordIntervention(user_id=user, intervention_id=last_id, record=record),
                                            registry)
             update["session_log"].append({"kind": "intervention", "id": last_id, "tool": decision.get("tool"),
@@ -138,10 +139,12 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
     # The plan changes only through the plan tools: read it again only when one ran (or never was).
     plan_tools = {"create_microsteps", "mark_step_complete", "get_current_step"}
     ran = {c.get("name") for c in decision.get("calls") or []}
-    if not state.get("degraded") and ("plan" not in state or ran & plan_tools):
+    if "plan" not in state or ran & plan_tools:
         try:
+            if state.get("degraded"):
+                raise MemoryUnavailable("memory is offline this turn")
             plan = plan_summary(await deps.store.plan(user))
-        except MemoryUnavailable:
-            pass
+        except MemoryUnavailable:  # the plan as the tools left it; their writes wait in the outbox
+            plan = plan_summary(deps.store.known_plan(user)) if ran & plan_tools else plan
     return {**update, "last_intervention_id": last_id, "asked_outcome": decision.get("say") == "ask_outcome",
             "plan": plan, "timings": {"record_outcome": ms_since(start)}}
