@@ -19,6 +19,7 @@ from app.settings import Settings
 
 if TYPE_CHECKING:
     from app.companion import Companion
+    from app.migrate import KeyMigration
     from memories.registry import MemoryRegistry
     from tools.store import CoachingStore
 
@@ -27,7 +28,7 @@ err = Console(stderr=True)
 
 app = typer.Typer(help="sam2voice: a memory-driven coaching companion for ADHD and autism.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
-redis_app = typer.Typer(help="Manage the embedded Redis server (used when REDIS_URL is unset).",
+redis_app = typer.Typer(help="Manage the embedded Redis server (used when REDIS_URL is unset) and the key layout.",
                         no_args_is_help=True)
 memory_app = typer.Typer(help="Inspect or delete what sam2voice remembers about a person.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks (figures go to docs/benchmarks.md).", no_args_is_help=True)
@@ -273,6 +274,55 @@ def redis_status() -> None:
         raise typer.Exit(3)
 
 
+@redis_app.command("migrate")
+def redis_migrate(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would move.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with every key moved.")] = False,
+) -> None:
+    """Move per-person keys of the old layout to the cluster-ready one ({user} hash tags; idempotent,
+    single node only). Uses REDIS_URL, or the embedded server."""
+    from app.embedded_redis import EmbeddedRedisError
+    from app.migrate import ClusterNotSupported, migrate_keys
+    from app.runtime import resolve_redis_url
+    from memories.connection import REDIS_DOWN, connect
+
+    settings = _settings()
+
+    async def main() -> KeyMigration:
+        client = connect(resolve_redis_url(settings), connect_timeout_s=settings.redis_connect_timeout_s,
+                         socket_timeout_s=max(settings.redis_socket_timeout_s, 30.0))
+        try:
+            return await migrate_keys(client, settings.memory.namespace, dry_run=dry_run)
+        finally:
+            await client.aclose()
+
+    try:
+        report = asyncio.run(main())
+    except (EmbeddedRedisError, ClusterNotSupported, *REDIS_DOWN) as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return
+    _print_migration(report, settings.memory.namespace)
+
+
+def _print_migration(report: KeyMigration, namespace: str) -> None:
+    verb = "would move" if report.dry_run else "moved"
+    counts = report.counts()
+    if counts:
+        table = Table(title=f"namespace {namespace}: keys {verb}", title_justify="left")
+        table.add_column("kind")
+        table.add_column("keys", justify="right")
+        for kind, n in counts.items():
+            table.add_row(kind, str(n))
+        console.print(table)
+    console.print(f"{sum(counts.values())} keys {verb}; {report.current} already in the new layout.")
+    for move in report.conflicts:
+        console.print(f"[yellow]conflict:[/] {move.old} kept: {move.new} exists already (check and delete one)")
+    for key, why in report.skipped:
+        console.print(f"[yellow]skipped:[/] {key}: {why}")
+
+
 @memory_app.command("export")
 def memory_export(user: UserOption) -> None:
     """Print everything remembered about a person as JSON (memories and coaching plans/check-ins)."""
@@ -392,6 +442,22 @@ def bench_load(
     from app.bench.load import run_load_bench
 
     _emit(asyncio.run(run_load_bench(_settings(), people=people, turns=turns, voice=voice, console=err)),
+          as_json=as_json)
+
+
+@bench_app.command("chaos")
+def bench_chaos(
+    turns: Annotated[int, typer.Option(help="Turns of the person in this process.", min=5)] = 200,
+    kills: Annotated[int, typer.Option(help="kill -9s of the embedded Redis, each a few ms into a turn.",
+                                       min=0)] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of when the kills happen and how long Redis stays down.")] = 7,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object; progress goes to stderr.")] = False,
+) -> None:
+    """kill -9 the embedded Redis at random points while two processes on one data dir talk to it;
+    count interventions and outcomes lost or doubled, tool state lost, exceptions, the longest turn."""
+    from app.bench.chaos import run_chaos_bench
+
+    _emit(asyncio.run(run_chaos_bench(_settings(), turns=turns, kills=kills, seed=seed, console=err)),
           as_json=as_json)
 
 

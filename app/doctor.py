@@ -55,6 +55,25 @@ async def run_checks(settings: Settings) -> list[Check]:
 
     checks.append(await _timed("Redis + Search + JSON", redis_probe))
 
+    async def layout_probe() -> str:
+        from app.migrate import migrate_keys
+
+        if "url" not in found:
+            raise RuntimeError("not checked: Redis failed above")
+        client = connect(found["url"], connect_timeout_s=settings.redis_connect_timeout_s,
+                         socket_timeout_s=max(settings.redis_socket_timeout_s, 30.0))
+        try:
+            report = await migrate_keys(client, settings.memory.namespace, dry_run=True)
+        finally:
+            await client.aclose()
+        if report.moved or report.conflicts:
+            raise RuntimeError(f"{len(report.moved) + len(report.conflicts)} keys of namespace "
+                               f"{settings.memory.namespace!r} are in the old layout (no {{user}} hash tag) and "
+                               "invisible to this version: run `sam2voice redis migrate`")
+        return f"cluster-ready: {report.current} per-person keys, each in its person's hash slot"
+
+    checks.append(await _timed("Key layout", layout_probe))
+
     async def embedder_probe() -> str:
         built = build_base_embeddings(
             settings.embedding_provider, google_api_key=settings.google_key,

@@ -29,6 +29,7 @@ from graphs.graph import build_companion_graph
 from graphs.nodes.common import END_COMMAND, MEMORY_OFFLINE_NOTICE
 from memories.connection import REDIS_DOWN
 from memories.errors import InvalidInput, MemoryUnavailable
+from memories.keys import person_key
 from memories.validation import user_tag, validate_user_id
 
 log = logging.getLogger(__name__)
@@ -71,17 +72,19 @@ class TurnResult(BaseModel):
 
 
 class SessionDirectory:
-    """Each person's current session id, in Redis."""
+    """Each person's current session id, in Redis: ``{ns}:session:{<user_tag>}`` (a hash) and
+    every thread of theirs, ``{ns}:session_threads:{<user_tag>}`` (a set); one hash slot."""
 
     def __init__(self, client: aioredis.Redis, namespace: str) -> None:
         self.client = client
         self.namespace = namespace
 
     def _key(self, user_id: str) -> str:
-        return f"{self.namespace}:session:{user_tag(user_id)}"
+        return person_key(self.namespace, "session", user_id=user_id)
 
     def _threads_key(self, user_id: str) -> str:
-        return f"{self.namespace}:session_threads:{user_tag(user_id)}"
+        # Same hash tag as _key: start/adopt change both in one MULTI, forget unlinks both.
+        return person_key(self.namespace, "session_threads", user_id=user_id)
 
     async def threads(self, user_id: str) -> list[str]:
         """Every session thread of the person (for export and forget)."""

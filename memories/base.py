@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from memories.config import MemorySettings
 from memories.embeddings import CachedEmbeddings
+from memories.keys import person_key
 from memories.records import MemorySection, TurnInputs
 from memories.storage import UserScopedIndex
 from memories.validation import parse, validate_user_id
@@ -42,8 +43,13 @@ class MemoryBackend:
         return f"{base}:{self.vector_tag}" if with_vectors else base
 
     def key(self, *parts: str) -> str:
-        """A namespaced key outside any index (counters, summaries)."""
+        """A namespaced key outside any index, about no one in particular."""
         return ":".join((self.settings.namespace, *parts))
+
+    def person_key(self, *parts: str, user_id: str) -> str:
+        """A namespaced key of one person outside any index (counters, summaries):
+        ``{ns}:{parts}:{<user_tag>}``, in the person's cluster slot (``memories.keys``)."""
+        return person_key(self.settings.namespace, *parts, user_id=user_id)
 
 
 class MemoryElement(abc.ABC, Generic[R]):

@@ -39,7 +39,7 @@ class DocumentMemory(MemoryElement[D], Generic[D, U]):
         )
 
     def _key(self, user_id: str) -> str:
-        return self.index.key(user_tag(user_id))
+        return self.index.key(user_id)  # {prefix}:{<user_tag>}
 
     def _stored(self, user_id: str, doc: BaseModel) -> dict[str, Any]:
         return {**doc.model_dump(mode="json"), "user_id": user_tag(user_id)}

@@ -59,7 +59,7 @@ class FeedbackMemory(MemoryElement[NewFeedback]):
                                    {"name": "created_at", "type": "numeric", "attrs": {"sortable": True}}])
 
     def _summary_key(self, user_id: str) -> str:
-        return self.backend.key("feedback_summary", user_tag(user_id))
+        return self.backend.person_key("feedback_summary", user_id=user_id)
 
     @traced("feedback.save")
     @unavailable_as_typed_error
@@ -80,7 +80,7 @@ class FeedbackMemory(MemoryElement[NewFeedback]):
         if stored.comment:  # entries without a comment simply stay out of the vector index
             doc["embedding"] = self.index.vector_bytes(await self.backend.embeddings.aembed_query(stored.comment))
         ttl = int(self.settings.feedback_ttl_days * 86400) if self.settings.feedback_ttl_days else None
-        await self.index.index.load([doc], keys=[self.index.key(stored.id)], ttl=ttl)
+        await self.index.index.load([doc], keys=[self.index.key(user_id, stored.id)], ttl=ttl)
         return stored.id
 
     @staticmethod

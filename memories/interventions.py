@@ -28,6 +28,7 @@ RETURN_FIELDS = ["text", "tool_name", "tool_args", "user_context", "task", "situ
 # Settles an outcome atomically: checks the record belongs to the user, moves the
 # tool's counters from the old outcome's value to the new one, refreshes TTLs.
 # Hand-written because no library offers compare-and-set across a record and counters.
+# KEYS: the record ({prefix}:{<user_tag>}:{id}) and the user's stats: one hash tag, one slot.
 _SETTLE = """
 local uid = redis.call('HGET', KEYS[1], 'user_id')
 if (not uid) or uid ~= ARGV[1] then return false end
@@ -139,7 +140,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         return int(self.settings.intervention_ttl_days * 86400)
 
     def _stats_key(self, user_id: str) -> str:
-        return self.backend.key("intervention_stats", self.backend.vector_tag, user_tag(user_id))
+        return self.backend.person_key("intervention_stats", self.backend.vector_tag, user_id=user_id)
 
     async def save(self, user_id: str, record: NewIntervention | dict[str, Any]) -> str:
         """Store one intervention; returns its id."""
@@ -166,7 +167,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
                                created_at=i.created_at if i.created_at is not None else stamp)
                   for i, name in zip(items, names, strict=True)]
         docs = [self._to_hash(user_id, s, v) for s, v in zip(stored, vectors, strict=True)]
-        await self.index.index.load(docs, keys=[self.index.key(s.id) for s in stored], ttl=self.ttl_s)
+        await self.index.index.load(docs, keys=[self.index.key(user_id, s.id) for s in stored], ttl=self.ttl_s)
         settled = [s for s in stored if OUTCOME_VALUE[s.outcome] is not None]
         if settled:  # recorded with a known outcome (imports, synthetic data): count it now
             async with self.backend.client.pipeline(transaction=True) as pipe:
@@ -212,7 +213,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
             raise RecordNotFound(f"no intervention {intervention_id!r} for this user")
         values = {o.value: v for o, v in OUTCOME_VALUE.items() if v is not None}
         old = await self.backend.client.eval(
-            _SETTLE, 2, self.index.key(intervention_id), self._stats_key(user_id),
+            _SETTLE, 2, self.index.key(user_id, intervention_id), self._stats_key(user_id),
             user_tag(user_id), new.value, now(), self.ttl_s, json.dumps(values), STAT_SEP,
         )
         if old is None:
@@ -223,7 +224,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
     @unavailable_as_typed_error
     async def get(self, user_id: str, intervention_id: str) -> Intervention:
         """One of the user's interventions by id."""
-        raw = await self.backend.client.hgetall(self.index.key(intervention_id))
+        raw = await self.backend.client.hgetall(self.index.key(user_id, intervention_id))
         doc = {k.decode(): v.decode() for k, v in raw.items() if k != b"embedding"}
         if not doc or doc.get("user_id") != user_tag(user_id):
             raise RecordNotFound(f"no intervention {intervention_id!r} for this user")

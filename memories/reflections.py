@@ -90,7 +90,7 @@ class ReflectionMemory(MemoryElement[NewReflection]):
             "support": item.support, "created_at": item.created_at, "last_seen": item.last_seen,
             "embedding": self.index.vector_bytes(vector),
         }
-        await self.index.index.load([doc], keys=[self.index.key(item.id)], ttl=self.ttl_s)
+        await self.index.index.load([doc], keys=[self.index.key(user_id, item.id)], ttl=self.ttl_s)
 
     @staticmethod
     def _from_hash(raw: dict[str, Any]) -> Reflection:

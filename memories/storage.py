@@ -21,6 +21,7 @@ from redisvl.query.filter import FilterExpression, Tag
 from redisvl.schema import IndexSchema
 
 from memories.connection import unavailable_as_typed_error
+from memories.keys import person_tag
 from memories.validation import user_tag, validate_user_id
 
 log = logging.getLogger(__name__)
@@ -77,13 +78,17 @@ class UserScopedIndex:
         self.client = client
         self.index = AsyncSearchIndex(self.schema, redis_client=client)
 
-    def key(self, record_id: str) -> str:
-        """The Redis key of a record id."""
-        return f"{self.prefix}:{record_id}"
+    def key(self, user_id: str, record_id: str | None = None) -> str:
+        """The Redis key of a record of ``user_id``: ``{prefix}:{<user_tag>}:{record_id}``, or
+        ``{prefix}:{<user_tag>}`` for an element's one document per person. The person's hash
+        tag keeps all their keys in one Redis Cluster slot (``memories.keys``); the index
+        finds the records by ``prefix`` all the same."""
+        base = f"{self.prefix}:{person_tag(user_id)}"
+        return base if record_id is None else f"{base}:{record_id}"
 
     @staticmethod
     def record_id(key: str) -> str:
-        """The record id of a key (query results carry the key as ``id``)."""
+        """The record id of a key (query results carry the key as ``id``): its last part."""
         return key.rsplit(":", 1)[-1]
 
     def vector_bytes(self, vector: Sequence[float]) -> bytes:

@@ -113,3 +113,17 @@ def test_a_leaked_marker_is_detected() -> None:
     assert find_leaks(leaked, markers) == {"b": ["a"]}
     # zq1x is a whole word: zq12x (person c's) does not count as person a's
     assert find_leaks({"a": ["zq12x"], "c": []}, markers) == {"a": ["c"]}
+
+
+async def test_the_chaos_bench_loses_and_doubles_nothing_through_kill_9() -> None:
+    from app.bench.chaos import run_chaos_bench
+
+    # The short version of `sam2voice bench chaos` (200 turns, 50 kills in docs/benchmarks.md):
+    # two processes on one data dir, the embedded Redis killed -9 ten times, mid-turn.
+    figures = await run_chaos_bench(Settings(), turns=40, kills=10, seed=3)
+    assert figures["kills"] == 10 and figures["interventions_expected"] >= 20
+    assert figures["interventions_found"] == figures["interventions_expected"]
+    for key in ("interventions_duplicated", "interventions_lost", "outcomes_lost", "tool_state_lost", "exceptions"):
+        assert figures[key] == 0, (key, {p: (f["tool_state_problems"], f["exception_samples"])
+                                         for p, f in figures["per_process"].items()})
+    assert figures["longest_turn_s"] <= 5.0 and figures["target_met"]

@@ -131,7 +131,7 @@ async def test_an_idle_session_is_ended_and_the_next_one_starts_fresh(rig: Rig) 
     first = await session.send("I can't get myself to start my essay")
     [pending] = await interventions(rig).pending("maya")
     # Half an hour and a minute without a word (the default timeout is 30 minutes).
-    key = f"{namespace_of(rig.stack)}:session:{user_tag('maya')}"
+    key = f"{namespace_of(rig.stack)}:session:{{{user_tag('maya')}}}"
     assert await rig.stack.client.exists(key)
     await rig.stack.client.hset(key, "last_activity", str(time.time() - 31 * 60))
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from langchain_core.messages import HumanMessage
 
 from app.embedded_redis import EmbeddedRedis
 from graphs.nodes.common import MEMORY_OFFLINE_NOTICE
@@ -195,3 +196,33 @@ async def test_plans_reminders_and_wins_asked_for_during_an_outage_are_kept(
         assert back.plan and back.plan["current"] == 2 and back.plan["steps"] == plan.steps
         [reminder] = [i for i in await rig.deps.store.upcoming("maya") if i.kind == "reminder"]
         assert "meds" in reminder.text
+
+
+async def test_a_turn_re_run_after_redis_dies_mid_turn_writes_its_intervention_once(
+    server: EmbeddedRedis, minilm: LocalMiniLMEmbeddings, tmp_path: Path
+) -> None:
+    # Redis goes away after the turn's memory writes but before its checkpoint: the session re-runs
+    # the whole turn on the in-memory fallback. The re-run used to record a second intervention
+    # under a new id (13 duplicates in 30 kills); ids derived from the turn make it the same record.
+    async with open_rig(server.url, minilm, fresh_namespace(), tmp_path) as rig:
+        session = rig.session("maya")
+        await session.send("hi")
+        said = "I can't get myself to start my essay"
+
+        saver = rig.graph.checkpointer
+        save = saver.aput
+
+        async def redis_dies_before_the_checkpoint(*args: object, **kwargs: object) -> object:
+            if server.status().running:
+                server.stop()
+            return await save(*args, **kwargs)
+
+        saver.aput = redis_dies_before_the_checkpoint  # type: ignore[method-assign]
+        values = await session.run({"messages": [HumanMessage(content=said)], "live": None})
+        saver.aput = save  # type: ignore[method-assign]
+        assert values.get("last_intervention_id") and session._fallback is not None  # it was re-run
+        server.start()
+        await session.send("ok thanks")  # Redis is back: the state is written back, the outbox flushed
+        assert len(rig.deps.outbox) == 0
+        rows = await element(rig.stack, InterventionMemory).export("maya")
+        assert [r.get("user_context") for r in rows].count(said) == 1, rows

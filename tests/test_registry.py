@@ -54,7 +54,7 @@ class GratitudeMemory(MemoryElement[dict]):
                                storage="hash", fields=[{"name": "text", "type": "text"}])
 
     async def save(self, user_id: str, record: dict | Any) -> str:
-        key = self.index.key(f"{user_id}-1")
+        key = self.index.key(user_id, "1")
         await self.index.index.load([{"user_id": user_id, "text": record["text"]}], keys=[key])
         return key
 

@@ -16,9 +16,9 @@ async def test_default_ttls_are_30_and_90_days(stack: MemoryStack) -> None:
     assert interventions and reflections
     item_id = await interventions.save("ada", {"text": "x", "user_context": "y"})
     insight_id = await reflections.save("ada", {"insight": "Mornings are easier for Ada"})
-    ttl = await stack.client.ttl(interventions.index.key(item_id))
+    ttl = await stack.client.ttl(interventions.index.key("ada", item_id))
     assert 30 * 86400 - 60 < ttl <= 30 * 86400
-    ttl = await stack.client.ttl(reflections.index.key(insight_id))
+    ttl = await stack.client.ttl(reflections.index.key("ada", insight_id))
     assert 90 * 86400 - 60 < ttl <= 90 * 86400
 
 

@@ -96,7 +96,10 @@ def usable_steps(draft: StepDraft | None, max_steps: int) -> list[str] | None:
 
 async def current_plan(ctx: ToolContext, user_id: str) -> Plan | None:
     """The person's plan from Redis, or while Redis is down the plan this process last saw
-    (a person mid-plan can go on; their changes wait in the outbox)."""
+    (a person mid-plan can go on; their changes wait in the outbox). While their changes wait,
+    Redis holds an older plan: the one this process knows is the true one then."""
+    if ctx.queue is not None and ctx.queue.pending(user_id) and ctx.store.known_plan(user_id) is not None:
+        return ctx.store.known_plan(user_id)
     try:
         return await ctx.store.plan(user_id)
     except MemoryUnavailable:

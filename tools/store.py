@@ -1,10 +1,12 @@
 """CoachingStore: a person's step plan, scheduled check-ins and reminders, in Redis.
 
 All tool state lives here (never in module globals), so two app processes sharing one
-Redis serve the same person consistently. Keys are ``{namespace}:coach:{kind}:{user_tag}``:
+Redis serve the same person consistently. Keys are ``{namespace}:coach:{kind}:{<user_tag>}``:
 ``plan`` (a hash), ``checkins`` and ``reminders`` (sorted sets scored by due time) and
 ``last_checkin`` (the time the last check-in reached the person), ``safety`` (a list) and
 ``applied`` (the idempotency keys of writes already done, a sorted set scored by time).
+The braces are a Redis Cluster hash tag: all of a person's keys share one slot, so every
+script below (each takes several of them) also runs on a cluster (``memories.keys``).
 
 Every write takes an idempotency ``key`` (tools derive it from the turn): the script that
 writes checks and records the key in the same atomic step, so a re-run of a turn, a retry
@@ -30,6 +32,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from memories.connection import unavailable_as_typed_error
 from memories.errors import InvalidInput, RecordNotFound
+from memories.keys import person_key
 from memories.records import Text, Timestamp
 from memories.validation import parse, user_tag
 
@@ -138,6 +141,8 @@ return 1
 KNOWN_PLANS = 10_000
 
 MAX_SAFETY_EVENTS = 50
+#: The kinds of state a person has (``key(kind, user_id)``).
+KINDS = ("plan", "checkins", "reminders", "last_checkin", "safety", "applied")
 
 
 class SafetyEvent(BaseModel):
@@ -207,10 +212,10 @@ class CoachingStore:
 
     def key(self, kind: str, user_id: str) -> str:
         """The Redis key of one kind of state of one person (validates the id)."""
-        return f"{self.namespace}:coach:{kind}:{user_tag(user_id)}"
+        return person_key(self.namespace, "coach", kind, user_id=user_id)
 
     def _keys(self, user_id: str) -> list[str]:
-        return [self.key(k, user_id) for k in ("plan", "checkins", "reminders", "last_checkin", "safety", "applied")]
+        return [self.key(k, user_id) for k in KINDS]
 
     def _args(self, key: str | None, *rest: Any) -> list[Any]:
         return [key or uuid.uuid4().hex, repr(time.time()), self.ttl_s, *rest]
@@ -386,7 +391,8 @@ class CoachingStore:
         Atomic: when two processes pop at once, each item goes to exactly one of them.
         Popping a check-in records ``now`` as the time of the last check-in.
         """
-        checkins, reminders = await self._pop_due(keys=self._keys(user_id)[1:], args=[repr(now), self.ttl_s])
+        keys = [self.key(k, user_id) for k in ("checkins", "reminders", "last_checkin")]
+        checkins, reminders = await self._pop_due(keys=keys, args=[repr(now), self.ttl_s])
         items = [DueItem.model_validate_json(m) for m in [*checkins, *reminders]]
         return sorted(items, key=lambda i: i.due_at)
 

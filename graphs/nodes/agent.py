@@ -93,6 +93,8 @@ async def current_plan(deps: CompanionDeps, user: str, state: CompanionState) ->
     last saw it, so a person mid-plan goes on (the step tools queue their changes)."""
     if state.get("degraded"):
         return deps.store.known_plan(user)
+    if deps.outbox.pending(user) and (known := deps.store.known_plan(user)) is not None:
+        return known  # Redis's plan is older than the changes waiting in the outbox
     try:
         return await deps.store.plan(user)
     except MemoryUnavailable:

@@ -141,7 +141,7 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
     ran = {c.get("name") for c in decision.get("calls") or []}
     if "plan" not in state or ran & plan_tools:
         try:
-            if state.get("degraded"):
+            if state.get("degraded") or deps.outbox.pending(user):  # Redis's plan is older than what waits
                 raise MemoryUnavailable("memory is offline this turn")
             plan = plan_summary(await deps.store.plan(user))
         except MemoryUnavailable:  # the plan as the tools left it; their writes wait in the outbox
