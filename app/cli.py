@@ -130,8 +130,24 @@ def chat(
         logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
         _run_companion(lambda companion: run_jsonl(companion.session(user, seed=seed)), model=model)
         return
+    _chat_logs_to_file()
     _run_companion(lambda companion: run_chat(companion.session(user, seed=seed), console, show_memory=show_memory),
                    model=model)
+
+
+def _chat_logs_to_file() -> None:
+    """In a conversation the person sees the calm one-line notices, not library warnings: log
+    records go to ``<data dir>/logs/chat.log``; only errors still reach the terminal."""
+    settings = _settings()
+    path = settings.data_dir / "logs" / "chat.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.setLevel(logging.ERROR)
+    to_file = logging.FileHandler(path, encoding="utf-8")
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    to_file.setLevel(settings.log_level)
+    root.addHandler(to_file)
 
 
 @app.command()

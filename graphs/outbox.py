@@ -145,6 +145,7 @@ class Outbox:
         self.directory = directory
         self._queue: deque[Write] = deque()
         self._flushing = asyncio.Lock()
+        self._refused: dict[str, int] = {}  # writes refused because the outbox was full, per person
         self._lock_file: IO[bytes] | None = None
         self.path: Path | None = None
         if directory is not None:
@@ -174,9 +175,14 @@ class Outbox:
         if any(w.key == write.key and w.op == write.op for w in self._queue):
             return
         if len(self._queue) >= self.limit:
+            self._refused[write.user_id] = self._refused.get(write.user_id, 0) + 1
             raise OutboxFull(f"the outbox already holds {self.limit} writes waiting for Redis")
         self._queue.append(write)
         self._save()
+
+    def take_refused(self, user_id: str) -> int:
+        """How many of the person's writes were refused (outbox full) since the last call."""
+        return self._refused.pop(user_id, 0)
 
     async def run_or_queue(self, write: Write, registry: MemoryRegistry) -> bool:
         """Perform ``write`` now if nothing is queued before it and Redis answers, else queue it.

@@ -15,6 +15,7 @@ from langchain_core.messages import HumanMessage
 
 from app.embedded_redis import EmbeddedRedis
 from graphs.nodes.common import MEMORY_OFFLINE_NOTICE
+from graphs.outbox import Outbox
 from graphs.session import CompanionSession, TurnResult
 from memories.embeddings import LocalMiniLMEmbeddings
 from memories.interventions import InterventionMemory
@@ -226,3 +227,21 @@ async def test_a_turn_re_run_after_redis_dies_mid_turn_writes_its_intervention_o
         assert len(rig.deps.outbox) == 0
         rows = await element(rig.stack, InterventionMemory).export("maya")
         assert [r.get("user_context") for r in rows].count(said) == 1, rows
+
+
+async def test_a_full_outbox_is_said_plainly_and_the_conversation_goes_on(
+    server: EmbeddedRedis, minilm: LocalMiniLMEmbeddings, tmp_path: Path
+) -> None:
+    async with open_rig(server.url, minilm, fresh_namespace(), tmp_path, outbox=Outbox(limit=2)) as rig:
+        session = rig.session("maya")
+        await session.send("hi")
+        server.stop()
+        results = [await timed(session, text) for text in (
+            "can you break cleaning my room into small steps for me?", "ok did the first one",
+            "I can't get myself to start my essay", "everything is too loud and I'm overwhelmed")]
+        assert len(rig.deps.outbox) == 2  # the bound holds; nothing beyond it is pretended to be kept
+        last = results[-1]
+        assert last.reply.strip() and last.notice and "couldn't save" in last.notice
+        for result in results:
+            for leak in ("Traceback", "outbox", "Redis", "OutboxFull"):
+                assert leak not in result.reply and leak not in (result.notice or "")

@@ -34,8 +34,8 @@ Result = tuple[str, dict[str, Any]]
 Handler = Callable[[A, str], Awaitable[Result]]
 
 UNAVAILABLE = "I can't reach my memory right now, so that didn't work. Please try again in a moment."
-#: Added to a tool's reply when what it changed waits in the outbox: the person is told what is true.
-SAVED_LATER = "My memory is offline for a moment, so I'll save this as soon as it's back."
+# A change that waits in the outbox is marked ``"saved": False`` in the tool's artifact; the
+# person hears it once, in the turn's notice ("memory is offline... nothing you do is lost").
 
 _KEYS = uuid.UUID("0c4f3f57-2a55-4d1e-8f0e-1f7a3d2b9c61")
 # The running tool call's idempotency key. A context variable because a handler's signature is

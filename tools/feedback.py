@@ -12,7 +12,7 @@ from memories.base import MemoryElement
 from memories.current_state import CurrentStateMemory
 from memories.feedback import FeedbackMemory, NewFeedback
 from memories.records import MAX_SHORT_CHARS, MAX_TAGS, MAX_TEXT_CHARS
-from tools.base import SAVED_LATER, Result, call_key, coaching_tool
+from tools.base import Result, call_key, coaching_tool
 from tools.context import ToolContext
 from tools.wording import echo
 from tools.writes import LogWin, SaveRating, apply_tool_write, write_or_queue
@@ -57,7 +57,7 @@ def build(ctx: ToolContext) -> list[BaseTool]:
             return True
 
         saved = await write_or_queue(ctx, write, save) is not None
-        noted = "I've noted it, well done." if saved else f"Well done. {SAVED_LATER}"
+        noted = "I've noted it, well done." if saved else "Well done."
         return f"That's a real win: {echo(args.win)}. {noted}", {"event": "win_logged", "win": args.win,
                                                                   "saved": saved}
 

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, StringConstraints
 
-from tools.base import SAVED_LATER, NoArgs, Result, call_key, clock_time, coaching_tool
+from tools.base import NoArgs, Result, call_key, clock_time, coaching_tool
 from tools.context import ToolContext
 from tools.writes import schedule
 
@@ -95,7 +95,7 @@ def build(ctx: ToolContext) -> list[BaseTool]:
         reminder, saved = await schedule(ctx, user_id, "reminder", due,
                                          "Your break is over. Ready for the next small step?", key=call_key("break"))
         content = (f"Let's take a {args.minutes}-minute break: {args.activity}. "
-                   f"I'll let you know when it's over, at {clock_time(due)}.") + ("" if saved else f" {SAVED_LATER}")
+                   f"I'll let you know when it's over, at {clock_time(due)}.")
         return content, {"event": "break_started", "minutes": args.minutes, "activity": args.activity,
                          "due_at": reminder.due_at, "reminder_id": reminder.id, "saved": saved}
 

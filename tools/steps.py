@@ -10,7 +10,7 @@ from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, Field, StringConstraints
 
 from memories.errors import InvalidInput, MemoryUnavailable, RecordNotFound
-from tools.base import SAVED_LATER, NoArgs, Result, ask_model, call_key, coaching_tool
+from tools.base import NoArgs, Result, ask_model, call_key, coaching_tool
 from tools.context import ToolContext
 from tools.store import MAX_STEP_CHARS, MAX_STEPS, Plan
 from tools.wording import clean_task, is_noun_phrase, sentence, split_task
@@ -130,11 +130,6 @@ def split_locally(plan: Plan, parts: list[str]) -> Plan:
     return plan.model_copy(update={"steps": steps})
 
 
-def _later(content: str, saved: bool) -> str:
-    """The tool's words, plus the truth when its change waits for memory to come back."""
-    return content if saved else f"{content} {SAVED_LATER}"
-
-
 def build(ctx: ToolContext) -> list[BaseTool]:
     """The step tools bound to ``ctx``."""
 
@@ -160,7 +155,7 @@ def build(ctx: ToolContext) -> list[BaseTool]:
         # One step at a time: the person hears the first step only; the whole plan is in the
         # artifact (UIs show it) and comes back step by step with get_current_step.
         content = f"I've split it into {len(plan.steps)} tiny steps. Step 1: {plan.steps[0]}."
-        return _later(content, saved), {
+        return content, {
             "event": "plan_created", "task": plan.task, "steps": plan.steps, "index": 0,
             "current_step": plan.steps[0], "total": len(plan.steps), "source": source, "saved": saved}
 
@@ -173,7 +168,7 @@ def build(ctx: ToolContext) -> list[BaseTool]:
         parts = usable_steps(await ask_model(ctx, StepDraft, prompt), 3) or smaller_steps(plan.current_step or "")
         plan, saved = await _split(user_id, plan, parts, call_key("split"))
         content = f"Let's make it smaller. Step {plan.current + 1} is now: {plan.current_step}."
-        return _later(content, saved), {
+        return content, {
             "event": "step_split", "task": plan.task, "steps": plan.steps, "index": plan.current,
             "current_step": plan.current_step, "total": len(plan.steps), "saved": saved}
 
@@ -227,7 +222,7 @@ def build(ctx: ToolContext) -> list[BaseTool]:
             content = f"Nice work, {what} done. Let's make the next one smaller: {plan.current_step}."
         else:
             content = f"Nice work, {what} done. Next: {plan.current_step}."
-        return _later(content, saved), {
+        return content, {
             "event": "step_completed", "step": (done or [plan.steps[max(plan.current - 1, 0)]])[-1],
             "done_steps": done, "plan_done": plan.done, "next_step": plan.current_step, "completed": plan.current,
             "total": len(plan.steps), "task": plan.task, "steps": plan.steps, "split": split, "saved": saved}

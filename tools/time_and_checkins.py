@@ -11,7 +11,7 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, StringConstraints
 
 from memories.errors import MemoryUnavailable
-from tools.base import SAVED_LATER, NoArgs, Result, call_key, clock_time, coaching_tool, duration
+from tools.base import NoArgs, Result, call_key, clock_time, coaching_tool, duration
 from tools.context import ToolContext
 from tools.writes import schedule
 
@@ -41,7 +41,7 @@ def build(ctx: ToolContext) -> list[BaseTool]:
         due = ctx.clock() + args.minutes_from_now * 60
         item, saved = await schedule(ctx, user_id, "reminder", due, args.text, key=call_key("reminder"))
         when = f"{duration(args.minutes_from_now * 60)} (at {clock_time(due)})"
-        content = f"Okay, in {when} I'll remind you: {item.text}." + ("" if saved else f" {SAVED_LATER}")
+        content = f"Okay, in {when} I'll remind you: {item.text}."
         return content, {"event": "reminder_created", "id": item.id, "text": item.text, "due_at": item.due_at,
                          "saved": saved}
 
@@ -63,7 +63,7 @@ def build(ctx: ToolContext) -> list[BaseTool]:
         due = ctx.clock() + args.minutes_from_now * 60
         item, saved = await schedule(ctx, user_id, "checkin", due, args.about, key=call_key("checkin"))
         content = f"I'll check in with you in {duration(args.minutes_from_now * 60)} about {item.text}."
-        return content + ("" if saved else f" {SAVED_LATER}"), {
+        return content, {
             "event": "checkin_scheduled", "id": item.id, "about": item.text, "due_at": item.due_at, "saved": saved}
 
     async def get_time_since_last_checkin(args: NoArgs, user_id: str) -> Result:

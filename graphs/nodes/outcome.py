@@ -28,6 +28,8 @@ from tools.store import SafetyEvent
 from tools.writes import KeepSafetyEvent
 
 log = logging.getLogger(__name__)
+OUTBOX_FULL_NOTICE = ("My memory is offline and can't hold any more for now, so I couldn't save this moment; "
+                      "the conversation goes on.")
 
 
 def plan_summary(plan: Any) -> dict[str, Any] | None:
@@ -100,6 +102,7 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
     if decision.get("source") == "safety":
         # Safety first: nothing is settled or learnt from this turn; the moment is kept as a safety event.
         notice = await safety_event(state, deps, user)
+        deps.outbox.take_refused(user)  # said by safety_event's own notice
         return {"settled": [], "session_log": [], "asked_outcome": False, "last_intervention_id": last_id,
                 "plan": state.get("plan"), "notice": notice or state.get("notice"),
                 "timings": {"record_outcome": ms_since(start)}}
@@ -125,10 +128,11 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
                                           "said": record.user_context})
     except OutboxFull as exc:
         log.error("record_outcome: %s", exc)
-        update["notice"] = "I couldn't save this moment to memory; the conversation goes on."
     if len(deps.outbox):
-        update.update(degraded=True, notice=state.get("notice") or update.get("notice")
+        update.update(degraded=True, notice=state.get("notice")
                       or "My memory is offline for a moment; I'll save this as soon as it's back.")
+    if deps.outbox.take_refused(user):  # this turn's tools or writes found the outbox full: say so, plainly
+        update["notice"] = OUTBOX_FULL_NOTICE
     messages = state["messages"]
     if len(messages) > deps.settings.keep_messages:
         # A session's state stays bounded: older messages leave the checkpoint (what matters
