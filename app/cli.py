@@ -178,11 +178,28 @@ def demo(
     _run_companion(action, model=model)
 
 
+def _loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default: SAM2VOICE_SERVE_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: SAM2VOICE_SERVE_PORT, 8765).", min=1,
                                              max=65535)] = None,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM): serve https.", exists=True,
+                                                      dir_okay=False)] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM) of --ssl-certfile.", exists=True,
+                                                     dir_okay=False)] = None,
+    behind_proxy: Annotated[bool, typer.Option("--behind-proxy", help="A TLS reverse proxy in front terminates "
+                                               "https; trust its X-Forwarded-* headers.")] = False,
 ) -> None:
     """The voice web page: talk to the companion in the browser (Gemini Live with a key, else offline voice)."""
     import uvicorn
@@ -192,14 +209,30 @@ def serve(
 
     settings = _settings()
     host, port = host or settings.serve_host, port or settings.serve_port
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        err.print("[red]Give both --ssl-certfile and --ssl-keyfile[/] (or neither).")
+        raise typer.Exit(2)
+    tls = ssl_certfile is not None
+    if not _loopback_host(host) and not (tls or behind_proxy):
+        err.print(f"[red]Refusing to serve on {host} without TLS.[/] Passwords and session cookies would cross "
+                  "the network in plain text, and browsers only allow the microphone and passkeys on https (or "
+                  "localhost). Pass --ssl-certfile and --ssl-keyfile, or put a TLS reverse proxy in front and pass "
+                  "--behind-proxy, or listen on 127.0.0.1.")
+        raise typer.Exit(2)
     try:
         speech = None if settings.google_key else offline_speech()  # a missing extra fails here, clearly
     except VoiceSetupError as exc:
         raise _fail(exc) from None
     voice = "Gemini Live" if settings.google_key else "offline speech"
-    console.print(f"[bold]sam2voice[/] voice page on [link]http://{host}:{port}/[/] ({voice}). Ctrl+C stops.")
+    scheme = "https" if tls else "http"
+    console.print(f"[bold]sam2voice[/] voice page on [link]{scheme}://{host}:{port}/[/] ({voice}). Ctrl+C stops.")
+    extra: dict[str, object] = {}
+    if tls:
+        extra |= {"ssl_certfile": str(ssl_certfile), "ssl_keyfile": str(ssl_keyfile)}
+    if behind_proxy:
+        extra |= {"proxy_headers": True}  # trusts X-Forwarded-* from FORWARDED_ALLOW_IPS (default 127.0.0.1)
     uvicorn.run(create_app(settings, speech=speech), host=host, port=port, log_level=settings.log_level.lower(),
-                ws_max_size=1 << 20, ws_ping_interval=20)
+                ws_max_size=1 << 20, ws_ping_interval=20, **extra)  # type: ignore[arg-type]
 
 
 @app.command()

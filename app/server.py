@@ -1,4 +1,10 @@
-"""``sam2voice serve``: the voice web page, sign-in, and one voice websocket per person.
+"""``sam2voice serve``: the voice web page, accounts (password or passkey), and one voice
+websocket per person.
+
+Who is talking comes only from a server-side session (``app.accounts``): the sign-in
+endpoints set the ``sam2voice_session`` cookie (httpOnly, SameSite=Strict, Secure off
+localhost) and the websocket reads it. Signing out revokes it at once and closes that
+session's open socket in this process.
 
 Gemini Live speaks when a key is set; otherwise the offline voice (speech-to-text, the
 graph, text-to-speech) does, on the same page. Either way every turn goes through the
@@ -8,70 +14,153 @@ companion graph of this process (``app.companion``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, WebSocket
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.staticfiles import StaticFiles
 from google import genai
 from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
 
-from app.auth import BadToken, TokenSigner
+from app.accounts import AccountError, AccountStore, RateLimit, TooManyAttempts
 from app.companion import Companion, open_companion
+from app.hardening import install_hardening
 from app.settings import Settings
 from app.voice_setup import OfflineSpeech, VoiceMode, live_client, live_options, offline_speech, session_factory
 from app.voice_socket import VoiceSocket
-from memories.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).parent / "web"
+COOKIE = "sam2voice_session"
+LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
-class SignIn(BaseModel):
-    """Sign-in request: who is talking."""
+class Credentials(BaseModel):
+    """A name and password (sign-up or sign-in)."""
 
-    name: str = Field(description="The person's name or id (1-128 printable characters).")
+    name: str = Field(min_length=1, max_length=128, description="The person's name or id (1-128 printable characters).")
+    password: str = Field(min_length=1, max_length=1024, description="Sign-up: at least 8 characters.")
+
+
+class PasswordChange(BaseModel):
+    """Change the signed-in person's password."""
+
+    current_password: str = Field("", max_length=1024, description="The current password ('' for a passkey-only "
+                                  "account setting its first one).")
+    new_password: str = Field(min_length=1, max_length=1024, description="At least 8 characters.")
 
 
 class SignedIn(BaseModel):
-    """A sign-in token for the voice websocket."""
+    """Who is signed in (the session itself is the httpOnly ``sam2voice_session`` cookie)."""
 
-    token: str = Field(description="Pass as ?token= to /ws.")
-    user: str = Field(description="The user id the token is for.")
+    user: str = Field(description="The signed-in user id.")
     mode: VoiceMode = Field(description="live (Gemini Live) or offline (local speech).")
-    expires_at: float = Field(description="Unix time the token expires.")
+    has_password: bool = Field(False, description="The account has a password.")
+    passkeys: int = Field(0, description="How many passkeys the account has.")
+
+
+class Done(BaseModel):
+    """A request that did what it said."""
+
+    ok: bool = True
+    revoked: int = Field(0, description="Sessions revoked.")
+
+
+class PasskeyStart(BaseModel):
+    """Start adding a passkey: ``name`` for a new account; omit it when signed in."""
+
+    name: str | None = Field(None, max_length=128, description="New account's name (sign-up with a passkey).")
+
+
+class PasskeyOptions(BaseModel):
+    """WebAuthn options for navigator.credentials.create/get (base64url fields), and the ceremony's id."""
+
+    challenge_id: str = Field(description="Send back with the verify request (valid for 5 minutes, once).")
+    options: dict[str, Any] = Field(description="PublicKeyCredentialCreationOptions / RequestOptions as JSON.")
+
+
+class PasskeyFinish(BaseModel):
+    """The browser's credential (JSON, base64url fields) for a ceremony."""
+
+    challenge_id: str = Field(max_length=64)
+    credential: dict[str, Any] = Field(description="PublicKeyCredential.toJSON() of the new or used passkey.")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.1 and ::1 (without the port)."""
+    return host.lower() in LOOPBACK
+
+
+def request_host(connection: HTTPConnection) -> str:
+    """The host the page was asked for, without the port."""
+    host = connection.headers.get("host") or (connection.url.hostname or "")
+    if host.startswith("["):
+        return host.split("]")[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def rp_id_for(connection: HTTPConnection) -> str:
+    """The WebAuthn relying party id: the page's host, 'localhost' for loopback addresses."""
+    host = request_host(connection)
+    return "localhost" if is_loopback(host) else host.lower()
+
+
+def origin_for(connection: HTTPConnection) -> str:
+    """The page's origin as the browser sees it (scheme + Host header)."""
+    return f"{connection.url.scheme}://{connection.headers.get('host', '')}"
+
+
+def client_address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else "unknown"
 
 
 class VoiceRooms:
     """Each signed-in person's one open voice socket; a second one takes over from the first."""
 
     def __init__(self) -> None:
-        self._open: dict[str, VoiceSocket] = {}
+        self._open: dict[str, tuple[VoiceSocket, str]] = {}
         self._lock = asyncio.Lock()
 
-    async def enter(self, socket: VoiceSocket) -> None:
-        """Make ``socket`` the person's only connection."""
+    async def enter(self, socket: VoiceSocket, session: str) -> None:
+        """Make ``socket`` (opened with ``session``) the person's only connection."""
         async with self._lock:
             previous = self._open.get(socket.user_id)
-            self._open[socket.user_id] = socket
+            self._open[socket.user_id] = (socket, session)
         if previous is not None:
-            await previous.replace()
+            await previous[0].replace()
 
     async def leave(self, socket: VoiceSocket) -> None:
         """Forget ``socket`` (if it is still the person's current one)."""
         async with self._lock:
-            if self._open.get(socket.user_id) is socket:
+            if (current := self._open.get(socket.user_id)) is not None and current[0] is socket:
                 del self._open[socket.user_id]
+
+    async def sign_out(self, user: str, sessions: set[str] | None = None) -> None:
+        """Close the person's socket (code 4401) if it was opened with one of ``sessions`` (None: any)."""
+        async with self._lock:
+            current = self._open.get(user)
+            if current is None or (sessions is not None and current[1] not in sessions):
+                return
+            del self._open[user]
+        socket = current[0]
+        socket.replaced = True
+        await socket.error("signed_out", "You signed out, so this window stopped listening.")
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await socket.websocket.close(code=4401)
 
 
 def create_app(settings: Settings, *, companion: Companion | None = None, client: genai.Client | None = None,
-               mode: VoiceMode | None = None, secret: str | None = None, speech: OfflineSpeech | None = None
-               ) -> FastAPI:
+               mode: VoiceMode | None = None, speech: OfflineSpeech | None = None,
+               account_limit: RateLimit | None = None) -> FastAPI:
     """The voice server. ``companion``/``client``/``speech`` may be given (tests, the CLI); otherwise
-    they are opened from settings when the server starts."""
+    they are opened from settings when the server starts. ``account_limit`` overrides the sign-in
+    rate limit per account. Sessions are server-side (``app.accounts``): nothing is signed, so
+    there is no secret to keep."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,43 +173,176 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
                 app.state.speech = speech or offline_speech()
                 for engine in app.state.speech:  # load the models now, not during someone's first turn
                     await engine.load()
+            deps = app.state.companion.deps
+            extra = {"account_limit": account_limit} if account_limit is not None else {}
+            app.state.accounts = AccountStore(deps.memory.client, deps.memory.registry.backend.settings.namespace,
+                                              **extra)
             log.info("voice server ready (%s voice)", app.state.mode)
             yield
 
     app = FastAPI(title="sam2voice", summary="The voice companion's web page and voice websocket.",
                   lifespan=lifespan)
-    signer = TokenSigner(secret or (settings.serve_secret.get_secret_value() if settings.serve_secret else None))
+    install_hardening(app, settings)
     rooms = VoiceRooms()
     options = live_options(settings)
+
+    def accounts() -> AccountStore:
+        return app.state.accounts  # type: ignore[no-any-return]
+
+    def refused(exc: AccountError) -> HTTPException:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyAttempts) else None
+        return HTTPException(status_code=exc.status, detail=exc.message, headers=headers)
+
+    async def signed_in(request: Request) -> SignedIn:
+        info = await accounts().info(request.state.user)
+        return SignedIn(user=request.state.user, mode=app.state.mode, **info)
+
+    def set_cookie(request: Request, response: Response, cookie: str) -> None:
+        response.set_cookie(COOKIE, cookie, max_age=accounts().session_ttl_s, httponly=True, samesite="strict",
+                            secure=not is_loopback(request_host(request)), path="/")
+
+    async def start_session(request: Request, response: Response, user: str) -> SignedIn:
+        set_cookie(request, response, await accounts().open_session(user))
+        request.state.user = user
+        return await signed_in(request)
+
+    async def current_user(request: Request) -> str:
+        """The signed-in user (from the session cookie), or 401."""
+        user = await accounts().session_user(request.cookies.get(COOKIE))
+        if user is None:
+            raise HTTPException(status_code=401, detail="Please sign in.")
+        request.state.user = user
+        return user
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         """Liveness, and which voice the server speaks with."""
         return {"ok": True, "mode": app.state.mode}
 
-    @app.post("/api/session")
-    async def sign_in(request: SignIn) -> SignedIn:
-        """Issue a voice token for a person (the websocket trusts only this)."""
+    @app.post("/api/signup", status_code=201, responses={409: {"description": "The name has an account already."},
+                                                          422: {"description": "Bad name or too short a password."}})
+    async def sign_up(body: Credentials, request: Request, response: Response) -> SignedIn:
+        """Create an account with a password and sign in (sets the session cookie)."""
         try:
-            token, user, expires_at = signer.issue(request.name)
-        except InvalidInput as exc:
-            raise HTTPException(status_code=422, detail=f"name {exc}") from exc
-        return SignedIn(token=token, user=user, mode=app.state.mode, expires_at=expires_at)
+            user = await accounts().sign_up(body.name, body.password)
+        except AccountError as exc:
+            raise refused(exc) from exc
+        return await start_session(request, response, user)
+
+    @app.post("/api/signin", responses={401: {"description": "Name and password don't match (same for unknown "
+                                                              "names)."},
+                                        429: {"description": "Too many failed attempts; see Retry-After."}})
+    async def sign_in(body: Credentials, request: Request, response: Response) -> SignedIn:
+        """Sign in with a password (sets the session cookie)."""
+        try:
+            user = await accounts().sign_in(body.name, body.password, address=client_address(request))
+        except AccountError as exc:
+            raise refused(exc) from exc
+        return await start_session(request, response, user)
+
+    @app.get("/api/me", responses={401: {"description": "Not signed in."}})
+    async def me(request: Request, response: Response, _: str = Depends(current_user)) -> SignedIn:
+        """Who this browser is signed in as (the session and its cookie are refreshed for another 12 h)."""
+        set_cookie(request, response, request.cookies[COOKIE])
+        return await signed_in(request)
+
+    @app.post("/api/signout")
+    async def sign_out(request: Request, response: Response) -> Done:
+        """Sign this browser out: the session stops working at once and its voice socket closes."""
+        cookie = request.cookies.get(COOKIE)
+        user = await accounts().close_session(cookie)
+        if user is not None and cookie:
+            await rooms.sign_out(user, {cookie})
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
+                               secure=not is_loopback(request_host(request)))
+        return Done(revoked=int(user is not None))
+
+    @app.post("/api/signout-everywhere", responses={401: {"description": "Not signed in."}})
+    async def sign_out_everywhere(request: Request, response: Response, user: str = Depends(current_user)) -> Done:
+        """Revoke every session of the signed-in person (every browser) and close their voice socket."""
+        revoked = await accounts().close_all_sessions(user)
+        await rooms.sign_out(user)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
+                               secure=not is_loopback(request_host(request)))
+        return Done(revoked=len(revoked))
+
+    @app.post("/api/password", responses={401: {"description": "Not signed in, or the current password is wrong."},
+                                          422: {"description": "The new password is too short."}})
+    async def change_password(body: PasswordChange, request: Request, user: str = Depends(current_user)) -> Done:
+        """Change the password; every other session of the person is signed out."""
+        try:
+            await accounts().change_password(user, body.current_password, body.new_password,
+                                             address=client_address(request))
+        except AccountError as exc:
+            raise refused(exc) from exc
+        keep = request.cookies.get(COOKIE)
+        revoked = await accounts().close_all_sessions(user, keep=keep)
+        if revoked:
+            await rooms.sign_out(user, set(revoked))
+        return Done(revoked=len(revoked))
+
+    @app.post("/api/passkey/register/options", responses={409: {"description": "The name has an account already."}})
+    async def passkey_register_options(body: PasskeyStart, request: Request) -> PasskeyOptions:
+        """Start adding a passkey: to the signed-in account, or (with ``name``) to a new account (sign-up)."""
+        user = await accounts().session_user(request.cookies.get(COOKIE))
+        try:
+            if user is not None and body.name is None:
+                challenge, opts = await accounts().register_options(user, new_account=False, rp_id=rp_id_for(request))
+            elif body.name is not None:
+                challenge, opts = await accounts().register_options(body.name, new_account=True,
+                                                                    rp_id=rp_id_for(request))
+            else:
+                raise HTTPException(status_code=422, detail="Give a name for the new account, or sign in first.")
+        except AccountError as exc:
+            raise refused(exc) from exc
+        return PasskeyOptions(challenge_id=challenge, options=opts)
+
+    @app.post("/api/passkey/register/verify", responses={400: {"description": "The passkey could not be checked."}})
+    async def passkey_register_verify(body: PasskeyFinish, request: Request, response: Response) -> SignedIn:
+        """Finish adding a passkey; a passkey sign-up creates the account and signs in."""
+        current = await accounts().session_user(request.cookies.get(COOKIE))
+        try:
+            user = await accounts().register_verify(body.challenge_id, body.credential, rp_id=rp_id_for(request),
+                                                    origin=origin_for(request), signed_in_as=current)
+        except AccountError as exc:
+            raise refused(exc) from exc
+        if current == user:
+            request.state.user = user
+            return await signed_in(request)
+        return await start_session(request, response, user)
+
+    @app.post("/api/passkey/signin/options")
+    async def passkey_signin_options(request: Request) -> PasskeyOptions:
+        """Start signing in with a passkey (the browser offers the person's passkeys for this site)."""
+        challenge, opts = await accounts().signin_options(rp_id=rp_id_for(request))
+        return PasskeyOptions(challenge_id=challenge, options=opts)
+
+    @app.post("/api/passkey/signin/verify", responses={400: {"description": "The passkey could not be checked."},
+                                                       429: {"description": "Too many failed attempts."}})
+    async def passkey_signin_verify(body: PasskeyFinish, request: Request, response: Response) -> SignedIn:
+        """Finish a passkey sign-in (sets the session cookie)."""
+        try:
+            user = await accounts().signin_verify(body.challenge_id, body.credential, rp_id=rp_id_for(request),
+                                                  origin=origin_for(request), address=client_address(request))
+        except AccountError as exc:
+            raise refused(exc) from exc
+        return await start_session(request, response, user)
 
     @app.websocket("/ws")
-    async def voice(websocket: WebSocket, token: str = "") -> None:
-        """One person's voice session (protocol: docs/voice-protocol.md)."""
+    async def voice(websocket: WebSocket) -> None:
+        """One person's voice session (protocol: docs/voice-protocol.md); who it is comes from the session cookie."""
         await websocket.accept()
-        try:
-            user = signer.verify(token)
-        except BadToken as exc:
-            await websocket.send_json({"type": "error", "code": "bad_token", "message": str(exc)})
+        cookie = websocket.cookies.get(COOKIE)
+        user = await accounts().session_user(cookie)
+        if user is None or cookie is None:
+            await websocket.send_json({"type": "error", "code": "bad_session",
+                                       "message": "Please sign in again: your sign-in has expired or is not valid."})
             await websocket.close(code=4401)
             return
         make = session_factory(app.state.companion, user, mode=app.state.mode, client=app.state.client,
                                options=options, speech=app.state.speech)
         socket = VoiceSocket(websocket, user, make)
-        await rooms.enter(socket)
+        await rooms.enter(socket, cookie)
         try:
             await socket.serve()
         finally:

@@ -59,7 +59,15 @@ class Settings(BaseSettings):
     serve_host: str = Field("127.0.0.1", description="Address the voice page listens on.")
     serve_port: int = Field(8765, ge=1, le=65535, description="Port of the voice page.")
     serve_secret: SecretStr | None = Field(
-        None, description="Signs sign-in tokens; unset: a random secret per process (restarts sign people out).")
+        None, description="Unused since sign-in moved to server-side sessions (app/accounts.py); kept so old "
+        ".env files still load.")
+    allowed_origins: str = Field(
+        "", description="Comma-separated extra origins (e.g. https://voice.example.org) the page may be served "
+        "from; the bind address and port (and localhost/127.0.0.1/[::1] for loopback) are always allowed.")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 << 20, description="Largest HTTP request body (413 above).")
+    http_body_timeout_s: float = Field(10.0, gt=0, le=300, description="A request body that stalls this long: 408.")
+    ws_hello_timeout_s: float = Field(15.0, gt=0, le=600, description="Close a websocket that sends no hello.")
+    ws_idle_timeout_s: float = Field(300.0, gt=0, le=86_400, description="Close a websocket silent this long.")
 
     # --- Embeddings --------------------------------------------------------
     embedding_provider: Literal["local", "google"] = Field(
@@ -81,6 +89,11 @@ class Settings(BaseSettings):
 
     # --- Logging -----------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="Log level of the CLI.")
+
+    @property
+    def allowed_origin_list(self) -> list[str]:
+        """``allowed_origins`` split at commas, without blanks or trailing slashes."""
+        return [o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()]
 
     @property
     def google_key(self) -> str | None:

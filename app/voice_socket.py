@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
+import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -19,6 +21,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.websockets import WebSocketState
 
+from app.hardening import VoiceLimits
 from voice.audio import AudioFormatError, validate_pcm16
 from voice.base import EventSink, VoiceSession, VoiceUnavailable
 from voice.events import INPUT_RATE, AudioOut, ErrorEvent, VoiceEvent
@@ -26,6 +29,8 @@ from voice.events import INPUT_RATE, AudioOut, ErrorEvent, VoiceEvent
 log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 32_000  # 1 s of 16 kHz PCM16; the page sends 100 ms frames
 MAX_TEXT_FRAME_CHARS = 8_000
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]")
 
 
 class Hello(BaseModel):
@@ -66,6 +71,34 @@ def _problem(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
+def json_too_deep(text: str, max_depth: int) -> bool:
+    """True when ``text`` nests arrays/objects deeper than ``max_depth`` (checked before parsing,
+    so a deep frame cannot reach the parser's recursion limit)."""
+    depth = 0
+    for bracket in _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)):
+        depth = depth + 1 if bracket in "[{" else depth - 1
+        if depth > max_depth:
+            return True
+    return False
+
+
+class TokenBucket:
+    """``rate`` events a second on average, up to ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.at = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
 class VoiceSocket:
     """Serves one websocket for one signed-in person."""
 
@@ -77,6 +110,11 @@ class VoiceSocket:
         self._runner: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
         self.replaced = False
+        state = getattr(getattr(websocket, "app", None), "state", None)
+        self.limits: VoiceLimits = getattr(state, "voice_limits", None) or VoiceLimits()
+        self._frames = TokenBucket(self.limits.frames_per_s, self.limits.frame_burst)
+        self._turns = TokenBucket(self.limits.turns_per_s, self.limits.turn_burst)
+        self._last_rate_error = 0.0
 
     async def send(self, event: VoiceEvent) -> None:
         """Send one event (audio as a binary frame); a closed socket is ignored."""
@@ -97,9 +135,18 @@ class VoiceSocket:
         """Read frames until the client leaves or ends the session."""
         try:
             while True:
-                frame = await self.websocket.receive()
+                hello = self.session is None
+                timeout = self.limits.hello_timeout_s if hello else self.limits.idle_timeout_s
+                try:
+                    frame = await asyncio.wait_for(self.websocket.receive(), timeout)
+                except TimeoutError:
+                    await self._time_out(hello)
+                    break
                 if frame["type"] == "websocket.disconnect":
                     break
+                if not self._frames.take():
+                    await self._rate_limited()
+                    continue
                 if frame.get("bytes") is not None:
                     await self._audio(frame["bytes"])
                 elif frame.get("text") is not None and await self._command(frame["text"]):
@@ -110,6 +157,25 @@ class VoiceSocket:
             pass
         finally:
             await self._leave()
+
+    async def _time_out(self, hello: bool) -> None:
+        if hello:
+            await self.error("hello_timeout", f"No hello within {self.limits.hello_timeout_s:g} s; reconnect.")
+        else:
+            await self.error("idle_timeout", f"Nothing arrived for {self.limits.idle_timeout_s:g} s, so I closed "
+                             "this connection; your conversation is saved. Reconnect to go on.")
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await self.websocket.close(code=4408)
+
+    async def _rate_limited(self) -> None:
+        """Drop a frame over the rate limit (cheap: nothing else is done with it); say so at most
+        once a second. (Pausing the read instead would let a flood pile up megabytes in the TCP
+        buffers that then take minutes to drain at the allowed rate, even after the client left.)"""
+        now = time.monotonic()
+        if now - self._last_rate_error >= 1.0:
+            self._last_rate_error = now
+            await self.error("rate_limited", f"Too many frames: at most {self.limits.frames_per_s:g} a second. "
+                             "Frames over the limit are dropped.")
 
     async def _audio(self, data: bytes) -> None:
         if self.session is None:
@@ -124,14 +190,21 @@ class VoiceSocket:
 
     async def _command(self, text: str) -> bool:
         """Handle a JSON frame; True when the session ended."""
-        if len(text) > MAX_TEXT_FRAME_CHARS:
-            await self.error("frame_too_large", f"A text frame may hold {MAX_TEXT_FRAME_CHARS} characters.")
+        limit = min(MAX_TEXT_FRAME_CHARS, self.limits.max_text_frame_bytes)
+        if len(text) > limit:
+            await self.error("frame_too_large", f"A text frame may hold {limit} characters.")
+            return False
+        if json_too_deep(text, self.limits.max_json_depth):
+            await self.error("bad_frame", f"That frame nests deeper than {self.limits.max_json_depth} levels.")
             return False
         try:
             raw: Any = json.loads(text)
             frame = ClientFrame.validate_python(raw)
         except json.JSONDecodeError:
             await self.error("bad_message", "That frame was not JSON.")
+            return False
+        except RecursionError:  # not reachable after json_too_deep; never let it escape
+            await self.error("bad_frame", "That frame nests too deep.")
             return False
         except ValidationError as exc:
             await self.error("bad_message", f"That frame was not understood ({_problem(exc)}).")
@@ -143,6 +216,10 @@ class VoiceSocket:
             await self.error("hello_required", "Send hello (with sample_rate 16000) first.")
             return False
         if isinstance(frame, TypedTurn):
+            pending = getattr(self.session, "pending_turns", 0)
+            if pending >= self.limits.max_pending_turns or not self._turns.take():
+                await self.error("busy", "I'm still on your last messages; send this again when I've answered.")
+                return False
             await self.session.send_text(frame.text)
         elif isinstance(frame, Feedback):
             await self.session.feedback(frame.helped)
@@ -193,6 +270,9 @@ class VoiceSocket:
     async def _leave(self) -> None:
         if self.session is not None:
             session, self.session = self.session, None
+            drop = getattr(session, "drop_queued_turns", None)
+            if drop is not None and (dropped := drop()):
+                log.info("voice: dropped %d queued typed turn(s) of a socket that closed", dropped)
             try:
                 await session.close()
             except Exception:  # leaving must not fail; the work it finished is already saved

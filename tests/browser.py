@@ -119,19 +119,27 @@ def wait_for(driver: WebDriver, js_condition: str, timeout: float) -> Any:
     )
 
 
-def sign_in(driver: WebDriver, base_url: str, name: str) -> None:
-    """Open the page, sign in as `name` and wait until the companion says it is ready."""
+DEFAULT_PASSWORD = "a long enough password"
+
+
+def sign_in(driver: WebDriver, base_url: str, name: str, password: str = DEFAULT_PASSWORD, *,
+            signup: bool = True) -> None:
+    """Open the page, sign up (or in) as `name` with a password, and wait until the companion is ready."""
     driver.get(base_url.rstrip("/") + "/")
-    if driver.execute_script("return sessionStorage.length > 0"):
-        # A stored sign-in reconnects on load; forget it so the name form shows.
-        driver.execute_script("sessionStorage.clear()")
-        driver.refresh()
+    wait_for(driver, "document.body.dataset.auth", 10)  # the page asked the server who is signed in
+    if driver.execute_script("return document.body.dataset.auth === 'signed-in'"):
+        # Signed in already (the session cookie): sign out so the form shows.
+        driver.find_element(By.CSS_SELECTOR, "[data-testid=signout-button]").click()
     wait_for(driver, "document.querySelector('[data-testid=name-input]').offsetParent !== null", 10)
-    field = driver.find_element(By.CSS_SELECTOR, "[data-testid=name-input]")
-    field.clear()
-    field.send_keys(name)
+    driver.find_element(By.CSS_SELECTOR, f"[data-testid=mode-{'signup' if signup else 'signin'}]").click()
+    for testid, value in (("name-input", name), ("password-input", password)):
+        field = driver.find_element(By.CSS_SELECTOR, f"[data-testid={testid}]")
+        field.clear()
+        field.send_keys(value)
+    count = "window.sam2voiceStats.messages.filter((m) => m.type === 'ready').length"
+    before = driver.execute_script(f"return {count}")
     driver.find_element(By.CSS_SELECTOR, "[data-testid=signin-button]").click()
-    wait_for(driver, "window.sam2voiceStats.messages.some((m) => m.type === 'ready')", 10)
+    wait_for(driver, f"{count} > {before}", 10)
 
 
 def start_talking(driver: WebDriver) -> None:

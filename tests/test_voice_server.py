@@ -1,4 +1,4 @@
-"""``sam2voice serve``'s HTTP and websocket side (docs/voice-protocol.md): sign-in tokens, one
+"""``sam2voice serve``'s HTTP and websocket side (docs/voice-protocol.md): session cookies, one
 session per person, bad frames, and a browser that leaves mid-turn. The server runs on
 uvicorn in the test's event loop, over the real graph and Redis, with Gemini Live played
 by the fake Live server."""
@@ -48,17 +48,26 @@ async def serving(app: Any) -> AsyncIterator[str]:
 @pytest.fixture
 async def base(rig: Rig, fake: FakeLiveServer) -> AsyncIterator[str]:
     client = genai.Client(api_key="fake-key", http_options=fake.http_options())
-    app = create_app(Settings(), companion=Companion(deps=rig.deps, graph=rig.graph), client=client, mode="live",
-                     secret="test-secret")
+    app = create_app(Settings(), companion=Companion(deps=rig.deps, graph=rig.graph), client=client, mode="live")
     async with serving(app) as address:
         yield address
 
 
+PASSWORD = "correct horse battery"
+
+
 async def sign_in(base: str, name: str) -> str:
+    """Sign up ``name`` (with a password); returns the session cookie's value."""
     async with httpx.AsyncClient() as http:
-        answer = await http.post(f"http://{base}/api/session", json={"name": name})
+        answer = await http.post(f"http://{base}/api/signup", json={"name": name, "password": PASSWORD})
     answer.raise_for_status()
-    return answer.json()["token"]
+    return str(answer.cookies["sam2voice_session"])
+
+
+def voice_socket(base: str, session: str | None) -> Any:
+    """Open /ws with the session cookie (None: without one)."""
+    headers = {"Cookie": f"sam2voice_session={session}"} if session is not None else {}
+    return websockets.connect(f"ws://{base}/ws", additional_headers=headers)
 
 
 async def next_json(ws: Any, kind: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -71,25 +80,29 @@ async def next_json(ws: Any, kind: str, timeout: float = 5.0) -> dict[str, Any]:
     return await asyncio.wait_for(find(), timeout)
 
 
-async def test_sign_in_issues_a_token_and_refuses_bad_names(base: str) -> None:
+async def test_sign_up_sets_a_session_cookie_and_refuses_bad_names(base: str) -> None:
     async with httpx.AsyncClient() as http:
-        good = await http.post(f"http://{base}/api/session", json={"name": "ana"})
-        empty = await http.post(f"http://{base}/api/session", json={"name": ""})
+        good = await http.post(f"http://{base}/api/signup", json={"name": "ana", "password": PASSWORD})
+        empty = await http.post(f"http://{base}/api/signup", json={"name": "", "password": PASSWORD})
+        tabbed = await http.post(f"http://{base}/api/signup", json={"name": "a\tb", "password": PASSWORD})
         health = await http.get(f"http://{base}/healthz")
         page = await http.get(f"http://{base}/")
-    assert good.status_code == 200 and good.json()["user"] == "ana" and good.json()["mode"] == "live"
+    assert good.status_code == 201 and good.json()["user"] == "ana" and good.json()["mode"] == "live"
+    cookie = good.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "secure" not in cookie  # http://127.0.0.1
     assert empty.status_code == 422 and "name" in empty.text
+    assert tabbed.status_code == 422 and "printable" in tabbed.text
     assert health.json() == {"ok": True, "mode": "live"}
     assert page.status_code == 200 and "<html" in page.text.lower()
 
 
-async def test_a_forged_or_missing_token_is_refused(base: str) -> None:
-    token = await sign_in(base, "ana")
-    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
-    for bad in ("", forged):
-        async with websockets.connect(f"ws://{base}/ws?token={bad}") as ws:
+async def test_a_forged_or_missing_session_is_refused(base: str) -> None:
+    session = await sign_in(base, "ana")
+    forged = session[:-4] + ("AAAA" if not session.endswith("AAAA") else "BBBB")
+    for bad in (None, "", forged, "ana.x", "nonsense"):
+        async with voice_socket(base, bad) as ws:
             error = await next_json(ws, "error")
-            assert error["code"] == "bad_token"
+            assert error["code"] == "bad_session"
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await ws.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
@@ -98,8 +111,8 @@ async def test_a_forged_or_missing_token_is_refused(base: str) -> None:
 async def test_bad_frames_get_clear_errors_and_the_session_goes_on(base: str, fake: FakeLiveServer,
                                                                    rig: Rig) -> None:
     fake.script(LiveTurn(transcript="I can't start my essay", reply="Let's begin small.", audio_ms=300))
-    token = await sign_in(base, "ana")
-    async with websockets.connect(f"ws://{base}/ws?token={token}") as ws:
+    session = await sign_in(base, "ana")
+    async with voice_socket(base, session) as ws:
         await ws.send(SPEECH[:3200])
         assert (await next_json(ws, "error"))["code"] == "hello_required"
         await ws.send(json.dumps({"type": "hello", "sample_rate": 44100}))
@@ -140,16 +153,16 @@ async def test_bad_frames_get_clear_errors_and_the_session_goes_on(base: str, fa
         await ws.send(json.dumps({"type": "end"}))
         ended = await next_json(ws, "ended")
         assert "reflection" in ended
-    # The session belonged to the token's user.
+    # The session belonged to the cookie's user.
     assert await rig.session("ana").directory.threads("ana")
 
 
 async def test_a_second_window_takes_over_the_session(base: str) -> None:
-    token = await sign_in(base, "ben")
-    async with websockets.connect(f"ws://{base}/ws?token={token}") as first:
+    session = await sign_in(base, "ben")
+    async with voice_socket(base, session) as first:
         await first.send(json.dumps({"type": "hello", "sample_rate": 16000}))
         await next_json(first, "ready")
-        async with websockets.connect(f"ws://{base}/ws?token={token}") as second:
+        async with voice_socket(base, session) as second:
             assert (await next_json(first, "error"))["code"] == "replaced"
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 while True:
@@ -163,8 +176,8 @@ async def test_leaving_mid_turn_keeps_what_was_said(base: str, fake: FakeLiveSer
     fake.script(LiveTurn(transcript="the dishes are piling up and I'm avoiding them",
                          tool_calls=[{"name": "create_microsteps", "args": {"task": "the dishes"}}],
                          reply="Let's do one plate.", audio_ms=2000))
-    token = await sign_in(base, "cai")
-    async with websockets.connect(f"ws://{base}/ws?token={token}") as ws:
+    session = await sign_in(base, "cai")
+    async with voice_socket(base, session) as ws:
         await ws.send(json.dumps({"type": "hello", "sample_rate": 16000}))
         await next_json(ws, "ready")
         for offset in range(0, len(SPEECH), 3200):

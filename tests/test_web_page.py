@@ -1,6 +1,7 @@
 """The voice page (app/web/) in headless Chromium, against a small stub of the protocol server.
 
-The stub speaks docs/voice-protocol.md just enough to drive the page: it issues tokens,
+The stub speaks docs/voice-protocol.md just enough to drive the page: it signs people up and in
+with a session cookie (any password of 8+ characters), closes a signed-out session's socket with 4401,
 answers `hello` with `ready`, and after a second of real (non-silent) microphone audio sends
 one scripted reply. Typed turns trigger the other scripted cases (a long reply that gets
 interrupted, an error). The fake microphone is espeak-ng speech fed to Chromium as a WAV.
@@ -24,7 +25,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
-from fastapi import FastAPI, HTTPException, WebSocket
+from fastapi import FastAPI, HTTPException, Request, Response, WebSocket
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from selenium.webdriver.common.by import By
@@ -46,18 +47,25 @@ REFLECTION = "You cleared the cups. Nice work."
 SCREENSHOT = Path(os.environ.get("SAM2VOICE_PAGE_SCREENSHOT", "/tmp/sam2voice-page.png"))
 
 
-class SessionRequest(BaseModel):
-    """Body of POST /api/session."""
+COOKIE = "sam2voice_session"
+PASSWORD = "a long enough password"
+
+
+class Credentials(BaseModel):
+    """Body of POST /api/signup and /api/signin."""
 
     name: str = Field(description="Who is signing in.")
+    password: str = Field(description="Their password.")
 
 
 @dataclass
 class StubLog:
     """What the stub server saw; written by the server thread, read by the test."""
 
-    tokens: dict[str, str] = field(default_factory=dict)
-    ws_tokens: list[str] = field(default_factory=list)
+    sessions: dict[str, str] = field(default_factory=dict)
+    ws_sessions: list[str] = field(default_factory=list)
+    sockets: dict[str, WebSocket] = field(default_factory=dict)
+    signed_out: list[str] = field(default_factory=list)
     frames: list[dict[str, Any]] = field(default_factory=list)
     audio_frames: int = 0
     loud_samples: int = 0
@@ -110,25 +118,58 @@ def stub_app(log: StubLog) -> FastAPI:
     """A protocol stub serving the real page files."""
     app = FastAPI()
 
-    @app.post("/api/session")
-    async def open_session(body: SessionRequest) -> dict[str, Any]:
+    def open_session(body: Credentials, response: Response) -> dict[str, Any]:
         if not NAME_PATTERN.match(body.name):
             raise HTTPException(422, "Names can use letters, numbers and . _ - @ only, up to 64 characters.")
-        token = secrets.token_urlsafe(16)
-        log.tokens[token] = body.name
-        return {"token": token, "user": body.name, "mode": "offline", "expires_at": time.time() + 3600}
+        if len(body.password) < 8:
+            raise HTTPException(401, "That name and password don't match an account.")
+        session = secrets.token_urlsafe(16)
+        log.sessions[session] = body.name
+        response.set_cookie(COOKIE, session, httponly=True, samesite="strict")
+        return {"user": body.name, "mode": "offline", "has_password": True, "passkeys": 0}
+
+    @app.post("/api/signup", status_code=201)
+    async def sign_up(body: Credentials, response: Response) -> dict[str, Any]:
+        return open_session(body, response)
+
+    @app.post("/api/signin")
+    async def sign_in(body: Credentials, response: Response) -> dict[str, Any]:
+        return open_session(body, response)
+
+    @app.get("/api/me")
+    async def me(request: Request) -> dict[str, Any]:
+        user = log.sessions.get(request.cookies.get(COOKIE, ""))
+        if user is None:
+            raise HTTPException(401, "Please sign in.")
+        return {"user": user, "mode": "offline", "has_password": True, "passkeys": 0}
+
+    @app.post("/api/signout")
+    async def sign_out(request: Request, response: Response) -> dict[str, Any]:
+        session = request.cookies.get(COOKIE, "")
+        log.signed_out.append(session)
+        revoked = log.sessions.pop(session, None) is not None
+        if (ws := log.sockets.pop(session, None)) is not None:
+            await ws.send_json({"type": "error", "code": "signed_out", "message": "You signed out."})
+            await ws.close(4401)
+        response.delete_cookie(COOKIE)
+        return {"ok": True, "revoked": int(revoked)}
 
     @app.websocket("/ws")
-    async def voice(ws: WebSocket, token: str = "") -> None:
+    async def voice(ws: WebSocket) -> None:
         await ws.accept()
-        if token not in log.tokens:
-            await ws.send_json({"type": "error", "code": "bad_token", "message": "Please sign in again."})
+        session = ws.cookies.get(COOKIE, "")
+        if session not in log.sessions:
+            await ws.send_json({"type": "error", "code": "bad_session", "message": "Please sign in again."})
             await ws.close(4401)
             return
-        log.ws_tokens.append(token)
+        log.ws_sessions.append(session)
+        log.sockets[session] = ws
         replied = False
         while True:
-            message = await ws.receive()
+            try:
+                message = await ws.receive()
+            except RuntimeError:  # closed by a sign-out
+                return
             if message["type"] == "websocket.disconnect":
                 return
             if message.get("bytes") is not None:
@@ -150,7 +191,7 @@ def stub_app(log: StubLog) -> FastAPI:
                 await ws.send_json(
                     {
                         "type": "ready",
-                        "user": log.tokens[token],
+                        "user": log.sessions[session],
                         "mode": "offline",
                         "input_rate": 16000,
                         "output_rate": 24000,
@@ -211,14 +252,24 @@ def test_a_spoken_turn_end_to_end(browser: WebDriver, stub: tuple[str, StubLog])
     driver = browser
 
     # A name the server refuses is explained, and the person can try again.
+    # A first visit offers sign-up, passkey first; a name the server refuses is explained.
     driver.get(base + "/")
+    wait_for(driver, "document.body.dataset.auth === 'signed-out'", 5)
+    assert driver.execute_script("return document.querySelector('[data-testid=mode-signup]').checked")
+    buttons = [el.get_attribute("data-testid") for el in driver.find_elements(By.CSS_SELECTOR, "#signin-form button")]
+    assert buttons == ["passkey-button", "signin-button"]
     driver.find_element(By.CSS_SELECTOR, "[data-testid=name-input]").send_keys("maya smith!")
+    driver.find_element(By.CSS_SELECTOR, "[data-testid=password-input]").send_keys(PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "[data-testid=signin-button]").click()
     wait_for(driver, shows("error-text", "letters, numbers"), 5)
+    # Passkeys refuse IP addresses: the page says to open it at localhost instead.
+    driver.find_element(By.CSS_SELECTOR, "[data-testid=passkey-button]").click()
+    wait_for(driver, shows("error-text", "http://localhost:"), 5)
 
-    sign_in(driver, base, "maya")
-    token = driver.execute_script("return sessionStorage.getItem('sam2voice.token')")
-    assert log.tokens[token] == "maya" and log.ws_tokens[-1] == token
+    sign_in(driver, base, "maya", PASSWORD)
+    (session,) = [c["value"] for c in driver.get_cookies() if c["name"] == COOKIE]
+    assert log.sessions[session] == "maya" and log.ws_sessions[-1] == session
+    assert driver.execute_script("return document.cookie") == ""  # httpOnly: page script can't read it
     assert log.frames[0] == {"type": "hello", "sample_rate": 16000, "format": "pcm16"}
     assert text_of(driver, "who") == "maya"
 
@@ -283,22 +334,29 @@ def test_a_spoken_turn_end_to_end(browser: WebDriver, stub: tuple[str, StubLog])
     assert text_of(driver, "status") == "Session ended."
 
 
-def test_a_reload_keeps_the_sign_in_and_a_bad_token_asks_again(browser: WebDriver, stub: tuple[str, StubLog]) -> None:
+def test_a_reload_keeps_the_sign_in_and_signing_out_ends_it(browser: WebDriver, stub: tuple[str, StubLog]) -> None:
     base, log = stub
     driver = browser
-    token = httpx.post(f"{base}/api/session", json={"name": "sam"}).json()["token"]
+    session = str(httpx.post(f"{base}/api/signin", json={"name": "sam", "password": PASSWORD}).cookies[COOKIE])
     driver.get(base + "/")
-    driver.execute_script(
-        "sessionStorage.setItem('sam2voice.token', arguments[0]); sessionStorage.setItem('sam2voice.user', 'sam');",
-        token,
-    )
+    driver.delete_all_cookies()
+    driver.add_cookie({"name": COOKIE, "value": session, "path": "/", "httpOnly": True, "sameSite": "Strict"})
     driver.refresh()
     wait_for(driver, "window.sam2voiceStats.messages.some((m) => m.type === 'ready')", 10)
-    assert log.ws_tokens[-1] == token and text_of(driver, "who") == "sam"
+    assert log.ws_sessions[-1] == session and text_of(driver, "who") == "sam"
     assert not driver.find_element(By.CSS_SELECTOR, "[data-testid=signin]").is_displayed()
 
-    driver.execute_script("sessionStorage.setItem('sam2voice.token', 'forged')")
-    driver.refresh()
+    # Signed out elsewhere (the same session): the open socket closes with 4401 and the page asks again.
+    httpx.post(f"{base}/api/signout", cookies={COOKIE: session})
     wait_for(driver, shows("error-text", "sign in again"), 10)
     assert driver.find_element(By.CSS_SELECTOR, "[data-testid=name-input]").is_displayed()
-    assert driver.execute_script("return sessionStorage.getItem('sam2voice.token')") is None
+    assert driver.execute_script("return document.querySelector('[data-testid=mode-signin]').checked")  # known here
+
+    # Signing in again, then the page's own sign-out button: the session is revoked at the server.
+    sign_in(driver, base, "sam", PASSWORD, signup=False)
+    (again,) = [c["value"] for c in driver.get_cookies() if c["name"] == COOKIE]
+    driver.find_element(By.CSS_SELECTOR, "[data-testid=signout-button]").click()
+    wait_for(driver, "document.querySelector('[data-testid=name-input]').offsetParent !== null", 5)
+    assert log.signed_out[-1] == again and again not in log.sessions
+    driver.refresh()
+    wait_for(driver, "document.querySelector('[data-testid=name-input]').offsetParent !== null", 5)

@@ -180,6 +180,11 @@ class LiveVoiceSession:
             with contextlib.suppress(*CONNECTION_LOST):
                 await self._live.send_realtime_input(text=text)
 
+    @property
+    def pending_turns(self) -> int:
+        """Graph work in flight (turns, tools): the websocket refuses more typed turns past its limit."""
+        return len(self._tasks)
+
     async def feedback(self, helped: bool) -> None:
         """A thumbs up or down on the last suggestion: settled through the graph, then the plan."""
         await self.sink(await self.link.feedback(helped))

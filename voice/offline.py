@@ -54,6 +54,7 @@ class OfflineVoiceSession:
         self._turns: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()  # None: stop
         self._turn = 0
         self._stopped = False
+        self._answering = False
 
     async def run(self) -> None:
         """Open the person's session and answer turns until :meth:`end` or :meth:`close`."""
@@ -66,16 +67,19 @@ class OfflineVoiceSession:
         ticker = asyncio.create_task(self._due_loop())
         try:
             while (item := await self._turns.get()) is not None:
+                self._answering = True
                 try:
                     await self._answer(*item)
                 finally:
+                    self._answering = False
                     self._turns.task_done()
         finally:
             ticker.cancel()
 
     async def push_audio(self, pcm: bytes) -> None:
         """Microphone audio; each complete utterance becomes a turn."""
-        for utterance in self.endpointer.push(pcm):
+        # The endpointer's FFTs run in a thread so a flood of frames cannot stall the event loop.
+        for utterance in await asyncio.to_thread(self.endpointer.push, pcm):
             await self._turns.put(("speech", (utterance, time.perf_counter())))
 
     async def end_of_speech(self) -> None:
@@ -86,6 +90,26 @@ class OfflineVoiceSession:
     async def send_text(self, text: str) -> None:
         """A typed turn."""
         await self._turns.put(("text", (text, time.perf_counter())))
+
+    @property
+    def pending_turns(self) -> int:
+        """Turns waiting or being answered (the websocket refuses more past its limit)."""
+        return self._turns.qsize() + int(self._answering)
+
+    def drop_queued_turns(self) -> int:
+        """Forget the typed turns not started yet (the person left); returns how many."""
+        kept: list[tuple[str, Any] | None] = []
+        dropped = 0
+        while not self._turns.empty():
+            item = self._turns.get_nowait()
+            self._turns.task_done()
+            if item is not None and item[0] == "text":
+                dropped += 1
+            else:
+                kept.append(item)
+        for item in kept:
+            self._turns.put_nowait(item)
+        return dropped
 
     async def feedback(self, helped: bool) -> None:
         """A thumbs up or down on the last suggestion: settled through the graph, then the plan."""

@@ -146,7 +146,7 @@ class SpeechToText:
         """The words spoken in `pcm16` (mono, `rate` Hz), or "" when there are none."""
         validate_pcm16(pcm16, max_bytes=MAX_STT_BYTES * rate // STT_RATE)
         if rate != STT_RATE:
-            pcm16 = resample_pcm16(pcm16, rate, STT_RATE)
+            pcm16 = await asyncio.to_thread(resample_pcm16, pcm16, rate, STT_RATE)  # CPU: off the event loop
         if len(pcm16) < 2 * STT_RATE // 10:  # under 0.1 s: nothing to recognise
             return ""
         audio = np.frombuffer(pcm16, dtype="<i2").astype(np.float32) / 32768.0
@@ -223,7 +223,7 @@ class TextToSpeech:
                 rate, pcm = wav.getframerate(), wav.readframes(wav.getnframes())
         except (wave.Error, EOFError) as exc:
             raise SpeechError(f"espeak-ng returned no readable audio: {exc}") from exc
-        return resample_pcm16(pcm[: len(pcm) - len(pcm) % 2], rate, TTS_RATE)
+        return await asyncio.to_thread(resample_pcm16, pcm[: len(pcm) - len(pcm) % 2], rate, TTS_RATE)
 
     async def synthesize(self, text: str) -> bytes:
         """`text` spoken as PCM16 mono at 24 kHz (b"" for blank text)."""

@@ -1,14 +1,13 @@
 /*
  * sam2voice voice page. Speaks docs/voice-protocol.md over one websocket:
- * sign in (POST /api/session) -> GET /ws?token=... -> hello -> PCM16 16 kHz up, PCM16 24 kHz down.
+ * sign up / sign in (passkey first, password as the fallback; the server sets an httpOnly session
+ * cookie) -> GET /ws (the cookie says who it is) -> hello -> PCM16 16 kHz up, PCM16 24 kHz down.
  * Plain script, no build step, no network beyond this page's own server.
  */
 "use strict";
 
 (() => {
-  const TOKEN_KEY = "sam2voice.token";
-  const USER_KEY = "sam2voice.user";
-  const EXPIRES_KEY = "sam2voice.expires_at";
+  const KNOWN_KEY = "sam2voice.known"; // this browser signed in before: offer "sign in" first, not "sign up"
   const INPUT_RATE = 16000;
   const OUTPUT_RATE = 24000;
   const LOG_LIMIT = 200;
@@ -33,7 +32,11 @@
   const $ = (id) => document.getElementById(id);
   const ui = {
     error: $("error"), errorText: $("error-text"), errorDismiss: $("error-dismiss"),
-    signin: $("signin"), signinForm: $("signin-form"), name: $("name"),
+    signin: $("signin"), signinForm: $("signin-form"), name: $("name"), password: $("password"),
+    modeSignup: $("mode-signup"), modeSignin: $("mode-signin"), passkey: $("passkey"), passkeyNote: $("passkey-note"),
+    signinSubmit: $("signin-submit"), signoutEverywhere: $("signout-everywhere"), addPasskey: $("add-passkey"),
+    accountNote: $("account-note"), passwordForm: $("password-form"), currentPassword: $("current-password"),
+    newPassword: $("new-password"),
     session: $("session"), who: $("who"), signout: $("signout"), status: $("status"),
     talk: $("talk"), done: $("done"), step: $("step"), checkin: $("checkin"),
     plan: $("plan"), planTitle: $("plan-title"), helped: $("helped"), notHelped: $("not-helped"),
@@ -72,43 +75,168 @@
     ui.status.dataset.state = state || "";
   }
 
-  // ---- signing in -------------------------------------------------------------------------
+  // ---- accounts: sign up / sign in --------------------------------------------------------
 
-  async function signIn(name) {
-    clearError();
+  /** A JSON request to this page's server: {ok, status, body}; never throws. */
+  async function api(path, body) {
     let response;
     try {
-      response = await fetch("/api/session", {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ name }),
+      response = await fetch(path, {
+        method: body === undefined ? "GET" : "POST", credentials: "same-origin",
+        headers: body === undefined ? {} : { "Content-Type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {
-      showError("I couldn't reach sam2voice. Check that it is running, then try again.");
-      return;
+      return { ok: false, status: 0, body: { detail: "I couldn't reach sam2voice. Check that it is running, then try again." } };
     }
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      const detail = typeof body.detail === "string" ? body.detail : null;
-      showError(detail || "That name didn't work. Use 1 to 128 characters, with no spaces at the start or end.");
-      ui.name.focus();
-      return;
+    const data = await response.json().catch(() => ({}));
+    return { ok: response.ok, status: response.status, body: data };
+  }
+
+  /** The server's message, in its words (422 lists name the field). */
+  function detailOf(body, fallback) {
+    if (typeof body.detail === "string") return body.detail;
+    if (Array.isArray(body.detail) && body.detail[0]) {
+      const first = body.detail[0];
+      const field = Array.isArray(first.loc) ? first.loc[first.loc.length - 1] : "";
+      return field ? `${field}: ${first.msg}` : String(first.msg);
     }
-    sessionStorage.setItem(TOKEN_KEY, body.token);
-    sessionStorage.setItem(USER_KEY, body.user);
-    sessionStorage.setItem(EXPIRES_KEY, String(body.expires_at || ""));
+    return fallback;
+  }
+
+  function mode() { return ui.modeSignin.checked ? "signin" : "signup"; }
+
+  function setMode(which) {
+    ui.modeSignup.checked = which === "signup";
+    ui.modeSignin.checked = which === "signin";
+    ui.signinSubmit.textContent = which === "signup" ? "Create my account with a password" : "Sign in with password";
+    ui.password.autocomplete = which === "signup" ? "new-password" : "current-password";
+    ui.passkey.textContent = which === "signup" ? "Use a passkey (recommended)" : "Use a passkey";
+  }
+
+  /** WebAuthn refuses IP addresses: a passkey needs the page opened by name (localhost here). */
+  function passkeyAddressProblem() {
+    if (!window.PublicKeyCredential || !navigator.credentials) return "This browser can't use passkeys. Use a password instead.";
+    if (/^[0-9.]+$/.test(location.hostname) || location.hostname.startsWith("[")) {
+      const loopback = location.hostname === "127.0.0.1" || location.hostname === "[::1]";
+      const there = loopback ? `${location.protocol}//localhost${location.port ? ":" + location.port : ""}/` : "this site's name";
+      return `Passkeys work when this page is opened at ${there}. Use a password here, or open that address.`;
+    }
+    return null;
+  }
+
+  const fromB64url = (text) => {
+    const b64 = text.replace(/-/g, "+").replace(/_/g, "/");
+    return Uint8Array.from(atob(b64 + "===".slice((b64.length + 3) % 4)), (c) => c.charCodeAt(0)).buffer;
+  };
+  const toB64url = (buffer) => btoa(String.fromCharCode(...new Uint8Array(buffer)))
+    .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+  function creationOptions(options) {
+    if (PublicKeyCredential.parseCreationOptionsFromJSON) return PublicKeyCredential.parseCreationOptionsFromJSON(options);
+    return { ...options, challenge: fromB64url(options.challenge), user: { ...options.user, id: fromB64url(options.user.id) },
+      excludeCredentials: (options.excludeCredentials || []).map((c) => ({ ...c, id: fromB64url(c.id) })) };
+  }
+
+  function requestOptions(options) {
+    if (PublicKeyCredential.parseRequestOptionsFromJSON) return PublicKeyCredential.parseRequestOptionsFromJSON(options);
+    return { ...options, challenge: fromB64url(options.challenge),
+      allowCredentials: (options.allowCredentials || []).map((c) => ({ ...c, id: fromB64url(c.id) })) };
+  }
+
+  function credentialJson(credential) {
+    if (typeof credential.toJSON === "function") return credential.toJSON();
+    const r = credential.response;
+    const response = { clientDataJSON: toB64url(r.clientDataJSON) };
+    if (r.attestationObject) {
+      response.attestationObject = toB64url(r.attestationObject);
+      response.transports = r.getTransports ? r.getTransports() : [];
+    } else {
+      response.authenticatorData = toB64url(r.authenticatorData);
+      response.signature = toB64url(r.signature);
+      response.userHandle = r.userHandle ? toB64url(r.userHandle) : null;
+    }
+    return { id: credential.id, rawId: toB64url(credential.rawId), type: credential.type, response,
+      clientExtensionResults: credential.getClientExtensionResults() };
+  }
+
+  function signedIn(body) {
+    localStorage.setItem(KNOWN_KEY, "1");
+    ui.password.value = "";
+    clearError();
     showSession(body.user);
     connect();
   }
 
-  function forgetSignIn() {
-    sessionStorage.removeItem(TOKEN_KEY);
-    sessionStorage.removeItem(USER_KEY);
-    sessionStorage.removeItem(EXPIRES_KEY);
+  async function signInWithPassword() {
+    clearError();
+    const name = ui.name.value.trim();
+    if (!name) { showError("Please type your name first."); ui.name.focus(); return; }
+    if (!ui.password.value) { showError("Please type your password, or use a passkey."); ui.password.focus(); return; }
+    const signup = mode() === "signup";
+    const answer = await api(signup ? "/api/signup" : "/api/signin", { name, password: ui.password.value });
+    if (!answer.ok) {
+      showError(detailOf(answer.body, signup ? "That account couldn't be made. Please try again." : "That didn't work. Please try again."));
+      (answer.status === 422 && signup ? ui.password : ui.name).focus();
+      return;
+    }
+    signedIn(answer.body);
+  }
+
+  async function useAPasskey() {
+    clearError();
+    const problem = passkeyAddressProblem();
+    if (problem) { showError(problem); return; }
+    const signup = mode() === "signup";
+    const name = ui.name.value.trim();
+    if (signup && !name) { showError("Please type the name for your new account first."); ui.name.focus(); return; }
+    const start = await api(signup ? "/api/passkey/register/options" : "/api/passkey/signin/options", signup ? { name } : {});
+    if (!start.ok) { showError(detailOf(start.body, "Passkeys aren't working right now. Use a password instead.")); return; }
+    let credential;
+    try {
+      credential = signup
+        ? await navigator.credentials.create({ publicKey: creationOptions(start.body.options) })
+        : await navigator.credentials.get({ publicKey: requestOptions(start.body.options) });
+    } catch (err) {
+      showError("The passkey step was cancelled or didn't work. Try again, or use a password.");
+      return;
+    }
+    const finish = await api(signup ? "/api/passkey/register/verify" : "/api/passkey/signin/verify",
+      { challenge_id: start.body.challenge_id, credential: credentialJson(credential) });
+    if (!finish.ok) { showError(detailOf(finish.body, "That passkey didn't work here. Try again, or use a password.")); return; }
+    signedIn(finish.body);
+  }
+
+  async function addPasskey() {
+    ui.accountNote.textContent = "";
+    const problem = passkeyAddressProblem();
+    if (problem) { ui.accountNote.textContent = problem; return; }
+    const start = await api("/api/passkey/register/options", {});
+    if (!start.ok) { ui.accountNote.textContent = detailOf(start.body, "Couldn't start adding a passkey."); return; }
+    let credential;
+    try {
+      credential = await navigator.credentials.create({ publicKey: creationOptions(start.body.options) });
+    } catch (err) {
+      ui.accountNote.textContent = "No passkey was added (the step was cancelled).";
+      return;
+    }
+    const finish = await api("/api/passkey/register/verify",
+      { challenge_id: start.body.challenge_id, credential: credentialJson(credential) });
+    ui.accountNote.textContent = finish.ok ? "Passkey added. Next time you can sign in with it."
+      : detailOf(finish.body, "That passkey couldn't be added.");
+  }
+
+  function leaveSession() {
+    stopTalking(false);
+    dropSocket();
+    setConnected(false);
   }
 
   function showSignin() {
     ui.session.hidden = true;
     ui.signin.hidden = false;
-    ui.name.focus();
+    setMode(localStorage.getItem(KNOWN_KEY) ? "signin" : "signup");
+    if (!ui.signin.contains(document.activeElement)) ui.name.focus(); // never pull focus from a field being typed in
   }
 
   function showSession(user) {
@@ -127,15 +255,13 @@
   }
 
   function connect() {
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    if (!token) return showSignin();
     dropSocket();
     ended = false;
     ui.reconnect.hidden = true;
     ui.reflectionBox.hidden = true;
     setStatus("Connecting…", "connecting");
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    ws = new WebSocket(`${scheme}//${location.host}/ws?token=${encodeURIComponent(token)}`);
+    ws = new WebSocket(`${scheme}//${location.host}/ws`); // the session cookie goes with it
     ws.binaryType = "arraybuffer";
     ws.onopen = () => sendJson({ type: "hello", sample_rate: INPUT_RATE, format: "pcm16" });
     ws.onmessage = (event) => {
@@ -220,8 +346,7 @@
     flushPlayback();
     ui.reconnect.textContent = "Connect again";
     if (event.code === 4401) {
-      forgetSignIn();
-      showError("Please sign in again: your sign-in has expired or is not valid.");
+      showError("Please sign in again: you were signed out, or your sign-in has expired.");
       showSignin();
       return;
     }
@@ -516,21 +641,35 @@
   ui.signinForm.addEventListener("submit", (event) => {
     event.preventDefault();
     unlockPlayback(); // a click: the one moment browsers let a page start audio
-    const name = ui.name.value.trim();
-    if (!name) {
-      showError("Please type your name first.");
-      ui.name.focus();
-      return;
-    }
-    signIn(name);
+    signInWithPassword();
   });
-  ui.signout.addEventListener("click", () => {
-    stopTalking(false);
-    dropSocket();
-    setConnected(false);
-    forgetSignIn();
+  ui.passkey.addEventListener("click", () => { unlockPlayback(); useAPasskey(); });
+  ui.modeSignup.addEventListener("change", () => setMode("signup"));
+  ui.modeSignin.addEventListener("change", () => setMode("signin"));
+  ui.signout.addEventListener("click", async () => {
+    leaveSession();
+    await api("/api/signout", {});
     clearError();
     showSignin();
+  });
+  ui.signoutEverywhere.addEventListener("click", async () => {
+    leaveSession();
+    const answer = await api("/api/signout-everywhere", {});
+    showSignin();
+    if (answer.ok) {
+      showError(`Signed out on every device (${answer.body.revoked} sign-ins ended). Sign in again to go on.`);
+    }
+  });
+  ui.addPasskey.addEventListener("click", addPasskey);
+  ui.passwordForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    ui.accountNote.textContent = "";
+    const answer = await api("/api/password",
+      { current_password: ui.currentPassword.value, new_password: ui.newPassword.value });
+    ui.currentPassword.value = "";
+    ui.newPassword.value = "";
+    ui.accountNote.textContent = answer.ok ? "Password changed. Other devices were signed out."
+      : detailOf(answer.body, "The password was not changed.");
   });
   ui.errorDismiss.addEventListener("click", clearError);
   ui.talk.addEventListener("click", () => (capture ? stopTalking() : startTalking()));
@@ -560,13 +699,15 @@
   ui.helped.addEventListener("click", () => sendJson({ type: "feedback", helped: true }));
   ui.notHelped.addEventListener("click", () => sendJson({ type: "feedback", helped: false }));
 
-  // A reload in the same tab keeps the sign-in (sessionStorage), unless it has run out.
-  const expiresAt = Number(sessionStorage.getItem(EXPIRES_KEY));
-  if (sessionStorage.getItem(TOKEN_KEY) && !(expiresAt && expiresAt < Date.now() / 1000)) {
-    showSession(sessionStorage.getItem(USER_KEY) || "");
-    connect();
-  } else {
-    forgetSignIn();
-    showSignin();
-  }
+  // Signed in already (the session cookie survives reloads)? Then connect; else offer sign-up / sign-in.
+  setMode(localStorage.getItem(KNOWN_KEY) ? "signin" : "signup");
+  api("/api/me").then((answer) => {
+    document.body.dataset.auth = answer.ok ? "signed-in" : "signed-out"; // the page knows who it is now
+    if (answer.ok) {
+      showSession(answer.body.user);
+      connect();
+    } else {
+      showSignin();
+    }
+  });
 })();
