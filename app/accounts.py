@@ -8,6 +8,7 @@ person's hash tag (``memories.keys``), so each person's keys share one cluster s
     {ns}:websession:{<tag>}:{sid}        the user id; TTL (refreshed on use)
     {ns}:websessions:{<tag>}             SET of the person's session cookies (sign out everywhere)
     {ns}:signin_fail:{<tag>}             HASH count, locked_until (failed sign-ins for that name)
+    {ns}:audit:{<tag>}                   LIST the person's audit log (``app.audit``)
 
 and three keys that are not about one person (looked up by something else than a name)::
 
@@ -338,6 +339,20 @@ class AccountStore:
                 pipe.srem(self._sessions(tag), *revoked)
                 await pipe.execute()
         return revoked
+
+    async def forget(self, user: str) -> int:
+        """Delete the account: passkeys, every session, failed sign-in counters, the passkey
+        handle; returns the keys deleted. The person's cookies stop working at once."""
+        tag = user_tag(user)
+        handle = await self.client.hget(self._account(user), "handle")
+        revoked = await self.close_all_sessions(user)
+        keys = [self._account(user), self._passkeys(user), self._sessions(tag), self._failures(user)]
+        if handle is not None:
+            keys.append(self._handle(handle.decode()))
+        # Sessions missing from the set (none should be) are found by their tagged prefix.
+        keys += [k.decode() async for k in self.client.scan_iter(match=f"{self.ns}:websession:{{{tag}}}:*",
+                                                                  count=1000)]
+        return len(revoked) + int(await self.client.unlink(*keys))
 
     # ---- passkeys --------------------------------------------------------------------------
 

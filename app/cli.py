@@ -377,13 +377,9 @@ def memory_export(user: UserOption) -> None:
     """Print everything remembered about a person as JSON (memories and coaching plans/check-ins)."""
 
     async def export(registry: MemoryRegistry) -> dict[str, object]:
-        from graphs.session import SessionDirectory
+        from app.person_data import PersonData
 
-        data: dict[str, object] = dict(await registry.export(user))
-        data["coaching"] = await _coaching_store(registry).export(user)
-        directory = SessionDirectory(registry.backend.client, registry.backend.settings.namespace)
-        data["sessions"] = await directory.threads(user)
-        return data
+        return await PersonData(registry, _coaching_store(registry)).export(user)
 
     _with_registry(export, as_json=True)
 
@@ -396,15 +392,11 @@ def memory_forget(user: UserOption, yes: Annotated[bool, typer.Option("--yes", h
     async def forget(registry: MemoryRegistry) -> dict[str, int]:
         from langgraph.checkpoint.redis.ashallow import AsyncShallowRedisSaver
 
-        from graphs.session import SessionDirectory
+        from app.person_data import PersonData
 
-        counts = dict(await registry.forget(user))
-        counts["coaching"] = await _coaching_store(registry).forget(user)
         saver = AsyncShallowRedisSaver(redis_client=registry.backend.client)
         await saver.asetup()
-        directory = SessionDirectory(registry.backend.client, registry.backend.settings.namespace)
-        counts["sessions"] = await directory.forget(user, saver)
-        return counts
+        return await PersonData(registry, _coaching_store(registry), checkpointer=saver).forget(user)
 
     _with_registry(forget, as_json=True)
 

@@ -28,11 +28,17 @@ from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
 from app.accounts import AccountError, AccountStore, RateLimit, TooManyAttempts
+from app.audit import AuditEvent, AuditKind, AuditLog
 from app.companion import Companion, open_companion
 from app.hardening import install_hardening
+from app.person_data import PersonData, PersonExport, PersonMemories
 from app.settings import Settings
 from app.voice_setup import OfflineSpeech, VoiceMode, live_client, live_options, offline_speech, session_factory
 from app.voice_socket import VoiceSocket
+from memories.errors import InvalidInput, RecordNotFound
+from memories.interventions import Intervention, InterventionMemory
+from memories.profile import Profile, ProfileMemory, ProfileUpdate
+from memories.ranking import Outcome
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).parent / "web"
@@ -89,6 +95,38 @@ class PasskeyFinish(BaseModel):
 
     challenge_id: str = Field(max_length=64)
     credential: dict[str, Any] = Field(description="PublicKeyCredential.toJSON() of the new or used passkey.")
+
+
+class OutcomeCorrection(BaseModel):
+    """What an intervention's outcome really was ("actually that helped")."""
+
+    outcome: Outcome = Field(description="The corrected outcome.")
+
+
+class OutcomeCorrected(BaseModel):
+    """The intervention after the correction."""
+
+    intervention: Intervention
+    previous: Outcome = Field(description="The outcome it had before.")
+
+
+class ForgetRequest(BaseModel):
+    """Confirm forgetting by typing your name (the name you sign in with)."""
+
+    confirm: str = Field("", max_length=128, description="The signed-in person's name, exactly.")
+
+
+class Forgotten(BaseModel):
+    """What was deleted, per store (keys or records)."""
+
+    ok: bool = True
+    deleted: dict[str, int] = Field(description="Records or keys deleted per store.")
+
+
+class AuditTrail(BaseModel):
+    """The person's audit log, newest first."""
+
+    events: list[AuditEvent]
 
 
 def is_loopback(host: str) -> bool:
@@ -175,8 +213,12 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
                     await engine.load()
             deps = app.state.companion.deps
             extra = {"account_limit": account_limit} if account_limit is not None else {}
-            app.state.accounts = AccountStore(deps.memory.client, deps.memory.registry.backend.settings.namespace,
-                                              **extra)
+            namespace = deps.memory.registry.backend.settings.namespace
+            app.state.accounts = AccountStore(deps.memory.client, namespace, **extra)
+            app.state.audit = AuditLog(deps.memory.client, namespace)
+            app.state.person_data = PersonData(deps.memory.registry, deps.store,
+                                               checkpointer=app.state.companion.graph.checkpointer,
+                                               accounts=app.state.accounts, audit=app.state.audit)
             log.info("voice server ready (%s voice)", app.state.mode)
             yield
 
@@ -188,6 +230,12 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
 
     def accounts() -> AccountStore:
         return app.state.accounts  # type: ignore[no-any-return]
+
+    def person_data() -> PersonData:
+        return app.state.person_data  # type: ignore[no-any-return]
+
+    async def audit(request: Request, user: str, kind: AuditKind, **detail: str) -> None:
+        await app.state.audit.record(user, kind, address=client_address(request), **detail)
 
     def refused(exc: AccountError) -> HTTPException:
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyAttempts) else None
@@ -227,6 +275,7 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
             user = await accounts().sign_up(body.name, body.password)
         except AccountError as exc:
             raise refused(exc) from exc
+        await audit(request, user, "sign_up", method="password")
         return await start_session(request, response, user)
 
     @app.post("/api/signin", responses={401: {"description": "Name and password don't match (same for unknown "
@@ -238,6 +287,7 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
             user = await accounts().sign_in(body.name, body.password, address=client_address(request))
         except AccountError as exc:
             raise refused(exc) from exc
+        await audit(request, user, "sign_in", method="password")
         return await start_session(request, response, user)
 
     @app.get("/api/me", responses={401: {"description": "Not signed in."}})
@@ -253,6 +303,7 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
         user = await accounts().close_session(cookie)
         if user is not None and cookie:
             await rooms.sign_out(user, {cookie})
+            await audit(request, user, "sign_out")
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
                                secure=not is_loopback(request_host(request)))
         return Done(revoked=int(user is not None))
@@ -262,6 +313,7 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
         """Revoke every session of the signed-in person (every browser) and close their voice socket."""
         revoked = await accounts().close_all_sessions(user)
         await rooms.sign_out(user)
+        await audit(request, user, "sign_out_everywhere", revoked=str(len(revoked)))
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
                                secure=not is_loopback(request_host(request)))
         return Done(revoked=len(revoked))
@@ -275,6 +327,7 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
                                              address=client_address(request))
         except AccountError as exc:
             raise refused(exc) from exc
+        await audit(request, user, "password_change")
         keep = request.cookies.get(COOKIE)
         revoked = await accounts().close_all_sessions(user, keep=keep)
         if revoked:
@@ -306,6 +359,7 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
                                                     origin=origin_for(request), signed_in_as=current)
         except AccountError as exc:
             raise refused(exc) from exc
+        await audit(request, user, "passkey_added" if current == user else "sign_up", method="passkey")
         if current == user:
             request.state.user = user
             return await signed_in(request)
@@ -326,7 +380,82 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
                                                   origin=origin_for(request), address=client_address(request))
         except AccountError as exc:
             raise refused(exc) from exc
+        await audit(request, user, "sign_in", method="passkey")
         return await start_session(request, response, user)
+
+    # ---- the person's data (always the signed-in person's own) -------------------------------
+
+    not_signed_in = {401: {"description": "Not signed in."}}
+
+    @app.get("/api/data", responses=not_signed_in)
+    async def export_data(request: Request, user: str = Depends(current_user)) -> PersonExport:
+        """Everything remembered about you, as JSON (the same as ``sam2voice memory export``)."""
+        data = await person_data().export(user)
+        await audit(request, user, "export")
+        return PersonExport.model_validate(data)
+
+    @app.get("/api/memories", responses=not_signed_in)
+    async def memories(user: str = Depends(current_user)) -> PersonMemories:
+        """What the companion remembers about you, readably: profile, current state, reflections,
+        past interventions with their outcomes (newest first, at most 50), plan, check-ins and
+        reminders, safety events."""
+        return await person_data().memories(user)
+
+    @app.patch("/api/profile", responses={**not_signed_in, 422: {"description": "A field is not valid."}})
+    async def edit_profile(body: ProfileUpdate, request: Request, user: str = Depends(current_user)) -> Profile:
+        """Change your profile: only the fields given change (``null`` clears one). The consents
+        (``consent_diagnosis_in_prompts``, ``consent_pooled_learning``) are off until you turn them on."""
+        profile = app.state.companion.deps.memory.registry.get(ProfileMemory)
+        if profile is None:
+            raise HTTPException(status_code=404, detail="Profiles are switched off on this server.")
+        changes = body.model_dump(mode="json", exclude_unset=True)
+        try:
+            updated: Profile = await profile.update(user, changes)
+        except InvalidInput as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        await audit(request, user, "profile_edit", fields=",".join(sorted(changes)))
+        return updated
+
+    @app.post("/api/interventions/{intervention_id}/outcome",
+              responses={**not_signed_in, 404: {"description": "You have no intervention with that id."}})
+    async def correct_outcome(intervention_id: str, body: OutcomeCorrection, request: Request,
+                              user: str = Depends(current_user)) -> OutcomeCorrected:
+        """Correct how an intervention turned out ("actually that helped"); the per-tool
+        success counters move with it."""
+        interventions = app.state.companion.deps.memory.registry.get(InterventionMemory)
+        if interventions is None or len(intervention_id) > 64:
+            raise HTTPException(status_code=404, detail="There is no such intervention of yours.")
+        try:
+            previous = await interventions.settle(user, intervention_id, body.outcome)
+            current = await interventions.get(user, intervention_id)
+        except RecordNotFound as exc:
+            raise HTTPException(status_code=404, detail="There is no such intervention of yours.") from exc
+        await audit(request, user, "outcome_correction", intervention=intervention_id, previous=previous.value,
+                    outcome=body.outcome.value)
+        return OutcomeCorrected(intervention=current, previous=previous)
+
+    @app.delete("/api/data", responses={**not_signed_in, 400: {"description": "The confirmation is not your name; "
+                                                                              "nothing was deleted."}})
+    async def forget_me(request: Request, response: Response, body: ForgetRequest | None = None,
+                        user: str = Depends(current_user)) -> Forgotten:
+        """Forget me: delete every memory, the coaching state, the conversations, the account
+        (passkeys, sessions) and the audit log. Send ``{"confirm": "<your name>"}``. Afterwards
+        no cookie of yours works."""
+        if body is None or body.confirm.strip() != user:
+            raise HTTPException(status_code=400, detail="To forget everything, type your name exactly as you sign "
+                                                        "in with it. Nothing was deleted.")
+        await audit(request, user, "forget_request")
+        log.info("forgetting a person at their request")
+        await rooms.sign_out(user)
+        deleted = await person_data().forget(user)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
+                               secure=not is_loopback(request_host(request)))
+        return Forgotten(deleted=deleted)
+
+    @app.get("/api/audit", responses=not_signed_in)
+    async def audit_log(user: str = Depends(current_user)) -> AuditTrail:
+        """What was done with your account and data, and from which address, newest first."""
+        return AuditTrail(events=await app.state.audit.events(user))
 
     @app.websocket("/ws")
     async def voice(websocket: WebSocket) -> None:

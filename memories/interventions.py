@@ -237,6 +237,12 @@ class InterventionMemory(MemoryElement[NewIntervention]):
                                      return_fields=RETURN_FIELDS, sort_by="created_at", limit=limit)
         return [self._from_hash(r) for r in rows]
 
+    @traced("interventions.recent")
+    async def recent(self, user_id: str, limit: int = 20) -> list[Intervention]:
+        """The user's interventions with their outcomes, newest first."""
+        rows = await self.index.find(user_id, return_fields=RETURN_FIELDS, sort_by="created_at", limit=limit)
+        return [self._from_hash(r) for r in rows]
+
     @traced("interventions.success_rates")
     @unavailable_as_typed_error
     async def success_rates(self, user_id: str) -> dict[str, ToolStats]:

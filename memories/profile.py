@@ -74,6 +74,8 @@ class Profile(Record):
     diagnosis: Diagnosis = Field(Diagnosis.NONE, description="ADHD, autism, both or none.")
     diagnosis_source: DiagnosisSource = Field(DiagnosisSource.UNSPECIFIED, description="Official or self-identified.")
     consent_diagnosis_in_prompts: bool = Field(False, description="May the diagnosis shape the model's prompts?")
+    consent_pooled_learning: bool = Field(False, description="May what worked for them (anonymised) help others? "
+                                          "Nothing uses pooled learning yet; off unless they say yes.")
     preferences: Preferences = Field(default_factory=Preferences)
     last_updated: Timestamp = Field(0.0, description="When the profile last changed.")
 
@@ -87,6 +89,7 @@ class ProfileUpdate(Record):
     diagnosis: Diagnosis | None = None
     diagnosis_source: DiagnosisSource | None = None
     consent_diagnosis_in_prompts: bool | None = None
+    consent_pooled_learning: bool | None = None
     preferences: PreferencesUpdate | None = None
 
 

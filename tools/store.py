@@ -419,7 +419,9 @@ class CoachingStore:
     @unavailable_as_typed_error
     async def forget(self, user_id: str) -> int:
         """Delete all coaching state of ``user_id``; returns the number of keys deleted."""
-        return int(await self.client.unlink(*self._keys(user_id)))
+        deleted = int(await self.client.unlink(*self._keys(user_id)))
+        self._known.pop(user_tag(user_id), None)  # nor does this process remember their plan
+        return deleted
 
     async def export(self, user_id: str) -> dict[str, Any]:
         """All coaching state of ``user_id`` as plain data."""
