@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts import AccountStore
 from app.audit import AuditLog
+from graphs.outbox import Outbox
 from graphs.session import SessionDirectory
 from memories.current_state import CurrentState, CurrentStateMemory
 from memories.interventions import Intervention, InterventionMemory
@@ -82,8 +83,10 @@ class PersonData:
     """Export, show and forget one person's data across every store."""
 
     def __init__(self, registry: MemoryRegistry, store: CoachingStore, *, checkpointer: Any = None,
-                 accounts: AccountStore | None = None, audit: AuditLog | None = None) -> None:
+                 accounts: AccountStore | None = None, audit: AuditLog | None = None,
+                 outbox: Outbox | None = None) -> None:
         self.registry = registry
+        self.outbox = outbox
         self.store = store
         self.checkpointer = checkpointer
         self.accounts = accounts
@@ -120,7 +123,10 @@ class PersonData:
         """Delete everything about the person; counts per store. Conversations need the
         checkpointer; the account and audit log are deleted when those stores were given."""
         validate_user_id(user_id)
-        counts = dict(await self.registry.forget(user_id))
+        counts: dict[str, int] = {}
+        if self.outbox is not None:  # first: a write waiting for Redis must not bring anything back
+            counts["queued_writes"] = self.outbox.drop(user_id)
+        counts.update(await self.registry.forget(user_id))
         counts["coaching"] = await self.store.forget(user_id)
         if self.checkpointer is not None:
             counts["sessions"] = await self.directory.forget(user_id, self.checkpointer)

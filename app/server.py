@@ -218,7 +218,8 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
             app.state.audit = AuditLog(deps.memory.client, namespace)
             app.state.person_data = PersonData(deps.memory.registry, deps.store,
                                                checkpointer=app.state.companion.graph.checkpointer,
-                                               accounts=app.state.accounts, audit=app.state.audit)
+                                               accounts=app.state.accounts, audit=app.state.audit,
+                                               outbox=deps.outbox)
             log.info("voice server ready (%s voice)", app.state.mode)
             yield
 

@@ -180,6 +180,16 @@ class Outbox:
         self._queue.append(write)
         self._save()
 
+    def drop(self, user_id: str) -> int:
+        """Remove the person's queued writes (they asked to be forgotten: nothing of theirs may
+        land afterwards); returns how many were dropped."""
+        kept = deque(w for w in self._queue if w.user_id != user_id)
+        dropped = len(self._queue) - len(kept)
+        if dropped:
+            self._queue = kept
+            self._save()
+        return dropped
+
     def take_refused(self, user_id: str) -> int:
         """How many of the person's writes were refused (outbox full) since the last call."""
         return self._refused.pop(user_id, 0)

@@ -203,3 +203,14 @@ async def test_writes_for_switched_off_elements_are_skipped(stack: MemoryStack) 
     assert await outbox.run_or_queue(win("maya", "x"), only_profile) is True
     with pytest.raises(RecordNotFound):
         await element(stack, InterventionMemory).get("maya", "a")
+
+
+def test_a_forgotten_persons_queued_writes_are_dropped(tmp_path: Path) -> None:
+    # Forget me during an outage: nothing of theirs may land when Redis comes back.
+    outbox = Outbox(directory=tmp_path)
+    for write in (record("maya", "a"), win("leo", "made tea"), win("maya", "got up")):
+        outbox.put(write)
+    assert outbox.drop("maya") == 2
+    assert [w.user_id for w in outbox.pending()] == ["leo"]
+    outbox.close()
+    assert [w.user_id for w in Outbox(directory=tmp_path).pending()] == ["leo"]  # and on disk
