@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -100,21 +101,29 @@ class OutboxFull(MemoryLayerError):
     """The outbox holds ``limit`` writes already; this one could not be kept."""
 
 
+@functools.lru_cache(maxsize=16)
+def _store_for(client: Any, namespace: str) -> CoachingStore:
+    return CoachingStore(client, namespace)
+
+
 def _store(registry: MemoryRegistry) -> CoachingStore:
-    return CoachingStore(registry.backend.client, registry.backend.settings.namespace)
+    """The coaching store on the registry's client (one per client: its scripts load once)."""
+    return _store_for(registry.backend.client, registry.backend.settings.namespace)
 
 
-async def apply(write: Write, registry: MemoryRegistry, store: CoachingStore | None = None) -> None:
+async def apply(write: Write, registry: MemoryRegistry, *, replay: bool = False) -> None:
     """Perform one write against the memory layer, exactly once per ``write.key`` (elements
-    that are switched off are skipped)."""
-    store = store or _store(registry)
+    that are switched off are skipped). ``replay``: the write waited in the queue, so what it
+    changes may have moved on meanwhile (an intervention settled since is never reset)."""
+    store = _store(registry)
     if isinstance(write, TOOL_WRITES):
         await apply_tool_write(write, store, registry)
     elif isinstance(write, RecordIntervention):
         if (interventions := registry.get(InterventionMemory)) is not None:
-            with contextlib.suppress(RecordNotFound):
-                if (await interventions.get(write.user_id, write.intervention_id)).outcome is not Outcome.PENDING:
-                    return  # settled since (a replay after the settle landed): never reset it
+            if replay:
+                with contextlib.suppress(RecordNotFound):
+                    if (await interventions.get(write.user_id, write.intervention_id)).outcome is not Outcome.PENDING:
+                        return  # settled since (a replay after the settle landed): never reset it
             await interventions.record_many(write.user_id, [write.record], ids=[write.intervention_id])
     elif isinstance(write, SettleOutcome):
         if (interventions := registry.get(InterventionMemory)) is not None:
@@ -148,6 +157,7 @@ class Outbox:
         self._refused: dict[str, int] = {}  # writes refused because the outbox was full, per person
         self._lock_file: IO[bytes] | None = None
         self.path: Path | None = None
+        self.adopted = 0  # writes taken over from earlier processes' files
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
             name = f"outbox-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -213,11 +223,10 @@ class Outbox:
             return 0
         done = 0
         async with self._flushing:
-            store = _store(registry)
             while self._queue:
                 write = self._queue[0]
                 try:
-                    await apply(write, registry, store)
+                    await apply(write, registry, replay=True)
                 except (MemoryUnavailable, MemoryBusy):
                     break
                 except RecordNotFound as exc:  # e.g. the person asked to be forgotten meanwhile

@@ -172,9 +172,11 @@ async def test_a_replayed_write_lands_once(stack: MemoryStack) -> None:
     # from the queue) applies the same writes again: nothing is doubled or reset.
     once = [record("maya", "i1"), SettleOutcome(user_id="maya", intervention_id="i1", outcome=Outcome.TASK_PROGRESS),
             UpdateState(user_id="maya", wins=["got up"], key="turn1win")]
-    for _ in range(2):
-        for write in once:
-            await outbox.run_or_queue(write.model_copy(), stack.registry)
+    for write in once:
+        assert await outbox.run_or_queue(write, stack.registry)
+    for write in once:  # the same writes again, as a replay from the queue
+        outbox.put(write.model_copy())
+    assert await outbox.flush(stack.registry) == 3
     assert (await interventions.get("maya", "i1")).outcome is Outcome.TASK_PROGRESS
     assert (await interventions.success_rates("maya"))["create_microsteps"].settled == 1
     assert (await element(stack, CurrentStateMemory).get_or_default("maya")).recent_wins == ["got up"]

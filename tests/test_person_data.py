@@ -5,35 +5,23 @@ app/server.py): always the signed-in person's own, never another account's. Real
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from google import genai
 
-from app.bench.fake_live import FakeLiveServer
-from app.companion import Companion
-from app.server import create_app
-from app.settings import Settings
 from memories.current_state import CurrentStateMemory
 from memories.interventions import InterventionMemory
 from memories.keys import person_tag
 from memories.profile import ProfileMemory
 from memories.ranking import Outcome
 from memories.reflections import ReflectionMemory
+from tests import test_accounts
 from tests.companion_fixtures import Rig, namespace_of
 from tests.test_accounts import COOKIE, PASSWORD, sign_in, sign_up
-from tests.test_voice_server import serving
 from tools.store import SafetyEvent
 
-
-@pytest.fixture
-async def base(rig: Rig, fake: FakeLiveServer) -> AsyncIterator[str]:
-    client = genai.Client(api_key="fake-key", http_options=fake.http_options())
-    app = create_app(Settings(), companion=Companion(deps=rig.deps, graph=rig.graph), client=client, mode="live")
-    async with serving(app) as address:
-        yield f"http://{address}"
+base = test_accounts.base  # the same signed-in-capable server fixture
 
 
 def as_(session: str) -> httpx.AsyncClient:

@@ -9,12 +9,12 @@ from typing import Annotated
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, Field, StringConstraints
 
-from memories.errors import InvalidInput, MemoryUnavailable, RecordNotFound
+from memories.errors import InvalidInput, RecordNotFound
 from tools.base import NoArgs, Result, ask_model, call_key, coaching_tool
 from tools.context import ToolContext
 from tools.store import MAX_STEP_CHARS, MAX_STEPS, Plan
 from tools.wording import clean_task, is_noun_phrase, sentence, split_task
-from tools.writes import CompleteSteps, SavePlan, SplitStep, write_or_queue
+from tools.writes import CompleteSteps, SavePlan, SplitStep, latest_plan, write_or_queue
 
 MIN_STEPS, MAX_PLAN_STEPS = 3, 7
 TaskText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
@@ -95,18 +95,8 @@ def usable_steps(draft: StepDraft | None, max_steps: int) -> list[str] | None:
 
 
 async def current_plan(ctx: ToolContext, user_id: str) -> Plan | None:
-    """The person's plan from Redis, or while Redis is down the plan this process last saw
-    (a person mid-plan can go on; their changes wait in the outbox). While their changes wait,
-    Redis holds an older plan: the one this process knows is the true one then."""
-    if ctx.queue is not None and ctx.queue.pending(user_id) and ctx.store.known_plan(user_id) is not None:
-        return ctx.store.known_plan(user_id)
-    try:
-        return await ctx.store.plan(user_id)
-    except MemoryUnavailable:
-        known = ctx.store.known_plan(user_id)
-        if known is None:
-            raise
-        return known
+    """The person's plan as the tools must use it (see :func:`tools.writes.latest_plan`)."""
+    return await latest_plan(ctx.store, ctx.queue, user_id)
 
 
 def completed_locally(plan: Plan | None, count: int, now: float) -> tuple[Plan, list[str]]:

@@ -314,12 +314,10 @@ class CoachingStore:
             raise RecordNotFound("there is no plan yet")
         if reply[0] == -2:
             raise InvalidInput("every step of the plan is already done", field="plan")
-        if reply[0] == -3:
-            plan = self._plan(self._hash(reply[2]))
-            done = plan.steps[max(plan.current - 1, 0): plan.current]
-        else:
-            plan = self._plan(self._hash(reply[2]))
-            done = plan.steps[int(reply[0]): int(reply[1])]
+        plan = self._plan(self._hash(reply[2]))
+        # A replay of an applied key ({-3, current, ...}) reports the step before the current one.
+        first, after = (max(plan.current - 1, 0), plan.current) if reply[0] == -3 else (int(reply[0]), int(reply[1]))
+        done = plan.steps[first:after]
         self.remember_plan(user_id, plan, key=key)
         return plan, done
 

@@ -19,7 +19,7 @@ from memories.current_state import CurrentStateMemory
 from memories.errors import InvalidInput, MemoryUnavailable, RecordNotFound
 from memories.feedback import FeedbackMemory, NewFeedback
 from memories.registry import MemoryRegistry
-from tools.store import CoachingStore, DueItem, SafetyEvent
+from tools.store import CoachingStore, DueItem, Plan, SafetyEvent
 
 if TYPE_CHECKING:
     from tools.context import ToolContext
@@ -149,3 +149,22 @@ async def schedule(ctx: ToolContext, user_id: str, kind: str, due_at: float, tex
     saved = await write_or_queue(ctx, Schedule(key=key, user_id=user_id, item=item),
                                  lambda: ctx.store.schedule(user_id, item, key=key))
     return item, saved is not None
+
+
+async def latest_plan(store: CoachingStore, queue: WriteQueue | None, user_id: str, *, offline: bool = False
+                      ) -> Plan | None:
+    """The person's plan as it truly is now. From Redis, except while Redis is down
+    (``offline``, or the read fails) or while the person's changes still wait in ``queue``
+    (Redis holds an older plan then): the plan this process last saw. Raises
+    :class:`MemoryUnavailable` when Redis cannot say and this process knows no plan."""
+    known = store.known_plan(user_id)
+    if known is not None and (offline or (queue is not None and queue.pending(user_id))):
+        return known
+    if offline:
+        raise MemoryUnavailable("memory is offline this turn and no plan is known here")
+    try:
+        return await store.plan(user_id)
+    except MemoryUnavailable:
+        if known is None:
+            raise
+        return known

@@ -38,6 +38,7 @@ from memories.interventions import Neighbor
 from memories.ranking import Outcome, ToolStats
 from tools.catalog import INTERVENTION_TOOLS, default_args, task_from_message
 from tools.store import Plan
+from tools.writes import latest_plan
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +90,12 @@ async def propose_tool(deps: CompanionDeps, message: str, candidates: list[str])
 
 
 async def current_plan(deps: CompanionDeps, user: str, state: CompanionState) -> Plan | None:
-    """The person's plan (None without one); while memory is offline, the plan as this process
-    last saw it, so a person mid-plan goes on (the step tools queue their changes)."""
-    if state.get("degraded"):
-        return deps.store.known_plan(user)
-    if deps.outbox.pending(user) and (known := deps.store.known_plan(user)) is not None:
-        return known  # Redis's plan is older than the changes waiting in the outbox
+    """The person's plan (None without one); while memory is offline or their changes wait in
+    the outbox, the plan as this process last saw it, so a person mid-plan goes on."""
     try:
-        return await deps.store.plan(user)
+        return await latest_plan(deps.store, deps.outbox, user, offline=bool(state.get("degraded")))
     except MemoryUnavailable:
-        return deps.store.known_plan(user)
+        return None
 
 
 # Words of a moment to be reminded at: forgetting, leaving, a time of day. Not bare "time" ("every

@@ -25,7 +25,7 @@ from memories.errors import MemoryUnavailable, RecordNotFound
 from memories.interventions import InterventionMemory, NewIntervention
 from memories.ranking import Outcome
 from tools.store import SafetyEvent
-from tools.writes import KeepSafetyEvent
+from tools.writes import KeepSafetyEvent, latest_plan
 
 log = logging.getLogger(__name__)
 OUTBOX_FULL_NOTICE = ("My memory is offline and can't hold any more for now, so I couldn't save this moment; "
@@ -144,11 +144,9 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
     plan_tools = {"create_microsteps", "mark_step_complete", "get_current_step"}
     ran = {c.get("name") for c in decision.get("calls") or []}
     if "plan" not in state or ran & plan_tools:
-        try:
-            if state.get("degraded") or deps.outbox.pending(user):  # Redis's plan is older than what waits
-                raise MemoryUnavailable("memory is offline this turn")
-            plan = plan_summary(await deps.store.plan(user))
-        except MemoryUnavailable:  # the plan as the tools left it; their writes wait in the outbox
-            plan = plan_summary(deps.store.known_plan(user)) if ran & plan_tools else plan
+        try:  # the plan as the tools left it, even while their writes wait in the outbox
+            plan = plan_summary(await latest_plan(deps.store, deps.outbox, user, offline=bool(state.get("degraded"))))
+        except MemoryUnavailable:
+            pass
     return {**update, "last_intervention_id": last_id, "asked_outcome": decision.get("say") == "ask_outcome",
             "plan": plan, "timings": {"record_outcome": ms_since(start)}}
