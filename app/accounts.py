@@ -172,6 +172,9 @@ class AccountStore:
     def _session(self, tag: str, sid: str) -> str:
         return f"{self.ns}:websession:{{{tag}}}:{sid}"
 
+    def _voice(self, user: str) -> str:
+        return f"{self.ns}:voice_live:{person_tag(user)}"
+
     def _failures(self, user: str) -> str:
         return f"{self.ns}:signin_fail:{{{user_tag(user)}}}"
 
@@ -340,13 +343,27 @@ class AccountStore:
                 await pipe.execute()
         return revoked
 
+    async def claim_voice(self, user: str) -> int:
+        """The next generation of the person's voice socket (app.presence): the newest one wins."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.incr(self._voice(user))
+            pipe.expire(self._voice(user), self.session_ttl_s)
+            generation, _ = await pipe.execute()
+        return int(generation)
+
+    async def voice_generation(self, user: str) -> int | None:
+        """The generation of the person's newest voice socket (None when none was claimed lately)."""
+        raw = await self.client.get(self._voice(user))
+        return int(raw) if raw is not None else None
+
     async def forget(self, user: str) -> int:
         """Delete the account: passkeys, every session, failed sign-in counters, the passkey
         handle; returns the keys deleted. The person's cookies stop working at once."""
         tag = user_tag(user)
         handle = await self.client.hget(self._account(user), "handle")
         revoked = await self.close_all_sessions(user)
-        keys = [self._account(user), self._passkeys(user), self._sessions(tag), self._failures(user)]
+        keys = [self._account(user), self._passkeys(user), self._sessions(tag), self._failures(user),
+                self._voice(user)]
         if handle is not None:
             keys.append(self._handle(handle.decode()))
         # Sessions missing from the set (none should be) are found by their tagged prefix.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -200,10 +201,14 @@ def serve(
                                                      dir_okay=False)] = None,
     behind_proxy: Annotated[bool, typer.Option("--behind-proxy", help="A TLS reverse proxy in front terminates "
                                                "https; trust its X-Forwarded-* headers.")] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes (each loads its own models). Sign-in, "
+                                         "takeover and sign-out work across them and across other serve "
+                                         "processes on the same Redis.", min=1, max=32)] = 1,
 ) -> None:
     """The voice web page: talk to the companion in the browser (Gemini Live with a key, else offline voice)."""
     import uvicorn
 
+    from app.http_protocol import uvicorn_options
     from app.server import create_app
     from app.voice_setup import VoiceSetupError, offline_speech
 
@@ -223,16 +228,23 @@ def serve(
         speech = None if settings.google_key else offline_speech()  # a missing extra fails here, clearly
     except VoiceSetupError as exc:
         raise _fail(exc) from None
+    # The allow-lists follow the address actually served; workers read it from the environment.
+    os.environ["SAM2VOICE_SERVE_HOST"], os.environ["SAM2VOICE_SERVE_PORT"] = host, str(port)
+    settings = settings.model_copy(update={"serve_host": host, "serve_port": port})
     voice = "Gemini Live" if settings.google_key else "offline speech"
     scheme = "https" if tls else "http"
-    console.print(f"[bold]sam2voice[/] voice page on [link]{scheme}://{host}:{port}/[/] ({voice}). Ctrl+C stops.")
-    extra: dict[str, object] = {}
+    many = f", {workers} workers" if workers > 1 else ""
+    console.print(f"[bold]sam2voice[/] voice page on [link]{scheme}://{host}:{port}/[/] ({voice}{many}). Ctrl+C stops.")
+    extra: dict[str, object] = uvicorn_options(settings)
     if tls:
         extra |= {"ssl_certfile": str(ssl_certfile), "ssl_keyfile": str(ssl_keyfile)}
     if behind_proxy:
         extra |= {"proxy_headers": True}  # trusts X-Forwarded-* from FORWARDED_ALLOW_IPS (default 127.0.0.1)
-    uvicorn.run(create_app(settings, speech=speech), host=host, port=port, log_level=settings.log_level.lower(),
-                ws_max_size=1 << 20, ws_ping_interval=20, **extra)  # type: ignore[arg-type]
+    if workers > 1:
+        uvicorn.run("app.server:app_from_environment", factory=True, workers=workers, host=host, port=port,
+                    **extra)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(settings, speech=speech), host=host, port=port, **extra)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -499,6 +511,33 @@ def bench_chaos(
     from app.bench.chaos import run_chaos_bench
 
     _emit(asyncio.run(run_chaos_bench(_settings(), turns=turns, kills=kills, seed=seed, console=err)),
+          as_json=as_json)
+
+
+@bench_app.command("serve")
+def bench_serve(
+    sockets: Annotated[int, typer.Option(help="Signed-in websockets at once (one account each).", min=1)] = 200,
+    turns: Annotated[int, typer.Option(help="Typed turns each socket sends.", min=1)] = 5,
+    pace: Annotated[float, typer.Option(help="Seconds between one socket's turns (the server allows 1/s).",
+                                        min=0.1)] = 10.0,
+    jitter: Annotated[float, typer.Option(help="Random +/- share of --pace between turns.", min=0.0, max=0.9)] = 0.3,
+    sign_ins: Annotated[int, typer.Option(help="Password sign-ins to time (distinct accounts).", min=1)] = 50,
+    http_concurrency: Annotated[int, typer.Option(help="Sign-ups/sign-ins in flight at once.", min=1)] = 1,
+    flood: Annotated[float, typer.Option(help="Seconds one client floods audio frames while /healthz is timed "
+                                              "(0: skip).", min=0.0)] = 5.0,
+    turn_timeout: Annotated[float, typer.Option(help="Seconds a turn waits for its reply before the socket goes on "
+                                                     "(a later reply is counted late).", min=1.0)] = 30.0,
+    seed: Annotated[int, typer.Option(help="Seed of the turn pacing.")] = 11,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object; progress goes to stderr.")] = False,
+) -> None:
+    """The real voice server in a subprocess (offline voice, template model, throwaway data dir and Redis):
+    sign-up/sign-in latency, /healthz while one client floods audio, and typed-turn latency on N websockets."""
+    from app.bench.serve import run_serve_bench
+
+    _settings()  # logging as the other commands; the server reads its own settings from the environment
+    _emit(asyncio.run(run_serve_bench(sockets=sockets, turns=turns, pace_s=pace, jitter=jitter, sign_ins=sign_ins,
+                                      http_concurrency=http_concurrency, flood_s=flood, turn_timeout_s=turn_timeout,
+                                      seed=seed, console=err)),
           as_json=as_json)
 
 

@@ -11,6 +11,7 @@
 - **Body cap**: a declared Content-Length over the limit gets 413 before anything is read; a
   chunked body is counted as it streams and cut off with 413 at the limit. A body that stops
   arriving half-way gets 408 after a timeout.
+- **URL cap**: a path and query over 4 kB get 414 (a websocket handshake: 403).
 - **422 without echo**: validation errors list where and what, never the ``input`` sent.
 """
 
@@ -36,6 +37,7 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+MAX_URL_BYTES = 4096  # the page's longest address is a few dozen bytes
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSP = ("default-src 'self'; script-src 'self'; worker-src 'self'; style-src 'self'; img-src 'self' data:; "
        "media-src 'self' blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; "
@@ -133,13 +135,19 @@ class Hardening:
             return
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         origin = headers.get(b"origin")
+        too_long = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") > MAX_URL_BYTES
         if scope["type"] == "websocket":
-            if not self.host_ok(scope, headers):
+            if too_long:
+                await self._refuse_websocket(receive, send, "URL too long")
+            elif not self.host_ok(scope, headers):
                 await self._refuse_websocket(receive, send, "bad host")
             elif origin is not None and not self.origin_ok(scope, origin.decode("latin-1")):
                 await self._refuse_websocket(receive, send, "cross-origin")
             else:
                 await self.app(scope, receive, send)
+            return
+        if too_long:
+            await self._plain(send, 414, f"The address is longer than {MAX_URL_BYTES} bytes.")
             return
         if not self.host_ok(scope, headers):
             await self._plain(send, 400, "Bad Host header.")

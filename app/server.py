@@ -4,7 +4,7 @@ websocket per person.
 Who is talking comes only from a server-side session (``app.accounts``): the sign-in
 endpoints set the ``sam2voice_session`` cookie (httpOnly, SameSite=Strict, Secure off
 localhost) and the websocket reads it. Signing out revokes it at once and closes that
-session's open socket in this process.
+session's open socket, in whichever worker or process holds it (``app.presence``).
 
 Gemini Live speaks when a key is set; otherwise the offline voice (speech-to-text, the
 graph, text-to-speech) does, on the same page. Either way every turn goes through the
@@ -14,14 +14,13 @@ companion graph of this process (``app.companion``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, WebSocket
 from fastapi.staticfiles import StaticFiles
 from google import genai
 from pydantic import BaseModel, Field
@@ -32,6 +31,7 @@ from app.audit import AuditEvent, AuditKind, AuditLog
 from app.companion import Companion, open_companion
 from app.hardening import install_hardening
 from app.person_data import PersonData, PersonExport, PersonMemories
+from app.presence import VoicePresence
 from app.settings import Settings
 from app.voice_setup import OfflineSpeech, VoiceMode, live_client, live_options, offline_speech, session_factory
 from app.voice_socket import VoiceSocket
@@ -157,41 +157,6 @@ def client_address(connection: HTTPConnection) -> str:
     return connection.client.host if connection.client else "unknown"
 
 
-class VoiceRooms:
-    """Each signed-in person's one open voice socket; a second one takes over from the first."""
-
-    def __init__(self) -> None:
-        self._open: dict[str, tuple[VoiceSocket, str]] = {}
-        self._lock = asyncio.Lock()
-
-    async def enter(self, socket: VoiceSocket, session: str) -> None:
-        """Make ``socket`` (opened with ``session``) the person's only connection."""
-        async with self._lock:
-            previous = self._open.get(socket.user_id)
-            self._open[socket.user_id] = (socket, session)
-        if previous is not None:
-            await previous[0].replace()
-
-    async def leave(self, socket: VoiceSocket) -> None:
-        """Forget ``socket`` (if it is still the person's current one)."""
-        async with self._lock:
-            if (current := self._open.get(socket.user_id)) is not None and current[0] is socket:
-                del self._open[socket.user_id]
-
-    async def sign_out(self, user: str, sessions: set[str] | None = None) -> None:
-        """Close the person's socket (code 4401) if it was opened with one of ``sessions`` (None: any)."""
-        async with self._lock:
-            current = self._open.get(user)
-            if current is None or (sessions is not None and current[1] not in sessions):
-                return
-            del self._open[user]
-        socket = current[0]
-        socket.replaced = True
-        await socket.error("signed_out", "You signed out, so this window stopped listening.")
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await socket.websocket.close(code=4401)
-
-
 def create_app(settings: Settings, *, companion: Companion | None = None, client: genai.Client | None = None,
                mode: VoiceMode | None = None, speech: OfflineSpeech | None = None,
                account_limit: RateLimit | None = None) -> FastAPI:
@@ -216,6 +181,10 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
             namespace = deps.memory.registry.backend.settings.namespace
             app.state.accounts = AccountStore(deps.memory.client, namespace, **extra)
             app.state.audit = AuditLog(deps.memory.client, namespace)
+            app.state.presence = VoicePresence(app.state.accounts, deps.memory.client, namespace,
+                                               recheck_s=settings.voice_recheck_s, on_forget=deps.outbox.drop)
+            await app.state.presence.start()
+            stack.push_async_callback(app.state.presence.stop)
             app.state.person_data = PersonData(deps.memory.registry, deps.store,
                                                checkpointer=app.state.companion.graph.checkpointer,
                                                accounts=app.state.accounts, audit=app.state.audit,
@@ -226,11 +195,13 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
     app = FastAPI(title="sam2voice", summary="The voice companion's web page and voice websocket.",
                   lifespan=lifespan)
     install_hardening(app, settings)
-    rooms = VoiceRooms()
     options = live_options(settings)
 
     def accounts() -> AccountStore:
         return app.state.accounts  # type: ignore[no-any-return]
+
+    def presence() -> VoicePresence:
+        return app.state.presence  # type: ignore[no-any-return]
 
     def person_data() -> PersonData:
         return app.state.person_data  # type: ignore[no-any-return]
@@ -303,7 +274,7 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
         cookie = request.cookies.get(COOKIE)
         user = await accounts().close_session(cookie)
         if user is not None and cookie:
-            await rooms.sign_out(user, {cookie})
+            await presence().sign_out(user, {cookie})
             await audit(request, user, "sign_out")
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
                                secure=not is_loopback(request_host(request)))
@@ -313,7 +284,7 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
     async def sign_out_everywhere(request: Request, response: Response, user: str = Depends(current_user)) -> Done:
         """Revoke every session of the signed-in person (every browser) and close their voice socket."""
         revoked = await accounts().close_all_sessions(user)
-        await rooms.sign_out(user)
+        await presence().sign_out(user)
         await audit(request, user, "sign_out_everywhere", revoked=str(len(revoked)))
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
                                secure=not is_loopback(request_host(request)))
@@ -332,7 +303,7 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
         keep = request.cookies.get(COOKIE)
         revoked = await accounts().close_all_sessions(user, keep=keep)
         if revoked:
-            await rooms.sign_out(user, set(revoked))
+            await presence().sign_out(user, set(revoked))
         return Done(revoked=len(revoked))
 
     @app.post("/api/passkey/register/options", responses={409: {"description": "The name has an account already."}})
@@ -447,8 +418,9 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
                                                         "in with it. Nothing was deleted.")
         await audit(request, user, "forget_request")
         log.info("forgetting a person at their request")
-        await rooms.sign_out(user)
+        await presence().sign_out(user)
         deleted = await person_data().forget(user)
+        await presence().forgotten(user)  # other processes drop the person's writes still queued
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
                                secure=not is_loopback(request_host(request)))
         return Forgotten(deleted=deleted)
@@ -472,11 +444,21 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
         make = session_factory(app.state.companion, user, mode=app.state.mode, client=app.state.client,
                                options=options, speech=app.state.speech)
         socket = VoiceSocket(websocket, user, make)
-        await rooms.enter(socket, cookie)
+        await presence().enter(socket, cookie)
+        watch = asyncio.create_task(presence().watch(socket, cookie))  # revoked or expired: closes it
         try:
             await socket.serve()
         finally:
-            await rooms.leave(socket)
+            watch.cancel()
+            await presence().leave(socket)
 
     app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """``sam2voice serve --workers N``: each worker process builds its app from the environment
+    (the CLI has put the served host and port there), and loads its own models."""
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    return create_app(settings)

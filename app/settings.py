@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     http_body_timeout_s: float = Field(10.0, gt=0, le=300, description="A request body that stalls this long: 408.")
     ws_hello_timeout_s: float = Field(15.0, gt=0, le=600, description="Close a websocket that sends no hello.")
     ws_idle_timeout_s: float = Field(300.0, gt=0, le=86_400, description="Close a websocket silent this long.")
+    ws_max_frame_bytes: int = Field(64 * 1024, ge=4096, le=1 << 20,
+                                    description="Largest websocket message (the page sends 3.2 kB audio frames).")
+    http_header_timeout_s: float = Field(10.0, gt=0, le=300,
+                                         description="Close a connection whose request line and headers take longer.")
+    voice_recheck_s: float = Field(30.0, gt=0, le=3600, description="How often an open voice socket re-checks its "
+                                   "sign-in (closing it once revoked or expired) and that it is still the newest.")
 
     # --- Embeddings --------------------------------------------------------
     embedding_provider: Literal["local", "google"] = Field(

@@ -14,6 +14,7 @@ script and MULTI transaction (which each touch keys of one person only) is slot-
     {ns}:{element}:{vt}:{<tag>}:{record_id}      index records (interventions, reflections, feedback)
     {ns}:account:{<tag>}, {ns}:passkeys:{<tag>}, {ns}:signin_fail:{<tag>}   app.accounts (credentials)
     {ns}:websession:{<tag>}:{sid}, {ns}:websessions:{<tag>}                 app.accounts (sessions)
+    {ns}:voice_live:{<tag>}                      app.accounts (newest voice socket's generation)
     {ns}:audit:{<tag>}                           app.audit (the person's audit log)
 
 ``{ns}``, ``{kind}``, ``{vt}``, ``{element}`` are placeholders; ``{<tag>}`` is the tag between

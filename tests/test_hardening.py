@@ -23,6 +23,7 @@ from google import genai
 from app.bench.fake_live import FakeLiveServer
 from app.companion import Companion
 from app.hardening import Hardening
+from app.http_protocol import uvicorn_options
 from app.server import create_app
 from app.settings import Settings
 from tests.companion_fixtures import Rig
@@ -57,7 +58,7 @@ def serve(rig: Rig, fake: FakeLiveServer) -> Serve:
         else:
             client = genai.Client(api_key="fake-key", http_options=fake.http_options())
             app = create_app(Settings(**overrides), companion=companion, client=client, mode="live")
-        return serving(app)
+        return serving(app, **uvicorn_options(Settings(**overrides)) | {"log_level": "warning"})
     return start
 
 
@@ -307,6 +308,67 @@ async def test_silent_sockets_and_stalled_bodies_are_closed(serve: Serve) -> Non
 
         half_sent = f"POST {SIGNUP} HTTP/1.1\nHost: {base}\nContent-Type: application/json\nContent-Length: 100\n"
         assert (await raw_request(base, half_sent, b'{"name": "em')).split()[1] == "408"
+
+
+async def test_half_sent_request_headers_get_408_and_the_connection_closes(serve: Serve) -> None:
+    """Slowloris: a request line and headers that never finish (or trickle in a byte at a time)
+    no longer hold a connection forever."""
+    async with serve(http_header_timeout_s=0.5) as base:
+        host, port = base.split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        started = time.monotonic()
+        writer.write(f"GET /healthz HTTP/1.1\r\nHost: {base}\r\n".encode())  # no blank line: never finished
+        answer = await asyncio.wait_for(reader.read(), 3)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 2
+
+        reader, writer = await asyncio.open_connection(host, int(port))
+        started = time.monotonic()
+        for byte in f"GET /healthz HTTP/1.1\r\nHost: {base}\r\nX-Slow: ".encode():  # one byte every 50 ms
+            try:
+                writer.write(bytes([byte]))
+                await writer.drain()
+            except ConnectionError:
+                break  # the server closed it
+            await asyncio.sleep(0.05)
+            if reader.at_eof() or time.monotonic() - started > 3:
+                break
+        try:
+            answer = await asyncio.wait_for(reader.read(), 3)
+        except ConnectionError:  # our bytes after its close made the kernel reset (and drop the 408)
+            answer = b"HTTP/1.1 408 (reset)"
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 3
+
+        # A kept-alive connection's next request gets the same deadline; a prompt one is served.
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET /healthz HTTP/1.1\r\nHost: {base}\r\n\r\n".encode())
+        assert (await asyncio.wait_for(reader.readline(), 3)).startswith(b"HTTP/1.1 200")
+        await asyncio.sleep(0.7)  # longer than the header deadline, idle between requests: still fine
+        writer.write(f"GET /healthz HTTP/1.1\r\nHost: {base}\r\n".encode())
+        rest = await asyncio.wait_for(reader.read(), 4)
+        writer.close()
+        assert b"HTTP/1.1 408" in rest
+
+
+async def test_a_100_kb_url_gets_a_clear_answer_at_once(base: str) -> None:
+    """Once a 100 kB token in the URL got no answer at all."""
+    for url in (f"/ws?token={'a' * 100_000}", f"/api/me?{'b' * 5_000}"):
+        started = time.monotonic()
+        answer = await raw_request(base, f"GET {url} HTTP/1.1\nHost: {base}\n\n", wait=3)
+        assert answer.split()[1] in ("400", "414") and time.monotonic() - started < 1, answer
+    upgrade = (f"GET /ws?{'c' * 5_000} HTTP/1.1\nHost: {base}\nUpgrade: websocket\nConnection: Upgrade\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\nSec-WebSocket-Version: 13\n")
+    assert (await raw_request(base, upgrade, wait=3)).split()[1] == "403"
+
+
+async def test_a_websocket_message_over_the_limit_closes_the_socket_with_1009(base: str) -> None:
+    ws = await ready_socket(base, "oona", max_size=None)
+    await ws.send(b"\0" * (Settings().ws_max_frame_bytes + 2))
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        for _ in range(50):
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
 def test_the_allow_list_follows_the_bind_address_and_allowed_origins(monkeypatch: pytest.MonkeyPatch) -> None:

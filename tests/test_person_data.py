@@ -5,10 +5,12 @@ app/server.py): always the signed-in person's own, never another account's. Real
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from memories.current_state import CurrentStateMemory
 from memories.interventions import InterventionMemory
@@ -19,6 +21,7 @@ from memories.reflections import ReflectionMemory
 from tests import test_accounts
 from tests.companion_fixtures import Rig, namespace_of
 from tests.test_accounts import COOKIE, PASSWORD, sign_in, sign_up
+from tests.test_voice_server import next_json
 from tools.store import SafetyEvent
 
 base = test_accounts.base  # the same signed-in-capable server fixture
@@ -148,6 +151,10 @@ async def test_forget_me_deletes_every_key_of_the_person_and_the_cookie(base: st
     session = rig.session("ana")
     await session.send("I keep putting off the laundry")
     await session.end()
+    async with websockets.connect(f"ws://{base.removeprefix('http://')}/ws",
+                                  additional_headers={"Cookie": f"{COOKIE}={ana}"}) as ws:  # a live-window claim
+        await ws.send(json.dumps({"type": "hello", "sample_rate": 16000}))
+        await next_json(ws, "ready")
     async with as_(ana) as http:
         await http.patch(f"{base}/api/profile", json={"consent_pooled_learning": True})
         threads = (await http.get(f"{base}/api/data")).json()["sessions"]
@@ -155,7 +162,8 @@ async def test_forget_me_deletes_every_key_of_the_person_and_the_cookie(base: st
     ana_keys = await keys_of(rig, "ana")
     kinds = {key.split(":")[1] for key in ana_keys}
     assert {"account", "audit", "coach", "current_state", "intervention_stats", "interventions", "profile",
-            "reflections", "session_threads", "signin_fail", "websession", "websessions"} <= kinds, ana_keys
+            "reflections", "session_threads", "signin_fail", "voice_live", "websession",
+            "websessions"} <= kinds, ana_keys
     assert threads and bob_keys
     async with as_(ana) as http:
         missing = await http.request("DELETE", f"{base}/api/data")

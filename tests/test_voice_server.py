@@ -20,6 +20,7 @@ from google import genai
 from app.bench.common import free_port
 from app.bench.fake_live import FakeLiveServer, LiveTurn
 from app.companion import Companion
+from app.http_protocol import uvicorn_options
 from app.server import create_app
 from app.settings import Settings
 from memories.interventions import InterventionMemory
@@ -31,10 +32,11 @@ SPEECH = tone(400)
 
 
 @asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
+async def serving(app: Any, **options: Any) -> AsyncIterator[str]:
+    """Serve ``app`` as ``sam2voice serve`` does (``uvicorn_options``; ``options`` override them)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           ws_max_size=1 << 20))
+    config = uvicorn_options(Settings()) | {"log_level": "warning"} | options
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)
