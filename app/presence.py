@@ -35,8 +35,10 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.accounts import AccountStore
 from app.voice_socket import VoiceSocket
+from memories.errors import MemoryBusy
 
 log = logging.getLogger(__name__)
+REDIS_TROUBLE = (RedisError, OSError, MemoryBusy)  # down, unreachable, or every connection busy
 
 
 def session_hash(cookie: str) -> str:
@@ -105,7 +107,7 @@ class VoicePresence:
                         await self._on_message(message.get("data"))
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except REDIS_TROUBLE as exc:
                 log.warning("voice presence: control channel lost (%s); retrying in %.1f s", exc, delay)
             finally:
                 with contextlib.suppress(Exception):
@@ -129,7 +131,7 @@ class VoicePresence:
     async def _publish(self, control: Control) -> None:
         try:
             await self.client.publish(self.channel, control.model_dump_json())
-        except RedisError as exc:
+        except REDIS_TROUBLE as exc:
             log.warning("voice presence: could not tell other processes (%s)", exc)
 
     # ---- sockets ---------------------------------------------------------------------------
@@ -139,7 +141,7 @@ class VoicePresence:
         user = socket.user_id
         try:
             generation: int | None = await self.accounts.claim_voice(user)
-        except RedisError as exc:
+        except REDIS_TROUBLE as exc:
             log.warning("voice presence: no generation (%s); takeover is local to this process", exc)
             generation = None
         async with self._lock:
@@ -174,7 +176,7 @@ class VoicePresence:
             try:
                 user = await self.accounts.session_user(cookie)
                 current = await self.accounts.voice_generation(socket.user_id)
-            except RedisError:
+            except REDIS_TROUBLE:
                 continue  # Redis away: nothing to learn now; the next check tries again
             live = self._open.get(socket.user_id)
             if user != socket.user_id:

@@ -394,6 +394,8 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
                               user: str = Depends(current_user)) -> OutcomeCorrected:
         """Correct how an intervention turned out ("actually that helped"); the per-tool
         success counters move with it."""
+        if body.outcome is Outcome.PENDING:
+            raise HTTPException(status_code=422, detail="Say how it turned out: 'pending' is not an outcome.")
         interventions = app.state.companion.deps.memory.registry.get(InterventionMemory)
         if interventions is None or len(intervention_id) > 64:
             raise HTTPException(status_code=404, detail="There is no such intervention of yours.")

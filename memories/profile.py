@@ -42,7 +42,7 @@ def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown IANA timezone {value!r} (e.g. 'Europe/Berlin')") from None
+        raise ValueError("unknown IANA timezone (use one like 'Europe/Berlin' or 'America/New_York')") from None
     return value
 
 

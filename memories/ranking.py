@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from memories.config import RankingWeights
 
@@ -54,6 +54,7 @@ class ToolStats(BaseModel):
     settled: int = Field(0, ge=0, description="Interventions with a known outcome.")
     value_sum: float = Field(0.0, ge=0, description="Sum of their outcome values.")
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def success_rate(self) -> float:
         """Outcome value averaged with a weak 0.5 prior."""

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as redis_asyncio
 import websockets
 from google import genai
 
@@ -207,3 +208,33 @@ async def test_forgetting_someone_reaches_every_process(rig: Rig) -> None:
     finally:
         await here.stop()
         await there.stop()
+
+
+class StandInSocket:
+    """Just what VoicePresence touches of a VoiceSocket."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        self.replaced = False
+
+    async def replace(self) -> None:
+        self.replaced = True
+
+
+async def test_with_redis_down_takeover_still_works_inside_the_process() -> None:
+    """A degraded server: no generation can be claimed and no message sent, and nothing crashes."""
+    dead = redis_asyncio.Redis(port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2)
+    presence = VoicePresence(AccountStore(dead, "tdead"), dead, "tdead", recheck_s=0.1)
+    await presence.start(timeout_s=0.5)  # gives up waiting for the channel; keeps retrying in the background
+    try:
+        first, second = StandInSocket("rae"), StandInSocket("rae")
+        await presence.enter(first, "c1")  # type: ignore[arg-type]
+        await presence.enter(second, "c2")  # type: ignore[arg-type]
+        assert first.replaced and not second.replaced
+        watching = asyncio.create_task(presence.watch(second, "c2"))  # type: ignore[arg-type]
+        await asyncio.sleep(0.5)
+        assert not watching.done() and not second.replaced  # Redis away: nothing learnt, nothing closed
+        watching.cancel()
+    finally:
+        await presence.stop()
+        await dead.aclose()

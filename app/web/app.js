@@ -11,6 +11,7 @@
   const INPUT_RATE = 16000;
   const OUTPUT_RATE = 24000;
   const LOG_LIMIT = 200;
+  const QUIET_WHILE = "I closed the connection after a quiet while. Press Connect again.";
   const MAX_BUFFERED_BYTES = 320000; // ~10 s of audio: beyond that the link is stuck; drop, don't hoard.
   const WORKLET_URL = new URL("capture-worklet.js", document.currentScript.src).href;
 
@@ -44,6 +45,17 @@
     transcript: $("transcript"), transcriptEmpty: $("transcript-empty"), announcer: $("announcer"),
     typeForm: $("type-form"), typeText: $("type-text"), typeSend: $("type-send"),
     end: $("end"), reconnect: $("reconnect"), reflectionBox: $("reflection-box"), reflection: $("reflection"),
+    signinNote: $("signin-note"),
+    memory: $("memory"), memoryRefresh: $("memory-refresh"), memoryNote: $("memory-note"),
+    profileForm: $("profile-form"), profileName: $("profile-name"), profileTimezone: $("profile-timezone"),
+    consentDiagnosis: $("consent-diagnosis"), consentPooled: $("consent-pooled"), profileNote: $("profile-note"),
+    profileDiagnosis: $("profile-diagnosis"),
+    memoryState: $("memory-state"), memoryReflections: $("memory-reflections"),
+    memoryInterventions: $("memory-interventions"), outcomeNote: $("outcome-note"), memoryRates: $("memory-rates"),
+    memoryPlan: $("memory-plan"), memoryScheduled: $("memory-scheduled"), memorySafety: $("memory-safety"),
+    download: $("download"), downloadNote: $("download-note"),
+    forgetStart: $("forget-start"), forgetForm: $("forget-form"), forgetName: $("forget-name"),
+    forgetCancel: $("forget-cancel"), forgetNote: $("forget-note"), auditList: $("audit-list"),
   };
 
   let ws = null;
@@ -56,6 +68,8 @@
   let pendingTyped = null; // a typed line shown before the server numbers its turn
   let checkin = null;
   let checkinTimer = null;
+  let forgetting = false; // "forget me" is under way: the server closing the socket is expected
+  const memory = { seq: 0, user: null, profile: null, profileDirty: false }; // the "What I remember" section
 
   const remember = (list, item) => { list.push(item); if (list.length > LOG_LIMIT) list.shift(); };
   const humanize = (name) => String(name || "").replace(/_/g, " ");
@@ -77,12 +91,13 @@
 
   // ---- accounts: sign up / sign in --------------------------------------------------------
 
-  /** A JSON request to this page's server: {ok, status, body}; never throws. */
-  async function api(path, body) {
+  /** A JSON request to this page's server: {ok, status, body}; never throws. `method` defaults to
+   * GET without a body and POST with one (PATCH and DELETE are asked for by name). */
+  async function api(path, body, method) {
     let response;
     try {
       response = await fetch(path, {
-        method: body === undefined ? "GET" : "POST", credentials: "same-origin",
+        method: method || (body === undefined ? "GET" : "POST"), credentials: "same-origin",
         headers: body === undefined ? {} : { "Content-Type": "application/json" },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
@@ -232,7 +247,11 @@
     setConnected(false);
   }
 
-  function showSignin() {
+  /** The sign-in screen; `note` (optional) is said there calmly, e.g. after "forget me". */
+  function showSignin(note) {
+    resetMemory();
+    ui.signinNote.textContent = note || "";
+    ui.signinNote.hidden = !note;
     ui.session.hidden = true;
     ui.signin.hidden = false;
     setMode(localStorage.getItem(KNOWN_KEY) ? "signin" : "signup");
@@ -240,6 +259,9 @@
   }
 
   function showSession(user) {
+    resetMemory();
+    memory.user = user;
+    ui.signinNote.hidden = true;
     ui.who.textContent = user;
     ui.signin.hidden = true;
     ui.session.hidden = false;
@@ -319,10 +341,25 @@
         stats.interruptions += 1;
         flushPlayback();
         break;
-      case "error": showError(frame.message || "Something went wrong."); break;
+      case "error": onError(frame); break;
       case "ended": onEnded(frame); break;
       default: break; // "tool" and future frames: kept in stats.messages only.
     }
+  }
+
+  /** Kind words for the error codes a person can run into (docs/voice-protocol.md); the server's own
+   * message for the rest. */
+  const ERROR_WORDS = {
+    busy: "I'm still answering your last message. Send this one again when I've replied.",
+    rate_limited: "That was a lot at once, so I missed some of it. Give me a moment, then go on.",
+    bad_frame: "A bit of what this page sent got garbled, so I skipped it. You can just go on.",
+    hello_timeout: "The connection didn't start in time, so I closed it. Press Connect again.",
+    idle_timeout: QUIET_WHILE,
+  };
+
+  function onError(frame) {
+    if (forgetting && frame.code === "signed_out") return; // expected: "forget me" signs every device out
+    showError(ERROR_WORDS[frame.code] || frame.message || "Something went wrong.");
   }
 
   function onEnded(frame) {
@@ -345,12 +382,15 @@
     if (ended) return; // a normal goodbye: let the last words finish playing
     flushPlayback();
     ui.reconnect.textContent = "Connect again";
+    if (forgetting) return; // "forget me" closed it; the sign-in screen comes next
     if (event.code === 4401) {
       showError("Please sign in again: you were signed out, or your sign-in has expired.");
       showSignin();
       return;
     }
-    if (event.code === 4409) {
+    if (event.code === 4408) {
+      showError(QUIET_WHILE); // idle or handshake timeout: nothing is wrong
+    } else if (event.code === 4409) {
       showError("You opened sam2voice somewhere else, so this page stopped. Use the other one, or press Connect again.");
     } else if (event.code === 1011) {
       showError("The voice service stopped and could not restart. What you did so far was saved. Press Connect again.");
@@ -636,6 +676,353 @@
     ui.checkin.dataset.dueAt = String(checkin.due_at);
   }
 
+  // ---- what I remember about you ----------------------------------------------------------
+  // Everything here is the person's own words: always textContent, never parsed as HTML.
+
+  /** Outcomes a person can pick, in their words (memories/ranking.py Outcome). */
+  const OUTCOME_CHOICES = [
+    ["task_completed", "It helped: I finished"],
+    ["task_progress", "It helped: I made progress"],
+    ["re_engaged", "It helped me get back to it"],
+    ["distracted", "It didn't help: I got distracted"],
+    ["abandoned", "It didn't help: I stopped"],
+    ["unknown", "I'm not sure"],
+  ];
+  const OUTCOME_WORDS = { ...Object.fromEntries(OUTCOME_CHOICES), pending: "Not known yet" };
+  const AUDIT_WORDS = {
+    sign_up: "Account made", sign_in: "Signed in", sign_out: "Signed out",
+    sign_out_everywhere: "Signed out on every device", password_change: "Password changed",
+    passkey_added: "Passkey added", export: "Downloaded everything", profile_edit: "Changed the profile",
+    outcome_correction: "Corrected how a suggestion went", forget_request: "Asked to forget everything",
+  };
+  const FIELD_WORDS = {
+    name: "name", timezone: "time zone", locale: "language", diagnosis: "diagnosis",
+    diagnosis_source: "where the diagnosis comes from", consent_diagnosis_in_prompts: "using your diagnosis",
+    consent_pooled_learning: "helping others", preferences: "preferences",
+  };
+  const DIAGNOSIS_WORDS = { ADHD: "ADHD", AUTISM: "autism", BOTH: "ADHD and autism" };
+  const SAFETY_WORDS = {
+    suicide: "thoughts of suicide", self_harm: "self-harm", harm_others: "harming someone else",
+    abuse: "abuse", medical: "a medical emergency",
+  };
+
+  function node(tag, text, className) {
+    const el = document.createElement(tag);
+    if (text !== undefined && text !== null) el.textContent = String(text);
+    if (className) el.className = className;
+    return el;
+  }
+
+  function timeEl(seconds) {
+    const at = new Date(Number(seconds) * 1000);
+    const el = node("time", at.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }));
+    el.dateTime = at.toISOString();
+    return el;
+  }
+
+  /** Fills `list` with one <li> per item, or one calm "nothing yet" line. */
+  function fillList(list, items, render, empty) {
+    const rows = (items || []).map(render).filter(Boolean);
+    list.replaceChildren(...(rows.length ? rows : [node("li", empty, "empty")]));
+  }
+
+  function setNote(el, text, state) {
+    el.textContent = text;
+    el.dataset.state = state || "";
+  }
+
+  /** Closed and empty: nothing of one person stays on the page for the next. */
+  function resetMemory() {
+    memory.seq += 1; // a load still on its way is dropped when it lands
+    memory.user = null;
+    memory.profile = null;
+    memory.profileDirty = false;
+    ui.memory.open = false;
+    delete ui.memory.dataset.state;
+    for (const list of [ui.memoryState, ui.memoryReflections, ui.memoryInterventions, ui.memoryRates,
+      ui.memoryScheduled, ui.memorySafety, ui.auditList, ui.memoryPlan]) list.replaceChildren();
+    for (const note of [ui.memoryNote, ui.profileNote, ui.outcomeNote, ui.downloadNote, ui.forgetNote]) setNote(note, "");
+    ui.profileForm.reset();
+    ui.profileDiagnosis.textContent = "";
+    closeForget();
+  }
+
+  /** The session ended elsewhere (signed out, expired): back to the sign-in screen. */
+  function signedOutElsewhere() {
+    leaveSession();
+    showSignin();
+    showError("Please sign in again: you were signed out, or your sign-in has expired.");
+  }
+
+  async function loadMemories() {
+    const seq = ++memory.seq;
+    ui.memory.dataset.state = "loading";
+    setNote(ui.memoryNote, "Loading…");
+    const [shown, trail] = await Promise.all([api("/api/memories"), api("/api/audit")]);
+    if (seq !== memory.seq) return; // signed out, or a newer load started meanwhile
+    if (shown.status === 401 || trail.status === 401) { signedOutElsewhere(); return; }
+    if (!shown.ok) {
+      ui.memory.dataset.state = "error";
+      setNote(ui.memoryNote, detailOf(shown.body, "I couldn't load this just now. Press Refresh to try again."), "error");
+      return;
+    }
+    renderMemories(shown.body);
+    renderAudit(trail.ok ? trail.body.events : null);
+    ui.memory.dataset.state = "loaded";
+    const now = new Date().toLocaleTimeString(undefined, { timeStyle: "short" });
+    setNote(ui.memoryNote, `Up to date (${now}).`);
+  }
+
+  async function loadAudit() {
+    const seq = memory.seq;
+    const trail = await api("/api/audit");
+    if (seq === memory.seq && trail.ok) renderAudit(trail.body.events);
+  }
+
+  function renderMemories(data) {
+    if (!memory.profileDirty) renderProfile(data.profile);
+    renderState(data.current_state);
+    fillList(ui.memoryReflections, data.reflections, (r) => {
+      const li = node("li", null, "memory-item");
+      li.dataset.testid = "memory-reflection";
+      li.append(node("span", r.insight), " ", node("span", null, "meta"));
+      li.lastChild.append("(", timeEl(r.created_at), ")");
+      return li;
+    }, "Nothing yet. I learn this from how my suggestions go.");
+    fillList(ui.memoryInterventions, data.interventions, interventionItem, "Nothing yet.");
+    const rates = Object.values(data.success_rates || {}).filter((r) => r.settled > 0);
+    fillList(ui.memoryRates, rates, (r) => {
+      const li = node("li", null, "memory-item");
+      li.dataset.testid = "memory-rate";
+      li.dataset.tool = r.tool_name;
+      const share = Math.round((100 * r.value_sum) / r.settled);
+      const label = r.tool_name === "none" ? "Just talking it through" : capitalize(humanize(r.tool_name));
+      li.append(node("strong", label), `: ${r.settled} known ${r.settled === 1 ? "result" : "results"}, `
+        + `about ${share}% helpful`);
+      return li;
+    }, "Nothing known yet.");
+    renderPlanMemory(data.plan);
+    fillList(ui.memoryScheduled, data.scheduled, (item) => {
+      const li = node("li", null, "memory-item");
+      li.dataset.testid = "memory-scheduled-item";
+      li.append(node("strong", item.kind === "checkin" ? "Check-in" : "Reminder"), ", ", timeEl(item.due_at), ": ",
+        node("span", item.text));
+      return li;
+    }, "Nothing planned.");
+    fillList(ui.memorySafety, data.safety_events, (event) => {
+      const li = node("li", null, "memory-item");
+      li.dataset.testid = "memory-safety-event";
+      li.append(timeEl(event.at), `: about ${SAFETY_WORDS[event.kind] || humanize(event.kind)}`
+        + ` (${event.source === "voice" ? "said out loud" : "typed"})`);
+      return li;
+    }, "None.");
+  }
+
+  const capitalize = (text) => (text ? text[0].toUpperCase() + text.slice(1) : text);
+
+  function renderProfile(profile) {
+    memory.profile = profile || null;
+    memory.profileDirty = false;
+    ui.profileName.value = (profile && profile.name) || "";
+    ui.profileTimezone.value = (profile && profile.timezone) || "";
+    ui.profileTimezone.placeholder = "UTC";
+    ui.consentDiagnosis.checked = Boolean(profile && profile.consent_diagnosis_in_prompts);
+    const told = profile && DIAGNOSIS_WORDS[profile.diagnosis];
+    ui.profileDiagnosis.textContent = told ? `You told me: ${told}.` : "You haven't told me about a diagnosis.";
+    ui.consentPooled.checked = Boolean(profile && profile.consent_pooled_learning);
+  }
+
+  function renderState(state) {
+    const rows = [];
+    if (state) {
+      if (state.mood && state.mood !== "unknown") rows.push(["Mood", humanize(state.mood)]);
+      if (state.energy && state.energy !== "unknown") rows.push(["Energy", humanize(state.energy)]);
+      const lists = [["Working on", state.focus_areas], ["Hard right now", state.pain_points],
+        ["Recent wins", state.recent_wins], ["Recent setbacks", state.recent_losses]];
+      for (const [label, items] of lists) if (items && items.length) rows.push([label, items.join("; ")]);
+    }
+    fillList(ui.memoryState, rows, ([label, text]) => {
+      const li = node("li", null, "memory-item");
+      li.dataset.testid = "memory-state-item";
+      li.append(node("strong", label), ": ", node("span", text));
+      return li;
+    }, "Nothing yet.");
+  }
+
+  function interventionItem(item) {
+    const li = node("li", null, "memory-item intervention");
+    li.dataset.testid = "memory-intervention";
+    li.dataset.id = item.id;
+    li.dataset.outcome = item.outcome;
+    const meta = node("p", null, "meta");
+    meta.append(timeEl(item.created_at));
+    if (item.tool_name) meta.append(` · ${capitalize(humanize(item.tool_name))}`);
+    const said = node("p");
+    said.append(node("strong", "You said: "), node("span", item.user_context));
+    const suggested = node("p");
+    suggested.append(node("strong", "I suggested: "), node("span", item.text));
+    const went = node("p");
+    const outcome = node("span", OUTCOME_WORDS[item.outcome] || humanize(item.outcome), "outcome");
+    outcome.dataset.testid = "intervention-outcome";
+    went.append(node("strong", "How it went: "), outcome);
+
+    const fix = node("div", null, "correct");
+    const selectId = `outcome-${item.id}`;
+    const label = node("label", "What really happened?");
+    label.htmlFor = selectId;
+    const select = node("select");
+    select.id = selectId;
+    select.dataset.testid = "outcome-select";
+    const choose = node("option", "Choose…");
+    choose.value = "";
+    choose.disabled = true;
+    select.append(choose, ...OUTCOME_CHOICES.map(([value, words]) => {
+      const option = node("option", words);
+      option.value = value;
+      return option;
+    }));
+    select.value = OUTCOME_WORDS[item.outcome] && item.outcome !== "pending" ? item.outcome : "";
+    const change = node("button", "Change");
+    change.type = "button";
+    change.dataset.testid = "outcome-save";
+    change.addEventListener("click", () => correctOutcome(item.id, select.value));
+    fix.append(label, select, change);
+    li.append(meta, said, suggested, went, fix);
+    return li;
+  }
+
+  async function correctOutcome(id, outcome) {
+    if (!outcome) { setNote(ui.outcomeNote, "Pick what really happened first.", "error"); return; }
+    setNote(ui.outcomeNote, "Saving…");
+    const answer = await api(`/api/interventions/${encodeURIComponent(id)}/outcome`, { outcome });
+    if (answer.status === 401) { signedOutElsewhere(); return; }
+    if (!answer.ok) {
+      setNote(ui.outcomeNote, detailOf(answer.body, "That wasn't saved. Please try again."), "error");
+      return;
+    }
+    await loadMemories();
+    setNote(ui.outcomeNote, `Thanks, changed to “${OUTCOME_WORDS[outcome]}”. I'll learn from that.`, "ok");
+    const again = [...ui.memoryInterventions.children].find((li) => li.dataset.id === id);
+    if (again) again.querySelector("button").focus(); // keep the person's place in the list
+  }
+
+  function renderPlanMemory(plan) {
+    if (!plan) { ui.memoryPlan.replaceChildren(node("p", "No plan right now.", "empty")); return; }
+    const title = node("p");
+    title.append(node("strong", "Task: "), node("span", plan.task));
+    const list = node("ol", null, "plan");
+    list.append(...plan.steps.map((text, index) => {
+      const done = index < plan.current;
+      const li = node("li", `${done ? "✓ " : (index === plan.current ? "→ " : "")}${text}`,
+        done ? "step-done" : (index === plan.current ? "step-now" : ""));
+      if (done) li.setAttribute("aria-label", `Done: ${text}`);
+      return li;
+    }));
+    ui.memoryPlan.replaceChildren(title, list);
+  }
+
+  function renderAudit(events) {
+    if (events === null) { ui.auditList.replaceChildren(node("li", "I couldn't load this just now.", "empty")); return; }
+    fillList(ui.auditList, events, (event) => {
+      const li = node("li", null, "memory-item");
+      li.dataset.testid = "audit-event";
+      li.dataset.kind = event.kind;
+      let what = AUDIT_WORDS[event.kind] || capitalize(humanize(event.kind));
+      const d = event.detail || {};
+      if (d.method) what += d.method === "passkey" ? " with a passkey" : " with a password";
+      if (d.fields) what += `: ${d.fields.split(",").map((f) => FIELD_WORDS[f] || humanize(f)).join(", ")}`;
+      if (d.outcome) what += `: now “${OUTCOME_WORDS[d.outcome] || humanize(d.outcome)}”`;
+      if (d.revoked) what += ` (${d.revoked} sign-ins ended)`;
+      li.append(timeEl(event.at), " · ", node("span", what, "what"), " · ", node("span", `from ${event.address}`, "meta"));
+      return li;
+    }, "Nothing yet.");
+  }
+
+  async function saveProfile() {
+    const before = memory.profile || {};
+    const changes = {};
+    const name = ui.profileName.value.trim();
+    if (name !== (before.name || "")) changes.name = name || null; // empty: forget the name
+    const timezone = ui.profileTimezone.value.trim();
+    if (timezone && timezone !== (before.timezone || "UTC")) changes.timezone = timezone;
+    for (const [key, box] of [["consent_diagnosis_in_prompts", ui.consentDiagnosis],
+      ["consent_pooled_learning", ui.consentPooled]]) {
+      if (box.checked !== Boolean(before[key])) changes[key] = box.checked;
+    }
+    if (Object.keys(changes).length === 0) { setNote(ui.profileNote, "Nothing changed, so nothing to save.", "ok"); return; }
+    setNote(ui.profileNote, "Saving…");
+    const answer = await api("/api/profile", changes, "PATCH");
+    if (answer.status === 401) { signedOutElsewhere(); return; }
+    if (!answer.ok) {
+      const why = detailOf(answer.body, "Please try again.");
+      setNote(ui.profileNote, why.startsWith("timezone:")
+        ? "Not saved. I don't know that time zone. Try one like Europe/Berlin or America/New_York."
+        : `Not saved. ${why}`, "error");
+      return;
+    }
+    renderProfile(answer.body);
+    setNote(ui.profileNote, "Saved. I'll use this from now on.", "ok");
+    loadAudit();
+  }
+
+  const fileSafe = (name) => String(name || "").replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[.-]+/, "") || "me";
+
+  async function downloadEverything() {
+    setNote(ui.downloadNote, "Getting everything together…");
+    const answer = await api("/api/data");
+    if (answer.status === 401) { signedOutElsewhere(); return; }
+    if (!answer.ok) { setNote(ui.downloadNote, detailOf(answer.body, "The download didn't work. Please try again."), "error"); return; }
+    const blob = new Blob([JSON.stringify(answer.body, null, 2)], { type: "application/json" });
+    const url = URL.createObjectURL(blob);
+    const link = document.createElement("a");
+    const file = `sam2voice-${fileSafe(memory.user)}.json`;
+    link.href = url;
+    link.download = file;
+    link.hidden = true;
+    link.dataset.testid = "download-link";
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    setNote(ui.downloadNote, `Saved as ${file} (look in your downloads).`, "ok");
+    loadAudit();
+  }
+
+  function openForget() {
+    ui.forgetForm.hidden = false;
+    ui.forgetStart.hidden = true;
+    setNote(ui.forgetNote, "");
+    ui.forgetName.focus();
+  }
+
+  function closeForget() {
+    ui.forgetForm.hidden = true;
+    ui.forgetStart.hidden = false;
+    ui.forgetName.value = "";
+  }
+
+  async function forgetMe() {
+    const confirm = ui.forgetName.value.trim();
+    if (!confirm) { setNote(ui.forgetNote, "Please type your name first. Nothing was deleted.", "error"); ui.forgetName.focus(); return; }
+    setNote(ui.forgetNote, "Deleting…");
+    forgetting = true;
+    const answer = await api("/api/data", { confirm }, "DELETE");
+    if (!answer.ok) {
+      forgetting = false;
+      if (answer.status === 401) { signedOutElsewhere(); return; }
+      setNote(ui.forgetNote, detailOf(answer.body, "Nothing was deleted. Please try again."), "error");
+      ui.forgetName.focus();
+      return;
+    }
+    localStorage.removeItem(KNOWN_KEY); // the account is gone: next time starts with "make my account"
+    ui.name.value = ""; // nor does its name stay on the form
+    leaveSession();
+    forgetting = false;
+    clearError();
+    showSignin("Everything about you was deleted: what I remembered, your conversations and your account. "
+      + "You can make a new account whenever you like.");
+  }
+
   // ---- wiring -----------------------------------------------------------------------------
 
   ui.signinForm.addEventListener("submit", (event) => {
@@ -696,6 +1083,14 @@
     }
   });
   ui.reconnect.addEventListener("click", () => { clearError(); connect(); });
+  ui.memory.addEventListener("toggle", () => { if (ui.memory.open) loadMemories(); });
+  ui.memoryRefresh.addEventListener("click", loadMemories);
+  ui.profileForm.addEventListener("input", () => { memory.profileDirty = true; });
+  ui.profileForm.addEventListener("submit", (event) => { event.preventDefault(); saveProfile(); });
+  ui.download.addEventListener("click", downloadEverything);
+  ui.forgetStart.addEventListener("click", openForget);
+  ui.forgetCancel.addEventListener("click", () => { closeForget(); setNote(ui.forgetNote, ""); ui.forgetStart.focus(); });
+  ui.forgetForm.addEventListener("submit", (event) => { event.preventDefault(); forgetMe(); });
   ui.helped.addEventListener("click", () => sendJson({ type: "feedback", helped: true }));
   ui.notHelped.addEventListener("click", () => sendJson({ type: "feedback", helped: false }));
 
