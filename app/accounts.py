@@ -235,6 +235,17 @@ class AccountStore:
             await self.client.hset(self._account(user), "password", await asyncio.to_thread(self.hasher.hash, password))
         return user
 
+    async def failed_attempts(self, name: str) -> int:
+        """Failed sign-ins on this name lately (0 for a name that is not valid). Shown to the
+        person once they sign in: writing each failure into their audit log would let anyone
+        write there, and push real events out of it."""
+        try:
+            user = validate_user_id(name.strip() if isinstance(name, str) else name)
+        except InvalidInput:
+            return 0
+        raw = await self.client.hget(self._failures(user), "count")
+        return int(raw) if raw is not None else 0
+
     def _verify(self, hashed: str, password: str) -> bool:
         try:
             return bool(self.hasher.verify(hashed, password))

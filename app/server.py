@@ -255,11 +255,12 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
                                         429: {"description": "Too many failed attempts; see Retry-After."}})
     async def sign_in(body: Credentials, request: Request, response: Response) -> SignedIn:
         """Sign in with a password (sets the session cookie)."""
+        failed = await accounts().failed_attempts(body.name)  # before a success clears the count
         try:
             user = await accounts().sign_in(body.name, body.password, address=client_address(request))
         except AccountError as exc:
             raise refused(exc) from exc
-        await audit(request, user, "sign_in", method="password")
+        await audit(request, user, "sign_in", method="password", **({"failed_before": str(failed)} if failed else {}))
         return await start_session(request, response, user)
 
     @app.get("/api/me", responses={401: {"description": "Not signed in."}})
@@ -352,7 +353,8 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
                                                   origin=origin_for(request), address=client_address(request))
         except AccountError as exc:
             raise refused(exc) from exc
-        await audit(request, user, "sign_in", method="passkey")
+        failed = await accounts().failed_attempts(user)  # password guesses on the name (a passkey keeps them)
+        await audit(request, user, "sign_in", method="passkey", **({"failed_before": str(failed)} if failed else {}))
         return await start_session(request, response, user)
 
     # ---- the person's data (always the signed-in person's own) -------------------------------

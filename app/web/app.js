@@ -933,6 +933,10 @@
       if (d.fields) what += `: ${d.fields.split(",").map((f) => FIELD_WORDS[f] || humanize(f)).join(", ")}`;
       if (d.outcome) what += `: now “${OUTCOME_WORDS[d.outcome] || humanize(d.outcome)}”`;
       if (d.revoked) what += ` (${d.revoked} sign-ins ended)`;
+      if (d.failed_before) {
+        what += ` (after ${d.failed_before} wrong ${d.failed_before === "1" ? "password" : "passwords"} on your name`
+          + " — if that wasn't you, change your password)";
+      }
       li.append(timeEl(event.at), " · ", node("span", what, "what"), " · ", node("span", `from ${event.address}`, "meta"));
       return li;
     }, "Nothing yet.");
