@@ -63,6 +63,8 @@ class VoiceLimits:
     max_pending_turns: int = 3  # turns waiting or running per socket; more get "busy"
     hello_timeout_s: float = 15.0
     idle_timeout_s: float = 300.0
+    flood_tolerance: int = 400  # frames dropped over the limit (refilling at frames_per_s) before closing (1008)
+    flood_penalty_s: float = 10.0  # after such a close, the person's new sockets are refused this long
 
 
 def _is_loopback(host: str) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -196,6 +197,7 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
                   lifespan=lifespan)
     install_hardening(app, settings)
     options = live_options(settings)
+    penalties: dict[str, float] = {}  # user tag -> until when its new sockets are refused (it flooded)
 
     def accounts() -> AccountStore:
         return app.state.accounts  # type: ignore[no-any-return]
@@ -437,8 +439,12 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
     @app.websocket("/ws")
     async def voice(websocket: WebSocket) -> None:
         """One person's voice session (protocol: docs/voice-protocol.md); who it is comes from the session cookie."""
-        await websocket.accept()
         cookie = websocket.cookies.get(COOKIE)
+        tag = (cookie or "").split(".", 1)[0]
+        if penalties.get(tag, 0.0) > time.monotonic():  # flooded a moment ago: refused before any work
+            await websocket.close(code=1008)
+            return
+        await websocket.accept()
         user = await accounts().session_user(cookie)
         if user is None or cookie is None:
             await websocket.send_json({"type": "error", "code": "bad_session",
@@ -455,6 +461,11 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
         finally:
             watch.cancel()
             await presence().leave(socket)
+            if socket.penalized:
+                now = time.monotonic()
+                for stale in [t for t, until in penalties.items() if until <= now]:
+                    del penalties[stale]
+                penalties[tag] = now + socket.limits.flood_penalty_s
 
     app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app

@@ -29,6 +29,7 @@ from voice.events import INPUT_RATE, AudioOut, ErrorEvent, VoiceEvent
 log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 32_000  # 1 s of 16 kHz PCM16; the page sends 100 ms frames
 MAX_TEXT_FRAME_CHARS = 8_000
+YIELD_EVERY = 32  # frames read back to back before letting other tasks run
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]")
 
@@ -114,6 +115,11 @@ class VoiceSocket:
         self.limits: VoiceLimits = getattr(state, "voice_limits", None) or VoiceLimits()
         self._frames = TokenBucket(self.limits.frames_per_s, self.limits.frame_burst)
         self._turns = TokenBucket(self.limits.turns_per_s, self.limits.turn_burst)
+        # Frames over the limit are dropped; this many more (refilling at the frame rate) and
+        # the socket is closed. A client a little over the limit never gets here; a flood does
+        # within milliseconds.
+        self._tolerated = TokenBucket(self.limits.frames_per_s, self.limits.flood_tolerance)
+        self.penalized = False
         self._last_rate_error = 0.0
 
     async def send(self, event: VoiceEvent) -> None:
@@ -133,18 +139,29 @@ class VoiceSocket:
 
     async def serve(self) -> None:
         """Read frames until the client leaves or ends the session."""
+        unbroken = 0
         try:
             while True:
                 hello = self.session is None
                 timeout = self.limits.hello_timeout_s if hello else self.limits.idle_timeout_s
                 try:
-                    frame = await asyncio.wait_for(self.websocket.receive(), timeout)
+                    async with asyncio.timeout(timeout):  # cheaper per frame than wait_for (no task)
+                        frame = await self.websocket.receive()
                 except TimeoutError:
                     await self._time_out(hello)
                     break
                 if frame["type"] == "websocket.disconnect":
                     break
+                unbroken += 1
+                if unbroken >= YIELD_EVERY:
+                    # Frames already buffered are received without ever suspending: let the
+                    # other sockets and requests run between batches.
+                    unbroken = 0
+                    await asyncio.sleep(0)
                 if not self._frames.take():
+                    if not self._tolerated.take():
+                        await self._flooding()
+                        break
                     await self._rate_limited()
                     continue
                 if frame.get("bytes") is not None:
@@ -166,6 +183,17 @@ class VoiceSocket:
                              "this connection; your conversation is saved. Reconnect to go on.")
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await self.websocket.close(code=4408)
+
+    async def _flooding(self) -> None:
+        """Far over the frame limit for too long: no page does this. Close (1008) and hold the
+        person's reconnects back a while (``app.state.penalties``), so a loop of reconnecting
+        floods cannot keep the server busy either."""
+        log.warning("voice: closed a socket flooding frames (over %g a second)", self.limits.frames_per_s)
+        self.penalized = True
+        await self.error("flooding", f"Far more than {self.limits.frames_per_s:g} frames a second, so I closed this "
+                         f"connection. Wait {self.limits.flood_penalty_s:g} s before connecting again.")
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await self.websocket.close(code=1008)
 
     async def _rate_limited(self) -> None:
         """Drop a frame over the rate limit (cheap: nothing else is done with it); say so at most

@@ -127,3 +127,37 @@ async def test_the_chaos_bench_loses_and_doubles_nothing_through_kill_9() -> Non
         assert figures[key] == 0, (key, {p: (f["tool_state_problems"], f["exception_samples"])
                                          for p, f in figures["per_process"].items()})
     assert figures["longest_turn_s"] <= 5.0 and figures["target_met"]
+
+
+SERVE_KEYS = ["sign_up_p50_ms", "sign_up_p95_ms", "sign_in_p50_ms", "sign_in_p95_ms", "healthz_idle_p95_ms",
+              "healthz_flood_p50_ms", "healthz_flood_p95_ms", "flood_frames_sent", "flood_frames_accepted_max",
+              "sockets_opened", "turns", "turn_p50_ms", "turn_p95_ms", "turn_max_ms", "busy", "errors",
+              "turns_per_s", "planned_turns_per_s", "healthz_turns_p95_ms", "targets", "machine"]
+
+
+@pytest.mark.slow
+async def test_the_serve_bench_measures_a_real_server_subprocess_and_stops_it() -> None:
+    import socket
+
+    from app.bench.serve import run_serve_bench
+
+    # The short version of `sam2voice bench serve` (200 sockets in docs/benchmarks.md): the real
+    # server in a subprocess, 5 websockets x 2 typed turns, a 1.5 s audio flood (~20 s in all).
+    result = await run_serve_bench(sockets=5, turns=2, pace_s=1.0, sign_ins=3, flood_s=1.5, idle_s=0.5)
+
+    for key in SERVE_KEYS:
+        assert key in result, key
+    assert (result["sign_ups"], result["sign_ins"]) == (7, 3)  # 5 sockets + the flooder + the warm-up person
+    assert result["sign_up_failures"] == {} and result["sign_in_failures"] == {}
+    assert 0 < result["sign_in_p50_ms"] <= result["sign_in_p95_ms"]
+    assert result["sockets_opened"] == 5 and result["connect_failures"] == {}
+    assert result["turns"] == 5 * 2 and result["errors"] == 0, result["error_frames"]
+    assert result["busy"] == 0 and result["sockets_closed_by_server"] == 0
+    assert 0 < result["turn_p50_ms"] <= result["turn_p95_ms"] <= result["turn_max_ms"]
+    assert result["flood_frames_sent"] > result["flood_frames_accepted_max"] > 0  # it really flooded
+    assert result["flood_rate_limited_errors"] >= 1 and result["healthz_flood_failures"] == 0
+    assert 1008 in result["flood_close_codes"]  # the flooder was closed (and its reconnects held back)
+    assert set(result["targets"]) == {"healthz_flood_p95_ms<=50", "turn_p95_ms<=500"}
+    for port in (result["server_port"], result["redis_port"]):  # the server and its Redis are gone
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, port

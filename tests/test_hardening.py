@@ -209,63 +209,72 @@ async def test_json_nested_1100_deep_is_a_bad_frame_and_the_socket_goes_on(base:
 
 FLOODER = """
 import json, sys, threading, time
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
-url, cookie, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-counts = {"sent": 0, "rate_limited": 0}
-with connect(url, max_size=None, additional_headers={"Cookie": cookie}) as ws:
-    ws.send(json.dumps({"type": "hello", "sample_rate": 16000}))
-    while json.loads(ws.recv()).get("type") != "ready":
-        pass
-    def read():
-        try:
-            for frame in ws:
-                if isinstance(frame, str) and json.loads(frame).get("code") == "rate_limited":
-                    counts["rate_limited"] += 1
-        except Exception:
+url, cookie, seconds, size = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+counts = {"sent": 0, "rate_limited": 0, "flooding": 0, "connections": 0, "refused": 0, "close_codes": []}
+frame = bytes(size)  # silence
+print("flooding", flush=True)
+end = time.monotonic() + seconds
+while time.monotonic() < end:  # flood; when closed, reconnect at once and flood again
+    try:
+        ws = connect(url, max_size=None, additional_headers={"Cookie": cookie}, open_timeout=5).__enter__()
+    except (InvalidStatus, ConnectionClosed, OSError):
+        counts["refused"] += 1
+        continue
+    counts["connections"] += 1
+    try:
+        ws.send(json.dumps({"type": "hello", "sample_rate": 16000}))
+        while json.loads(ws.recv()).get("type") != "ready":
             pass
-    threading.Thread(target=read, daemon=True).start()
-    print("flooding", flush=True)
-    frame = bytes(int(sys.argv[4]))  # silence
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        ws.send(frame)
-        counts["sent"] += 1
-    time.sleep(0.5)
+        def read(ws=ws):
+            try:
+                for got in ws:
+                    if isinstance(got, str):
+                        code = json.loads(got).get("code")
+                        if code in ("rate_limited", "flooding"):
+                            counts[code] += 1
+            except Exception:
+                pass
+        threading.Thread(target=read, daemon=True).start()
+        while time.monotonic() < end:
+            ws.send(frame)
+            counts["sent"] += 1
+    except ConnectionClosed as exc:
+        counts["close_codes"].append(exc.rcvd.code if exc.rcvd else None)
+    finally:
+        ws.close()
 print(json.dumps(counts), flush=True)
 """
 
 
 @pytest.mark.parametrize("mode", ["live", "offline"])
-async def test_an_audio_flood_is_rate_limited_and_healthz_stays_fast(serve: Serve, mode: str) -> None:
+async def test_an_audio_flood_closes_the_flooder_and_others_are_still_served(serve: Serve, mode: str) -> None:
+    """A flood gets a few rate_limited answers, then the socket closes (1008) and the person's
+    reconnects are refused for a while; another person's turn is answered meanwhile. (How fast
+    /healthz stays under a flood is measured against a real server process: tests/test_workers.py
+    and ``sam2voice bench serve``; here the server shares the test's event loop.)"""
     async with serve(mode) as base:
-        await flood_while_measuring_healthz(base, mode)
-
-
-async def flood_while_measuring_healthz(base: str, mode: str) -> None:
-    url, headers = await signed_in(base, "cai")
-    frame_bytes = "3200" if mode == "offline" else "320"  # offline: 100 ms frames, 5 endpointer FFTs each
-    flooder = await asyncio.create_subprocess_exec(sys.executable, "-c", FLOODER, url, headers["Cookie"], "4",
-                                                   frame_bytes, stdout=asyncio.subprocess.PIPE)
-    assert flooder.stdout is not None
-    assert (await asyncio.wait_for(flooder.stdout.readline(), 30)).strip() == b"flooding"
-    latencies = []
-    async with httpx.AsyncClient() as http:
-        await asyncio.sleep(0.3)
-        end = time.monotonic() + 3
-        while time.monotonic() < end:
-            start = time.perf_counter()
-            assert (await http.get(f"http://{base}/healthz")).status_code == 200
-            latencies.append((time.perf_counter() - start) * 1000)
-            await asyncio.sleep(0.01)
-    counts = json.loads(await asyncio.wait_for(flooder.stdout.readline(), 30))
-    await flooder.wait()
-    latencies.sort()
-    p95 = latencies[int(len(latencies) * 0.95) - 1]
-    print(f"{mode}: healthz under flood: p95 {p95:.1f} ms over {len(latencies)} requests; flooder sent "
-          f"{counts['sent'] / 4:.0f} frames/s, {counts['rate_limited']} rate_limited errors")
-    assert counts["sent"] > 4 * 1000  # it really flooded
-    assert counts["rate_limited"] >= 2
-    assert p95 <= 50, latencies
+        bystander = await ready_socket(base, "dee")
+        url, headers = await signed_in(base, "cai")
+        frame_bytes = "3200" if mode == "offline" else "320"  # offline: 100 ms frames, 5 endpointer FFTs each
+        flooder = await asyncio.create_subprocess_exec(sys.executable, "-c", FLOODER, url, headers["Cookie"], "3",
+                                                       frame_bytes, stdout=asyncio.subprocess.PIPE)
+        assert flooder.stdout is not None
+        assert (await asyncio.wait_for(flooder.stdout.readline(), 30)).strip() == b"flooding"
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        await bystander.send(json.dumps({"type": "text", "text": "can you help me start the dishes"}))
+        while (frame := await next_json(bystander, "transcript", timeout=20))["role"] != "assistant":
+            pass
+        answered_in = time.monotonic() - started
+        counts = json.loads(await asyncio.wait_for(flooder.stdout.readline(), 30))
+        await flooder.wait()
+    print(f"{mode}: flooder {counts}; the bystander was answered in {answered_in:.2f} s")
+    assert counts["connections"] == 1 and counts["refused"] >= 1  # reconnects were refused, not served
+    assert counts["close_codes"] == [1008] and counts["flooding"] == 1
+    assert counts["sent"] >= 400 and frame["text"]
+    assert answered_in < 10
 
 
 def graph_turns_running() -> int:

@@ -34,6 +34,7 @@ from app.presence import VoicePresence
 from app.server import create_app
 from app.settings import Settings
 from tests.companion_fixtures import Rig
+from tests.test_hardening import FLOODER
 from tests.test_voice_server import serving
 
 PASSWORD = "correct horse battery"
@@ -238,3 +239,30 @@ async def test_with_redis_down_takeover_still_works_inside_the_process() -> None
     finally:
         await presence.stop()
         await dead.aclose()
+
+
+@pytest.mark.slow
+async def test_healthz_stays_fast_while_one_client_floods_a_real_server(two_servers: tuple[str, str]) -> None:
+    """Against a real ``serve`` process (not sharing the test's event loop): one signed-in client
+    floods audio frames and reconnects each time it is closed; /healthz p95 stays ≤ 50 ms."""
+    _, b = two_servers
+    cookie = await sign_up(b, "flo")
+    flooder = await asyncio.create_subprocess_exec(sys.executable, "-c", FLOODER, f"ws://{b}/ws",
+                                                   f"{COOKIE}={cookie}", "4", "3200", stdout=asyncio.subprocess.PIPE)
+    assert flooder.stdout is not None
+    assert (await asyncio.wait_for(flooder.stdout.readline(), 30)).strip() == b"flooding"
+    latencies = []
+    async with httpx.AsyncClient(base_url=f"http://{b}") as http:
+        await asyncio.sleep(0.3)
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            started = time.perf_counter()
+            assert (await http.get("/healthz")).status_code == 200
+            latencies.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(0.01)
+    counts = json.loads(await asyncio.wait_for(flooder.stdout.readline(), 30))
+    await flooder.wait()
+    p95 = sorted(latencies)[int(len(latencies) * 0.95) - 1]
+    print(f"healthz under a reconnecting flood: p95 {p95:.1f} ms over {len(latencies)}; flooder {counts}")
+    assert counts["connections"] >= 1 and counts["close_codes"][:1] == [1008]
+    assert p95 <= 50, sorted(latencies)[-10:]

@@ -3,7 +3,8 @@ with no key and no network (faster-whisper and Piper models ship in PyPI package
 
 It speaks the same events as the Live session, so the web page and the terminal work the
 same either way; what differs is that a turn starts when the person stops talking (the
-endpointer finds the pause, or they press "Done talking") and the reply comes whole.
+endpointer finds the pause, or they press "Done talking") and the reply comes whole. Typed
+turns are answered on screen only, until the person uses the microphone.
 Each turn is an ordinary text turn of the graph (``CompanionSession.send``).
 """
 
@@ -55,6 +56,7 @@ class OfflineVoiceSession:
         self._turn = 0
         self._stopped = False
         self._answering = False
+        self._voice_in_use = False  # the microphone sent audio in this session
 
     async def run(self) -> None:
         """Open the person's session and answer turns until :meth:`end` or :meth:`close`."""
@@ -78,6 +80,7 @@ class OfflineVoiceSession:
 
     async def push_audio(self, pcm: bytes) -> None:
         """Microphone audio; each complete utterance becomes a turn."""
+        self._voice_in_use = True
         # The endpointer's FFTs run in a thread so a flood of frames cannot stall the event loop.
         for utterance in await asyncio.to_thread(self.endpointer.push, pcm):
             await self._turns.put(("speech", (utterance, time.perf_counter())))
@@ -162,7 +165,11 @@ class OfflineVoiceSession:
             return
         self.metrics["graph_ms"].append((time.perf_counter() - start) * 1000)
         await self._show(turn, result)
-        await self._say(result.reply, heard_at)
+        if kind == "speech" or self._voice_in_use:
+            # Replies come the way the person talks: spoken once they use the microphone, on
+            # screen only while they type (someone typing may be somewhere they can't listen;
+            # and speech costs ~0.5 s of CPU a reply that typed turns need not pay).
+            await self._say(result.reply, heard_at)
         await self.sink(await self.link.plan_info())
         await self.sink(Status(state="listening", text="Listening"))
 

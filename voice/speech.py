@@ -16,6 +16,7 @@ import os
 import shutil
 import threading
 import wave
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,18 @@ SENTENCE_PAUSE_MS = 200
 
 # Hugging Face libraries read these at import: make any hub access fail fast instead of hanging.
 _OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+# Each engine gets one thread of its own. On asyncio's shared default executor a burst of
+# syntheses (0.5-0.8 s of CPU each) filled every thread, and the graph's embedding calls of
+# other people's turns queued behind them: typed turns at 200 sockets waited 20-30 s. One
+# thread per engine keeps speech from starving everything else (it queues instead).
+_STT_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt")
+_TTS_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
+
+
+async def _on(pool: ThreadPoolExecutor, fn: Any, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
 
 class SpeechError(RuntimeError):
@@ -150,7 +163,7 @@ class SpeechToText:
         if len(pcm16) < 2 * STT_RATE // 10:  # under 0.1 s: nothing to recognise
             return ""
         audio = np.frombuffer(pcm16, dtype="<i2").astype(np.float32) / 32768.0
-        text = await asyncio.to_thread(self._transcribe_sync, audio)
+        text = await _on(_STT_THREAD, self._transcribe_sync, audio)
         logger.debug("transcribed %.1f s: %r", audio.size / STT_RATE, text)
         return text
 
@@ -232,7 +245,7 @@ class TextToSpeech:
             return b""
         engine = await asyncio.to_thread(self._load_sync)
         if engine == "piper":
-            return await asyncio.to_thread(self._piper_sync, text)
+            return await _on(_TTS_THREAD, self._piper_sync, text)
         return await self._espeak(text)
 
 
