@@ -12,6 +12,8 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.redis.ashallow import AsyncShallowRedisSaver
 from langgraph.graph.state import CompiledStateGraph
+from redis.exceptions import ResponseError
+from redisvl.exceptions import RedisSearchError
 
 from app.runtime import open_app_memory
 from app.settings import Settings
@@ -78,7 +80,15 @@ async def checkpointer_for(stack: MemoryStack) -> AsyncShallowRedisSaver:
     (measured: ~35 ms less per turn). Time travel is what Studio's own server offers.
     """
     saver = AsyncShallowRedisSaver(redis_client=stack.client)
-    await saver.asetup()  # without setup the saver fails later with an AttributeError (NOTES)
+    for attempt in range(3):
+        try:
+            await saver.asetup()  # without setup the saver fails later with an AttributeError (NOTES)
+            break
+        except (RedisSearchError, ResponseError) as exc:
+            # Another worker created an index between redisvl's exists check and its create:
+            # run setup again (existing indexes are skipped, the rest created).
+            if "already exists" not in str(exc).lower() or attempt == 2:
+                raise
     return saver
 
 

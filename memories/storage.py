@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import redis.asyncio as aioredis
+from redisvl.exceptions import RedisSearchError
 from redisvl.index import AsyncSearchIndex
 from redisvl.query import CountQuery, FilterQuery, VectorQuery
 from redisvl.query.filter import FilterExpression, Tag
@@ -98,9 +99,18 @@ class UserScopedIndex:
     @unavailable_as_typed_error
     async def create(self) -> None:
         """Create the index if it does not exist yet (existing data is kept)."""
-        if not await self.index.exists():
+        if await self.index.exists():
+            return
+        try:
             await self.index.create(overwrite=False)
-            log.info("created index %s", self.name)
+        except RedisSearchError as exc:
+            # Another process (a second `serve --workers` worker) created it between our check
+            # and our create: that is the outcome we wanted.
+            if "already exists" not in str(exc).lower() or not await self.index.exists():
+                raise
+            log.debug("index %s was created by another process meanwhile", self.name)
+            return
+        log.info("created index %s", self.name)
 
     @staticmethod
     def scope(user_id: str, extra: FilterExpression | None = None) -> FilterExpression:

@@ -91,3 +91,23 @@ async def test_export_then_forget_removes_everything_about_a_person(stack: Memor
     keys = [k async for k in stack.client.scan_iter(match=f"{registry.backend.settings.namespace}:*")
             if b"embedcache" not in k]
     assert keys == []
+
+
+async def test_several_processes_starting_at_once_on_a_fresh_redis_all_come_up(redis_url: str, minilm) -> None:  # type: ignore[no-untyped-def]
+    """`serve --workers 2` on a fresh Redis: every worker creates the indexes at the same moment.
+    Once the loser's create failed with "Index already exists" and the worker died."""
+    import asyncio
+
+    from app.companion import checkpointer_for
+
+    settings = memory_settings()
+    stacks = await asyncio.gather(*(open_memory(redis_url, settings, base_embeddings=(minilm, minilm.model_id,
+                                                                                      minilm.dims))
+                                    for _ in range(4)))
+    try:
+        await asyncio.gather(*(checkpointer_for(stack) for stack in stacks))
+        for stack in stacks:
+            assert len(await stack.registry.export("anyone")) == len(stack.registry.elements)
+    finally:
+        for stack in stacks:
+            await stack.aclose()

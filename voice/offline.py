@@ -171,7 +171,8 @@ class OfflineVoiceSession:
             # and speech costs ~0.5 s of CPU a reply that typed turns need not pay).
             await self._say(result.reply, heard_at)
         await self.sink(await self.link.plan_info())
-        await self.sink(Status(state="listening", text="Listening"))
+        await self.sink(Status(state="listening", text="Listening" if self._voice_in_use
+                               else "Your turn: type, or press Start talking"))
 
     async def _show(self, turn: int, result: TurnResult) -> None:
         decision = result.decision or {}
