@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import time
+import wave
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,14 @@ def start_talking(driver: WebDriver) -> None:
     wait_for(driver, "!document.querySelector('[data-testid=talk-button]').disabled", 10)
     driver.find_element(By.CSS_SELECTOR, "[data-testid=talk-button]").click()
     wait_for(driver, "document.querySelector('[data-testid=talk-button]').getAttribute('aria-pressed') === 'true'", 10)
+
+
+def silent_mic_driver(work: Path) -> WebDriver:
+    """Headless Chromium whose microphone plays one second of silence (for tests where nobody talks)."""
+    silence = work / "silence.wav"
+    with wave.open(str(silence), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(bytes(32000))
+    return fake_mic_driver(silence, work / "profile")

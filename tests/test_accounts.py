@@ -9,7 +9,6 @@ import asyncio
 import json
 import statistics
 import time
-import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from app.companion import Companion
 from app.server import create_app
 from app.settings import Settings
 from memories.keys import person_key
-from tests.browser import chromium_available, fake_mic_driver, wait_for
+from tests.browser import chromium_available, silent_mic_driver, wait_for
 from tests.companion_fixtures import Rig
 from tests.test_voice_server import next_json, serving, voice_socket
 
@@ -281,13 +280,7 @@ def test_serve_refuses_a_network_address_without_tls(monkeypatch: pytest.MonkeyP
 
 def passkey_round_trip(base: str, work: Path) -> dict[str, Any]:
     """In headless Chromium with a virtual authenticator: sign up with a passkey, sign out, sign in with it."""
-    silence = work / "silence.wav"
-    with wave.open(str(silence), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(bytes(32000))
-    driver = fake_mic_driver(silence, work / "profile")
+    driver = silent_mic_driver(work)
     try:
         driver.get(base + "/")
         driver.execute_cdp_cmd("WebAuthn.enable", {})

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import time
-import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,7 +30,7 @@ from memories.profile import ProfileMemory
 from memories.ranking import Outcome
 from memories.reflections import ReflectionMemory
 from tests import browser, test_accounts
-from tests.browser import chromium_available, fake_mic_driver, wait_for
+from tests.browser import chromium_available, silent_mic_driver, wait_for
 from tests.companion_fixtures import Rig
 from tests.test_accounts import COOKIE, PASSWORD, me
 from tests.test_person_data import keys_of, remember
@@ -49,13 +48,7 @@ T = TypeVar("T")
 
 def silent_browser(work: Path) -> WebDriver:
     """A headless Chromium whose microphone is one second of silence (nothing here talks)."""
-    silence = work / "silence.wav"
-    with wave.open(str(silence), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(bytes(32000))
-    driver = fake_mic_driver(silence, work / "profile")
+    driver = silent_mic_driver(work)
     # Test hook outside the page (CDP scripts are not bound by its CSP): keep the page's sockets
     # reachable, to send a bad frame on one or hand the page a frame or close the server would send.
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """

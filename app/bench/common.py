@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,3 +67,12 @@ def machine() -> dict[str, Any]:
             versions[dist] = None
     return {"cpu_model": cpu, "cpu_cores": os.cpu_count(), "ram_gb": ram_gb,
             "os": platform.platform(), "python": platform.python_version(), "packages": versions}
+
+
+def percentiles(name: str, ms: list[float]) -> dict[str, float | None]:
+    """``{name}_p50_ms``, ``_p95_ms`` and ``_max_ms`` of ``ms`` (None when empty)."""
+    if not ms:
+        return {f"{name}_p50_ms": None, f"{name}_p95_ms": None, f"{name}_max_ms": None}
+    cuts = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else [ms[0]] * 99
+    return {f"{name}_p50_ms": round(cuts[49], 2), f"{name}_p95_ms": round(cuts[94], 2),
+            f"{name}_max_ms": round(max(ms), 2)}

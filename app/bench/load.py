@@ -31,7 +31,6 @@ import logging
 import random
 import re
 import secrets
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -40,7 +39,7 @@ from typing import Any
 
 from rich.console import Console
 
-from app.bench.common import machine, scratch_redis
+from app.bench.common import machine, percentiles, scratch_redis
 from app.companion import Companion, open_companion
 from app.settings import Settings
 from graphs.nodes.common import MEMORY_OFFLINE_NOTICE, message_text
@@ -276,14 +275,6 @@ async def _voice_person(companion: Companion, user: str, index: int, messages: l
 # --- the benchmark ------------------------------------------------------------------------------
 
 
-def _percentiles(name: str, ms: list[float]) -> dict[str, float | None]:
-    if not ms:
-        return {f"{name}_p50_ms": None, f"{name}_p95_ms": None, f"{name}_max_ms": None}
-    cuts = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else [ms[0]] * 99
-    return {f"{name}_p50_ms": round(cuts[49], 2), f"{name}_p95_ms": round(cuts[94], 2),
-            f"{name}_max_ms": round(max(ms), 2)}
-
-
 async def run_load_bench(settings: Settings, *, people: int, turns: int, voice: bool = False,
                          console: Console | None = None, turn_timeout_s: float = 120.0) -> dict[str, Any]:
     """Run the load benchmark; returns a JSON-ready dict (progress on ``console`` if given)."""
@@ -334,7 +325,7 @@ async def run_load_bench(settings: Settings, *, people: int, turns: int, voice: 
         "people": people, "turns_per_person": turns, "total_turns": people * turns,
         "completed_turns": len(tally.turn_ms),
         "wall_s": round(wall_s, 3), "turns_per_s": round(people * turns / wall_s, 2),
-        **_percentiles("turn", tally.turn_ms),
+        **percentiles("turn", tally.turn_ms),
         "errors": errors, "errors_by_type": tally.errors,
         "degraded_turns": tally.degraded,
         "leaks": len(leaks), "leaked": {user: others[:5] for user, others in list(leaks.items())[:5]},
@@ -345,8 +336,8 @@ async def run_load_bench(settings: Settings, *, people: int, turns: int, voice: 
     if voice:
         result.update({
             "context_updates_sent": len(metrics["memory_path_ms"]),
-            **_percentiles("memory_path", metrics["memory_path_ms"]),
-            **_percentiles("first_audio", metrics["first_audio_ms"]),
+            **percentiles("memory_path", metrics["memory_path_ms"]),
+            **percentiles("first_audio", metrics["first_audio_ms"]),
             "background_errors": len(background.records),
             "voice_note": "one fake Live server per person (the fake serves a single connection and script "
                           "queue); all sessions run concurrently in this process against the one companion",

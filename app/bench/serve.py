@@ -45,7 +45,6 @@ import random
 import resource
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,7 +57,7 @@ import httpx
 import websockets
 from rich.console import Console
 
-from app.bench.common import free_port, machine
+from app.bench.common import free_port, machine, percentiles
 from app.embedded_redis import EmbeddedRedis
 from app.hardening import VoiceLimits
 
@@ -82,15 +81,6 @@ SCRIPT = [
 # Environment the server must not inherit: a key would make it call Gemini, a URL another Redis.
 DROP_ENV = ("GOOGLE_API_KEY", "SAM2VOICE_GOOGLE_API_KEY", "REDIS_URL", "SAM2VOICE_REDIS_URL", "SAM2VOICE_CHAT_PROVIDER",
             "SAM2VOICE_SERVE_HOST", "SAM2VOICE_SERVE_PORT", "SAM2VOICE_DATA_DIR", "SAM2VOICE_EMBEDDED_PORT")
-
-
-def percentiles(name: str, ms: list[float]) -> dict[str, float | None]:
-    """``{name}_p50_ms``, ``_p95_ms`` and ``_max_ms`` of ``ms`` (None when empty)."""
-    if not ms:
-        return {f"{name}_p50_ms": None, f"{name}_p95_ms": None, f"{name}_max_ms": None}
-    cuts = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else [ms[0]] * 99
-    return {f"{name}_p50_ms": round(cuts[49], 2), f"{name}_p95_ms": round(cuts[94], 2),
-            f"{name}_max_ms": round(max(ms), 2)}
 
 
 def raise_open_file_limit(wanted: int) -> int:
