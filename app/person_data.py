@@ -4,8 +4,9 @@ and by the web endpoints (``/api/data``, ``/api/memories``) so both say the same
 
 What is about one person, and who deletes it:
 
-* memories (profile, current state, interventions and their counters, reflections,
-  feedback): ``MemoryRegistry.export`` / ``forget``;
+* memories (profile, current state, interventions and their counters, the person's
+  contributions to the population pool, reflections, feedback): ``MemoryRegistry.export`` /
+  ``forget`` (forgetting subtracts their contributions from the pool first);
 * coaching state (plan, check-ins, reminders, safety events, applied writes):
   ``CoachingStore.export`` / ``forget``;
 * conversations (session directory, every thread's checkpoints): ``SessionDirectory``;
@@ -24,9 +25,10 @@ from app.audit import AuditLog
 from graphs.outbox import Outbox
 from graphs.session import SessionDirectory
 from memories.current_state import CurrentState, CurrentStateMemory
+from memories.errors import InvalidInput, RecordNotFound
 from memories.interventions import Intervention, InterventionMemory
 from memories.profile import Profile, ProfileMemory
-from memories.ranking import ToolStats
+from memories.ranking import Outcome, ToolStats
 from memories.reflections import Reflection, ReflectionMemory
 from memories.registry import MemoryRegistry
 from memories.validation import validate_user_id
@@ -118,6 +120,35 @@ class PersonData:
         out.scheduled = await self.store.upcoming(user_id, limit=MAX_SCHEDULED)
         out.safety_events = await self.store.safety_events(user_id)
         return out
+
+    async def contributes(self, user_id: str) -> bool:
+        """Whether the person's outcomes count in the population pool (on unless they said no)."""
+        if (profile := self.registry.get(ProfileMemory)) is None:
+            return True
+        stored = await profile.get(user_id)
+        return stored.consent_pooled_learning if stored is not None else Profile().consent_pooled_learning
+
+    async def update_profile(self, user_id: str, changes: dict[str, Any]) -> Profile:
+        """Change the profile; turning pooled learning off also takes back, exactly, everything
+        the person had added to the population pool (``memories.population``)."""
+        profile = self.registry.get(ProfileMemory)
+        if profile is None:
+            raise InvalidInput("profiles are switched off", field="profile")
+        updated: Profile = await profile.update(user_id, changes)
+        if not updated.consent_pooled_learning and (interventions := self.registry.get(InterventionMemory)):
+            await interventions.population.retract(user_id)
+        return updated
+
+    async def correct_outcome(self, user_id: str, intervention_id: str, outcome: Outcome) -> tuple[Outcome,
+                                                                                                    Intervention]:
+        """Correct how an intervention went; returns the previous outcome and the record.
+        The counters, and the person's pool contribution if they agreed to one, move with it."""
+        interventions = self.registry.get(InterventionMemory)
+        if interventions is None:
+            raise RecordNotFound("interventions are switched off")
+        previous = await interventions.settle(user_id, intervention_id, outcome,
+                                              contribute=await self.contributes(user_id))
+        return previous, await interventions.get(user_id, intervention_id)
 
     async def forget(self, user_id: str) -> dict[str, int]:
         """Delete everything about the person; counts per store. Conversations need the

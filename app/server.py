@@ -37,7 +37,7 @@ from app.settings import Settings
 from app.voice_setup import OfflineSpeech, VoiceMode, live_client, live_options, offline_speech, session_factory
 from app.voice_socket import VoiceSocket
 from memories.errors import InvalidInput, RecordNotFound
-from memories.interventions import Intervention, InterventionMemory
+from memories.interventions import Intervention
 from memories.profile import Profile, ProfileMemory, ProfileUpdate
 from memories.ranking import Outcome
 
@@ -380,13 +380,14 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
     @app.patch("/api/profile", responses={**not_signed_in, 422: {"description": "A field is not valid."}})
     async def edit_profile(body: ProfileUpdate, request: Request, user: str = Depends(current_user)) -> Profile:
         """Change your profile: only the fields given change (``null`` clears one). The consents
-        (``consent_diagnosis_in_prompts``, ``consent_pooled_learning``) are off until you turn them on."""
-        profile = app.state.companion.deps.memory.registry.get(ProfileMemory)
-        if profile is None:
+        ``consent_diagnosis_in_prompts`` is off until you turn it on; ``consent_pooled_learning``
+        (your results, as anonymous counts, help people like you) is on until you turn it off,
+        which also takes back everything you added."""
+        if app.state.companion.deps.memory.registry.get(ProfileMemory) is None:
             raise HTTPException(status_code=404, detail="Profiles are switched off on this server.")
         changes = body.model_dump(mode="json", exclude_unset=True)
         try:
-            updated: Profile = await profile.update(user, changes)
+            updated: Profile = await person_data().update_profile(user, changes)
         except InvalidInput as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         await audit(request, user, "profile_edit", fields=",".join(sorted(changes)))
@@ -400,12 +401,10 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
         success counters move with it."""
         if body.outcome is Outcome.PENDING:
             raise HTTPException(status_code=422, detail="Say how it turned out: 'pending' is not an outcome.")
-        interventions = app.state.companion.deps.memory.registry.get(InterventionMemory)
-        if interventions is None or len(intervention_id) > 64:
+        if len(intervention_id) > 64:
             raise HTTPException(status_code=404, detail="There is no such intervention of yours.")
         try:
-            previous = await interventions.settle(user, intervention_id, body.outcome)
-            current = await interventions.get(user, intervention_id)
+            previous, current = await person_data().correct_outcome(user, intervention_id, body.outcome)
         except RecordNotFound as exc:
             raise HTTPException(status_code=404, detail="There is no such intervention of yours.") from exc
         await audit(request, user, "outcome_correction", intervention=intervention_id, previous=previous.value,

@@ -30,6 +30,19 @@ class PolicySettings(BaseModel):
     )
     neighbors_k: int = Field(20, ge=1, le=500, description="Most similar settled tries the choice learns from.")
     pool: int = Field(60, ge=1, le=500, description="Similar past interventions read per turn.")
+    discount: float = Field(
+        0.85, gt=0, le=1, description="Weight kept by a past try for each newer try in a similar moment (1: never ages)."
+    )
+    half_life_days: float = Field(
+        30.0, gt=0, le=3650, description="A past try's weight halves over this many days (besides newer tries)."
+    )
+    use_population: bool = Field(True, description="Let what helped other people (pooled counts) shape the prior.")
+    population_min_people: int = Field(
+        5, ge=1, le=1000, description="Pooled counts join the prior only once this many people contributed."
+    )
+    population_strength: float = Field(
+        6.0, ge=0, le=100, description="Pseudo-observations the pool is worth to someone with no history of their own."
+    )
 
 
 class CompanionSettings(BaseModel):

@@ -70,6 +70,7 @@ class SettleOutcome(BaseModel):
     user_id: str
     intervention_id: str
     outcome: Outcome
+    contribute: bool = Field(False, description="The outcome counts in the population pool (the person agreed).")
 
 
 class UpdateState(BaseModel):
@@ -127,7 +128,8 @@ async def apply(write: Write, registry: MemoryRegistry, *, replay: bool = False)
             await interventions.record_many(write.user_id, [write.record], ids=[write.intervention_id])
     elif isinstance(write, SettleOutcome):
         if (interventions := registry.get(InterventionMemory)) is not None:
-            await interventions.settle(write.user_id, write.intervention_id, write.outcome)
+            await interventions.settle(write.user_id, write.intervention_id, write.outcome,
+                                       contribute=write.contribute)
     elif isinstance(write, UpdateState):
         if (state := registry.get(CurrentStateMemory)) is not None:
             if await store.was_applied(write.user_id, write.key):

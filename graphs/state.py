@@ -44,6 +44,7 @@ class CompanionState(InputState, total=False):
     style: dict[str, bool]  # StyleProfile fields from the consented profile
     due: list[dict[str, Any]]  # check-ins and reminders that fell due before this turn
     country: str | None  # ISO country from the profile's locale or time zone (crisis resources)
+    pool_consent: bool  # their outcomes may count in the population pool (Profile.consent_pooled_learning)
     # understand
     understanding: dict[str, Any] | None  # graphs.understanding.Understanding of the message
     asked_outcome: bool  # the last reply asked "did that help?" (asked once, never twice in a row)

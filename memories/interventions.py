@@ -14,6 +14,7 @@ from memories.base import MemoryElement
 from memories.config import RankingWeights
 from memories.connection import unavailable_as_typed_error
 from memories.errors import InvalidInput, RecordNotFound
+from memories.population import PoolCount, Population
 from memories.ranking import FAILED, NO_TOOL, OUTCOME_VALUE, Outcome, ToolStats, score
 from memories.records import MemorySection, Record, ShortText, Tags, Text, Timestamp, TurnInputs, now
 from memories.storage import UserScopedIndex, join_tags, split_tags, tag_field
@@ -25,10 +26,14 @@ STAT_SEP = "\x1f"
 RETURN_FIELDS = ["text", "tool_name", "tool_args", "user_context", "task", "situation_tags",
                  "outcome", "created_at", "settled_at", "vector_distance"]
 
-# Settles an outcome atomically: checks the record belongs to the user, moves the
-# tool's counters from the old outcome's value to the new one, refreshes TTLs.
+# Settles an outcome atomically: checks the record belongs to the user, moves the tool's
+# counters from the old outcome's value to the new one, refreshes TTLs, and moves the
+# person's own population contribution for the record's cluster (``memories.population``):
+# a record counts there once, under the contribution epoch it was pooled in.
 # Hand-written because no library offers compare-and-set across a record and counters.
-# KEYS: the record ({prefix}:{<user_tag>}:{id}) and the user's stats: one hash tag, one slot.
+# KEYS: the record ({prefix}:{<user_tag>}:{id}), the user's stats and their pool
+# contributions: one hash tag, one slot. Returns {old} or, when the contribution changed,
+# {old, cluster, tool, tries, successes, salt}: the absolute counts to push to the pool.
 _SETTLE = """
 local uid = redis.call('HGET', KEYS[1], 'user_id')
 if (not uid) or uid ~= ARGV[1] then return false end
@@ -45,7 +50,28 @@ if values[ARGV[2]] then
 end
 redis.call('HSET', KEYS[1], 'outcome', ARGV[2], 'settled_at', ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-return old
+local cluster = redis.call('HGET', KEYS[1], 'cluster')
+if (not cluster) or cluster == '' or tool == ARGV[9] then return {old} end
+local epoch = redis.call('HGET', KEYS[3], 'epoch') or '0'
+local field = 'c|' .. cluster .. '|' .. tool
+local changed = false
+if redis.call('HGET', KEYS[1], 'pooled') == epoch and values[old] then
+  redis.call('HINCRBY', KEYS[3], field .. '|n', -1)
+  if values[old] >= 0.5 then redis.call('HINCRBY', KEYS[3], field .. '|s', -1) end
+  changed = true
+end
+local pooled = ''
+if ARGV[7] == '1' and values[ARGV[2]] then
+  redis.call('HINCRBY', KEYS[3], field .. '|n', 1)
+  if values[ARGV[2]] >= 0.5 then redis.call('HINCRBY', KEYS[3], field .. '|s', 1) end
+  pooled = epoch
+  changed = true
+end
+redis.call('HSET', KEYS[1], 'pooled', pooled)
+if not changed then return {old} end
+redis.call('HSETNX', KEYS[3], 'salt', ARGV[8])
+return {old, cluster, tool, redis.call('HGET', KEYS[3], field .. '|n') or '0',
+        redis.call('HGET', KEYS[3], field .. '|s') or '0', redis.call('HGET', KEYS[3], 'salt')}
 """
 
 
@@ -123,6 +149,9 @@ class Neighborhood(BaseModel):
     examples: list[FewShotExample] = Field(description="Ranked few-shot examples (plus an optional contrast).")
     neighbors: list[Neighbor] = Field(description="Every similar past intervention, failures included.")
     rates: dict[str, ToolStats] = Field(description="The user's results per tool, over all situations.")
+    cluster: str | None = Field(None, description="The kind of moment the situation is (memories.population).")
+    population: dict[str, PoolCount] = Field(default_factory=dict,
+                                             description="What helped other people in that kind of moment.")
 
 
 class InterventionMemory(MemoryElement[NewIntervention]):
@@ -130,6 +159,10 @@ class InterventionMemory(MemoryElement[NewIntervention]):
 
     name = "interventions"
     memory_variables = ["few_shot_examples"]
+
+    def __init__(self, backend: Any) -> None:
+        super().__init__(backend)
+        self.population = Population(backend)
 
     def _build_index(self) -> UserScopedIndex:
         return self._vector_index([tag_field("tool_name"), tag_field("outcome"), tag_field("situation_tags"),
@@ -166,7 +199,8 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         stored = [Intervention(**i.model_dump(exclude={"created_at"}), id=name,
                                created_at=i.created_at if i.created_at is not None else stamp)
                   for i, name in zip(items, names, strict=True)]
-        docs = [self._to_hash(user_id, s, v) for s, v in zip(stored, vectors, strict=True)]
+        clusters = [await self.population.clusters.nearest(v) for v in vectors]
+        docs = [self._to_hash(user_id, s, v, c) for s, v, c in zip(stored, vectors, clusters, strict=True)]
         await self.index.index.load(docs, keys=[self.index.key(user_id, s.id) for s in stored], ttl=self.ttl_s)
         settled = [s for s in stored if OUTCOME_VALUE[s.outcome] is not None]
         if settled:  # recorded with a known outcome (imports, synthetic data): count it now
@@ -179,13 +213,14 @@ class InterventionMemory(MemoryElement[NewIntervention]):
                 await pipe.execute()
         return stored
 
-    def _to_hash(self, user_id: str, item: Intervention, vector: list[float]) -> dict[str, Any]:
+    def _to_hash(self, user_id: str, item: Intervention, vector: list[float], cluster: str | None
+                 ) -> dict[str, Any]:
         return {
             "user_id": user_tag(user_id), "text": item.text, "tool_name": item.tool_name or NO_TOOL,
             "tool_args": json.dumps(item.tool_args), "user_context": item.user_context, "task": item.task or "",
             "situation_tags": join_tags(item.situation_tags), "outcome": item.outcome.value,
             "created_at": item.created_at, "settled_at": item.settled_at or "",
-            "embedding": self.index.vector_bytes(vector),
+            "cluster": cluster or "", "embedding": self.index.vector_bytes(vector),
         }
 
     @staticmethod
@@ -201,8 +236,10 @@ class InterventionMemory(MemoryElement[NewIntervention]):
 
     @traced("interventions.settle")
     @unavailable_as_typed_error
-    async def settle(self, user_id: str, intervention_id: str, outcome: Outcome | str) -> Outcome:
-        """Set the outcome of one of the user's interventions; returns the previous outcome."""
+    async def settle(self, user_id: str, intervention_id: str, outcome: Outcome | str, *,
+                     contribute: bool = False) -> Outcome:
+        """Set the outcome of one of the user's interventions; returns the previous outcome.
+        ``contribute``: the person agreed that the outcome counts in the population pool."""
         validate_user_id(user_id)
         try:
             new = Outcome(outcome)
@@ -212,13 +249,19 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         if not intervention_id.isalnum():
             raise RecordNotFound(f"no intervention {intervention_id!r} for this user")
         values = {o.value: v for o, v in OUTCOME_VALUE.items() if v is not None}
-        old = await self.backend.client.eval(
-            _SETTLE, 2, self.index.key(user_id, intervention_id), self._stats_key(user_id),
+        found = await self.backend.client.eval(
+            _SETTLE, 3, self.index.key(user_id, intervention_id), self._stats_key(user_id),
+            self.population.contributions_key(user_id),
             user_tag(user_id), new.value, now(), self.ttl_s, json.dumps(values), STAT_SEP,
+            "1" if contribute else "0", uuid.uuid4().hex, NO_TOOL,
         )
-        if old is None:
+        if found is None:
             raise RecordNotFound(f"no intervention {intervention_id!r} for this user")
-        return Outcome(old.decode() if isinstance(old, bytes) else old)
+        text = [v.decode() if isinstance(v, bytes) else str(v) for v in found]
+        if len(text) == 6:  # the person's contribution changed: the pool gets their new counts
+            _, cluster, tool, tries, successes, salt = text
+            await self.population.push(cluster, tool, salt, int(tries), int(successes))
+        return Outcome(text[0])
 
     @traced("interventions.get")
     @unavailable_as_typed_error
@@ -280,16 +323,19 @@ class InterventionMemory(MemoryElement[NewIntervention]):
     @traced("interventions.neighborhood")
     async def neighborhood(
         self, user_id: str, vector: list[float], *, k: int | None = None, contrast: bool = False,
-        weights: RankingWeights | None = None, pool: int | None = None,
+        weights: RankingWeights | None = None, pool: int | None = None, population: bool = False,
     ) -> Neighborhood:
         """One search serving two readers: the ranked few-shot examples for the prompt, and
         every similar past intervention with its outcome (failures included) for the agent's
-        choice of what to try, plus the user's per-tool results."""
+        choice of what to try, plus the user's per-tool results; with ``population``, also
+        what helped other people in this kind of moment (``memories.population``)."""
         k = k or self.settings.few_shot_k
         pool = pool or max(self.settings.candidate_pool, k * 3)
-        rows, rates = await asyncio.gather(
+        cluster = await self.population.clusters.nearest(vector) if population else None
+        rows, rates, pooled = await asyncio.gather(
             self.index.nearest(user_id, vector, k=pool, return_fields=RETURN_FIELDS),
             self.success_rates(user_id),
+            self.population.counts(cluster),
         )
         weights, stamp = weights or self.settings.ranking, now()
         # Candidates are scored from the raw rows and only the returned few become models:
@@ -318,10 +364,12 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         examples = [FewShotExample(intervention=self._from_hash(c.row), similarity=c.similarity,
                                    success_rate=c.success_rate, recency=c.recency, score=c.score,
                                    contrast=c.contrast) for c in chosen]
-        return Neighborhood(examples=examples, neighbors=neighbors, rates=rates)
+        return Neighborhood(examples=examples, neighbors=neighbors, rates=rates, cluster=cluster, population=pooled)
 
     async def forget(self, user_id: str) -> int:
-        """Delete every intervention of the user and their success counters."""
+        """Delete every intervention of the user, their success counters, and their
+        contributions to the population pool (subtracted from it first, exactly)."""
+        await self.population.forget(user_id)
         deleted = await super().forget(user_id)
         return deleted + int(await self.backend.client.unlink(self._stats_key(user_id)))
 
@@ -329,10 +377,12 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         """Every intervention of the user plus their per-tool results."""
         rows = await super().export(user_id)
         stats = await self.success_rates(user_id)
-        if not stats:
-            return rows
-        return rows + [{"key": self._stats_key(user_id), "success_rates": {
-            tool: {**s.model_dump(), "success_rate": s.success_rate} for tool, s in stats.items()}}]
+        if stats:
+            rows.append({"key": self._stats_key(user_id), "success_rates": {
+                tool: {**s.model_dump(), "success_rate": s.success_rate} for tool, s in stats.items()}})
+        if (contributions := await self.population.export(user_id)) is not None:
+            rows.append(contributions)
+        return rows
 
     @traced("interventions.load")
     async def load(self, user_id: str, inputs: TurnInputs | dict[str, Any] | None = None) -> MemorySection:

@@ -74,8 +74,9 @@ class Profile(Record):
     diagnosis: Diagnosis = Field(Diagnosis.NONE, description="ADHD, autism, both or none.")
     diagnosis_source: DiagnosisSource = Field(DiagnosisSource.UNSPECIFIED, description="Official or self-identified.")
     consent_diagnosis_in_prompts: bool = Field(False, description="May the diagnosis shape the model's prompts?")
-    consent_pooled_learning: bool = Field(False, description="May what worked for them (anonymised) help others? "
-                                          "Nothing uses pooled learning yet; off unless they say yes.")
+    consent_pooled_learning: bool = Field(
+        True, description="May what worked for them help people like them, as anonymous counts per kind of moment "
+                          "(memories.population)? On unless they say no; turning it off takes their counts back.")
     preferences: Preferences = Field(default_factory=Preferences)
     last_updated: Timestamp = Field(0.0, description="When the profile last changed.")
 

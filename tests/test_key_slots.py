@@ -187,8 +187,9 @@ async def check(monitor: Monitor, stack: MemoryStack, user_id: str, operation: A
         declared = unit.keys if unit.kind.startswith("EVAL") else []
         if declared:  # a script touches only the keys it declared (what a cluster routes by)
             assert set(await monitor.keys(unit.commands[0])) == set(unit.keys), unit
-    cache = f"{namespace(stack)}:embedcache:"
-    touched = {k for _, args in seen for k in await monitor.keys(args) if not k.startswith(cache)}
+    # Shared by everyone: the embedding cache, and the population counts (checked on their own below).
+    shared = (f"{namespace(stack)}:embedcache:", f"{namespace(stack)}:population:")
+    touched = {k for _, args in seen for k in await monitor.keys(args) if not k.startswith(shared)}
     assert touched, seen
     assert {key_slot(k.encode()) for k in touched} == {slot}, sorted(touched)
     return found
@@ -238,7 +239,7 @@ async def test_memory_operations_stay_in_the_persons_slot(stack: MemoryStack, mo
         assert interventions.index.key(user_id, pending) in unit.keys
         assert interventions._stats_key(user_id) in unit.keys
         [unit] = await check(monitor, stack, user_id, interventions.settle(user_id, done.id, Outcome.ABANDONED))
-        assert len(unit.keys) == 2
+        assert len(unit.keys) == 3  # the record, the counters, the person's pool contributions
         await check(monitor, stack, user_id, interventions.success_rates(user_id), units=0)
 
         state = element(stack, CurrentStateMemory)
@@ -257,6 +258,23 @@ async def test_memory_operations_stay_in_the_persons_slot(stack: MemoryStack, mo
     units = await check(monitor, stack, MAYA, stack.registry.forget(MAYA))
     assert any(len(u.keys) >= 3 for u in units)  # e.g. every intervention of Maya's at once
     assert (await interventions.success_rates(ADA))  # Ada's own data is untouched
+
+
+async def test_pool_contributions_touch_the_persons_slot_then_one_clusters_slot(stack: MemoryStack,
+                                                                                monitor: Monitor) -> None:
+    interventions = element(stack, InterventionMemory)
+    pending = await interventions.save(MAYA, {"text": "Tiny first step", "tool_name": "create_microsteps",
+                                              "user_context": "I can't get started on it"})
+    seen = await monitor.capture(interventions.settle(MAYA, pending, Outcome.TASK_PROGRESS, contribute=True))
+    units = await monitor.units(seen)
+    assert len(units) == 2, units  # the settle (the person's slot), then the push (the cluster's slot)
+    settle, push = units
+    assert {key_slot(k.encode()) for k in settle.keys} == {slot_of(MAYA)}
+    assert all(k.startswith(f"{namespace(stack)}:population:") for k in push.keys), push
+    assert len({key_slot(k.encode()) for k in push.keys}) == 1 and len(push.keys) == 2
+    assert set(await monitor.keys(push.commands[0])) == set(push.keys)  # declared keys only
+    [retract, *pushes] = await monitor.units(await monitor.capture(interventions.population.retract(MAYA)))
+    assert {key_slot(k.encode()) for k in retract.keys} == {slot_of(MAYA)} and len(pushes) == 1
 
 
 async def test_coaching_scripts_stay_in_the_persons_slot(stack: MemoryStack, monitor: Monitor) -> None:

@@ -9,6 +9,7 @@ import pytest
 from graphs.configuration import PolicySettings
 from graphs.policy import Choice, choose_tool, prior_means, similarity_weight, turn_rng
 from memories.interventions import Neighbor
+from memories.population import PoolCount
 from memories.ranking import Outcome, ToolStats
 
 SETTINGS = PolicySettings()
@@ -59,11 +60,13 @@ def test_similar_successes_of_another_tool_and_failures_of_the_favourite_move_th
     assert counts["break"] >= 0.9 * DRAWS
     chosen = next(c for c in picked if c.tool == "break")
     assert chosen.from_memory
-    assert chosen.reason == "break: helped you 100% of the time in moments like this"
+    assert chosen.reason == "break: helped you 4 of 4 times when you felt like this"
+    assert chosen.evidence == "you"
     beliefs = chosen.beliefs
     assert beliefs["break"].mean > 0.7 > beliefs["break"].prior
     assert beliefs["steps"].mean < beliefs["steps"].prior
-    assert beliefs["break"].similar_weight == pytest.approx(4.0, rel=0.01)
+    # Interleaved with the four failures of steps, each success ages by discount per newer try.
+    assert 1.0 < beliefs["break"].similar_weight < 4.0
     assert beliefs["steps"].similar_value == 0.0
 
 
@@ -122,3 +125,77 @@ def test_the_turn_rng_replays_the_same_turn_and_differs_between_turns() -> None:
 def test_no_candidates_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one candidate"):
         choose_tool(relevance={}, neighbors=[], rates={}, settings=SETTINGS, rng=turn_rng(0))
+
+
+def aged_tries(tool: str, outcome: Outcome, n: int, *, from_age_s: float) -> list[Neighbor]:
+    """``n`` similar tries, one a day, the newest ``from_age_s`` ago."""
+    return [Neighbor(tool, outcome, 0.9, from_age_s + day * 86400.0) for day in range(n)]
+
+
+def share(picked: list[Choice], tool: str) -> float:
+    return Counter(c.tool for c in picked)[tool] / len(picked)
+
+
+def test_a_tool_that_stopped_working_loses_its_lead_within_three_tries() -> None:
+    # "break" helped ten times, then (tastes changed) failed the last three times.
+    history = aged_tries("break", Outcome.ABANDONED, 3, from_age_s=3600) + \
+        aged_tries("break", Outcome.TASK_COMPLETED, 10, from_age_s=4 * 86400)
+    before = aged_tries("break", Outcome.TASK_COMPLETED, 10, from_age_s=4 * 86400)
+    assert share(choices(before, stats_of(before)), "break") >= 0.7
+    after = choices(history, stats_of(history))
+    assert share(after, "break") < 0.3
+    assert after[0].beliefs["break"].tries == 10 and after[0].beliefs["break"].helped == 7
+    # Without ageing by newer tries (and with a long half-life) ten old successes still win.
+    never_ages = PolicySettings(discount=1.0)
+    stubborn = [choose_tool(relevance=RELEVANCE, neighbors=history, rates=stats_of(history), settings=never_ages,
+                            rng=turn_rng("maya", "thread", turn), half_life_days=365) for turn in range(DRAWS)]
+    assert share(stubborn, "break") > 0.5
+
+
+def test_a_tool_that_failed_long_ago_gets_tried_again() -> None:
+    # "steps" failed five times a while ago; since then "checkin" was used twelve times, half helping.
+    history = [Neighbor("checkin", Outcome.TASK_COMPLETED if i % 2 else Outcome.ABANDONED, 0.9, 3600.0 + i * 60)
+               for i in range(12)] + aged_tries("steps", Outcome.ABANDONED, 5, from_age_s=86400)
+    picked = choices(history, stats_of(history))
+    assert share(picked, "steps") >= 0.3  # worth another try: the old failures faded
+    just_failed = [
+        Neighbor("steps", Outcome.ABANDONED, 0.9, 60.0 + i) for i in range(5)] + [
+        Neighbor("checkin", Outcome.TASK_COMPLETED if i % 2 else Outcome.ABANDONED, 0.9, 86400.0 + i * 60)
+        for i in range(12)]
+    assert share(choices(just_failed, stats_of(just_failed)), "steps") < 0.15
+
+
+GOOD_FOR_MOST = {"break": PoolCount(tries=40, successes=34, people=5)}
+
+
+def test_the_pool_counts_only_once_five_people_contributed() -> None:
+    four = {"break": PoolCount(tries=40, successes=34, people=4)}
+    ignored = choices([], population=four)
+    assert share(ignored, "break") < 0.1
+    assert all(c.beliefs["break"].pool_weight == 0 and c.beliefs["break"].pool_rate is None for c in ignored)
+    pooled = choices([], population=GOOD_FOR_MOST)
+    assert share(pooled, "break") > 0.5 > share(pooled, "steps")  # other people's favourite over the general one
+    chosen = next(c for c in pooled if c.tool == "break")
+    assert chosen.why == "helps most people in moments like this" and chosen.evidence == "people"
+    assert not chosen.from_memory
+    off = PolicySettings(use_population=False)
+    assert all(choose_tool(relevance=RELEVANCE, neighbors=[], rates={}, settings=off, rng=turn_rng(t),
+                           population=GOOD_FOR_MOST).beliefs["break"].pool_weight == 0 for t in range(20))
+
+
+def test_a_persons_own_evidence_outweighs_the_pool() -> None:
+    mine = tries("break", Outcome.ABANDONED, 0.9, 4) + tries("steps", Outcome.TASK_COMPLETED, 0.9, 2)
+    picked = choices(mine, stats_of(mine), population=GOOD_FOR_MOST)
+    assert share(picked, "break") < 0.1
+    assert picked[0].beliefs["break"].pool_weight < 0.5 * SETTINGS.population_strength
+    fresh = choices([], population=GOOD_FOR_MOST)[0].beliefs["break"].pool_weight
+    assert picked[0].beliefs["break"].pool_weight < fresh
+
+
+def test_the_why_line_names_the_evidence() -> None:
+    mine = tries("break", Outcome.TASK_COMPLETED, 0.9, 4) + tries("break", Outcome.ABANDONED, 0.9, 1)
+    chosen = next(c for c in choices(mine, stats_of(mine)) if c.tool == "break")
+    assert chosen.why == "helped you 4 of 5 times when you felt like this"
+    fresh = choices([])
+    assert {c.why for c in fresh if c.tool != "steps"} == {"trying something new"}
+    assert {c.evidence for c in fresh if c.tool != "steps"} == {"new"}

@@ -35,6 +35,7 @@ from graphs.understanding.acts import Act, Question, Request, Sign, Understandin
 from memories.current_state import CurrentStateMemory
 from memories.errors import MemoryUnavailable
 from memories.interventions import Neighbor
+from memories.population import PoolCount
 from memories.ranking import Outcome, ToolStats
 from tools.catalog import INTERVENTION_TOOLS, default_args, task_from_message
 from tools.store import Plan
@@ -63,6 +64,10 @@ class Decision(BaseModel):
     say: str | None = Field(None, description="A line of the graph's own to say (graphs.replies.LINES key).")
     intervention: bool = Field(False, description="True when this is an intervention to record and learn from.")
     reason: str = Field("", description="Why, in one line.")
+    why: str = Field("", description="For a policy choice: the evidence behind it, in words for the person "
+                                     "(\"helped you 4 of 5 times when you felt like this\").")
+    evidence: Literal["you", "people", "general", "new"] | None = Field(
+        None, description="Whose evidence decided a policy choice: theirs, other people's, general, or none.")
     from_memory: bool = Field(False, description="True when this person's history changed the choice.")
     proposal: str | None = Field(None, description="The tool the chat model proposed, if asked.")
     beliefs: dict[str, dict[str, float]] = Field(default_factory=dict, description="The policy's belief per tool.")
@@ -176,7 +181,9 @@ async def policy_decision(state: CompanionState, deps: CompanionDeps, cfg: Confi
         settings=deps.settings.policy,
         rng=turn_rng(cfg.user_id, cfg.seed or cfg.thread_id, state.get("turn", 0), message),
         proposal=proposal,
-        half_life_days=deps.memory.registry.backend.settings.ranking.recency_half_life_days,
+        half_life_days=deps.settings.policy.half_life_days,
+        population={t: PoolCount(tries=n, successes=s, people=p)
+                    for t, (n, s, p) in near.get("population", {}).items()},
     )
     named = task_from_message(message)
     ongoing = plan_task(plan)
@@ -185,9 +192,10 @@ async def policy_decision(state: CompanionState, deps: CompanionDeps, cfg: Confi
         args = {"task": plan.current_step or plan.task, "replace_current": True}  # stuck inside the plan: smaller
     decision = Decision(
         tool=choice.tool, args=args, source="policy", intervention=not heard, reason=choice.reason,
-        from_memory=choice.from_memory, proposal=proposal,
+        why=choice.why, evidence=choice.evidence, from_memory=choice.from_memory, proposal=proposal,
         beliefs={t: {"prior": round(b.prior, 3), "mean": round(b.mean, 3), "sample": round(b.sample, 3),
-                     "similar": round(b.similar_weight, 2)} for t, b in choice.beliefs.items()},
+                     "similar": round(b.similar_weight, 2), "pool": round(b.pool_weight, 2)}
+                 for t, b in choice.beliefs.items()},
     )
     return decision, model_ms
 

@@ -70,6 +70,8 @@ async def load_context(state: CompanionState, config: RunnableConfig, *, deps: C
         "context": render_context(sections, due_items),
         "style": style_flags(profile if isinstance(profile, Profile) else None),
         "country": country_of(profile.locale, profile.timezone) if isinstance(profile, Profile) else None,
+        # On by default (Profile's default): someone with no profile yet has not said no.
+        "pool_consent": profile.consent_pooled_learning if isinstance(profile, Profile) else True,
         "due": due_items,
         "used_memory_ids": [i for s in sections for i in s.used_ids],
         "timings": {"load_context": ms_since(start)},

@@ -109,7 +109,8 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
     try:
         if outcome is not None and (target := await _target(state, deps, user)):
             try:
-                await deps.outbox.run_or_queue(SettleOutcome(user_id=user, intervention_id=target, outcome=outcome),
+                await deps.outbox.run_or_queue(SettleOutcome(user_id=user, intervention_id=target, outcome=outcome,
+                                                             contribute=bool(state.get("pool_consent", False))),
                                                registry)
             except RecordNotFound:  # expired, or forgotten at the person's request meanwhile
                 log.info("record_outcome: intervention %s is gone; nothing to settle", target)

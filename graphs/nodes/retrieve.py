@@ -46,7 +46,8 @@ async def retrieve_few_shot(state: CompanionState, config: RunnableConfig, *, de
     interventions = deps.memory.registry.get(InterventionMemory)
     if interventions is not None and not state.get("degraded"):
         try:
-            found = await interventions.neighborhood(user, vector, contrast=True, pool=deps.settings.policy.pool)
+            found = await interventions.neighborhood(user, vector, contrast=True, pool=deps.settings.policy.pool,
+                                                     population=deps.settings.policy.use_population)
         except MemoryUnavailable as exc:
             log.warning("retrieve_few_shot: memory unavailable (%s)", exc)
             update.update(degraded=True, notice=MEMORY_OFFLINE_NOTICE)
@@ -55,7 +56,9 @@ async def retrieve_few_shot(state: CompanionState, config: RunnableConfig, *, de
                 few_shot=[example_summary(e) for e in found.examples],
                 few_shot_prompt=render_examples(found.examples),
                 neighbors={"near": [[n.tool_name, n.outcome.value, n.similarity, n.age_s] for n in found.neighbors],
-                           "rates": {t: [s.settled, s.value_sum] for t, s in found.rates.items()}},
+                           "rates": {t: [s.settled, s.value_sum] for t, s in found.rates.items()},
+                           "cluster": found.cluster,
+                           "population": {t: [c.tries, c.successes, c.people] for t, c in found.population.items()}},
                 used_memory_ids=[*state.get("used_memory_ids", []), *(e.intervention.id for e in found.examples)],
             )
     return {**update, "timings": {"retrieve_few_shot": ms_since(start)}}
