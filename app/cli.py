@@ -543,14 +543,20 @@ def bench_serve(
 
 @eval_app.command("learning")
 def eval_learning(
-    personas: Annotated[Path, typer.Option("--personas", help="Personas JSON (see tests/data/personas.json).")],
+    personas: Annotated[Path, typer.Option("--personas", help="Personas JSON (see tests/data/personas.json); a "
+                                                             "population in it runs too.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object; progress goes to stderr.")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Also draw the curves to this PNG file.")] = None,
+    no_population: Annotated[bool, typer.Option("--no-population", help="Skip the file's population.")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=0, max=16, help="Worker processes (0: 2 on a machine "
+                                                                          "with 2+ cores for a large run, else 1).")
+                       ] = 0,
 ) -> None:
     """Simulated people over many sessions, memory on vs off: does the companion learn what helps each?"""
+    import os
+
     from app.bench.common import scratch_redis
     from app.learning_eval import load_personas, run_learning_eval
-    from memories.embeddings import LocalMiniLMEmbeddings
     from memories.errors import InvalidInput
 
     settings = _settings()
@@ -559,19 +565,24 @@ def eval_learning(
     except InvalidInput as exc:
         err.print(f"[red]{exc}[/]", soft_wrap=True)
         raise typer.Exit(2) from None
-    embedder = LocalMiniLMEmbeddings()
+    if workers == 0:  # spawning a worker costs a few seconds (imports, the embedder): only worth it for a large run
+        turns = len(spec.personas) * spec.sessions * spec.turns_per_session
+        workers = min(2, os.cpu_count() or 1) if turns >= 200 or spec.population and not no_population else 1
 
     async def main() -> dict[str, object]:
         with scratch_redis(settings) as (url, _):
-            return await run_learning_eval(spec, redis_url=url, settings=settings,
-                                           base_embeddings=(embedder, embedder.model_id, embedder.dims),
+            return await run_learning_eval(spec, redis_url=url, settings=settings, workers=workers,
+                                           population=not no_population,
                                            progress=lambda line: err.print(f"[dim]{line}[/]"))
 
     result = asyncio.run(main())
     if plot is not None:
-        from app.learning_eval import plot_learning
+        from app.learning_report import plot_learning
 
-        plot_learning(result, plot)
+        try:
+            plot_learning(result, plot)
+        except InvalidInput as exc:
+            raise _fail(exc) from None
     _emit(result, as_json=as_json)
 
 

@@ -10,16 +10,41 @@ the deterministic template model; every decision is the real graph's.
 
 Both arms see the same situations and the same random draws (common random numbers):
 ``memory_on`` with every memory element, ``memory_off`` with none.
+
+**Drift.** A situation may carry ``drift: {"from_session": N, "success": {...}}``: from
+session N (1-based) on, that map replaces ``success``, so what helped stops helping and the
+oracle (best tool every time) is computed per session.
+
+**Population.** A file may describe a population instead of (or besides) personas: people
+drawn from weighted archetypes who all share one memory namespace, so the pooled
+population counters are shared, and who join one after another. Each probability of a
+person is drawn uniformly in ``[p - spread, p + spread]`` (clipped to [0, 1]) around their
+archetype's ``p``, with a random source keyed by the file's seed and the person's index, so
+the same person is drawn again on a rerun. The late joiners (index >= ``late_joiners_after``)
+are then run once more under fresh user ids with pooling switched off
+(``PolicySettings.use_population = False``): their first sessions with vs without the pool.
+
+**Parallelism.** Each (persona, arm) and the whole population are independent jobs; with
+``workers > 1`` they run in spawned worker processes, each opening its own memory stack
+against the same Redis and loading the embedder itself. Every random draw is keyed by the
+seed and the person, so the merged result does not depend on the scheduling.
+
+The figures are computed in :mod:`app.learning_report`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
+import queue as queue_module
+import random
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
@@ -33,14 +58,36 @@ from memories.config import MemorySettings
 from memories.errors import InvalidInput
 from memories.profile import ProfileMemory
 from memories.records import ShortText, Text
-from memories.stack import open_memory
+from memories.stack import MemoryStack, open_memory
 from tools import TOOL_NAMES
 
 UNLISTED_TOOL = 0.1
 NO_TOOL = 0.05
 LAST_SESSIONS = 5
+FIRST_SESSIONS = 3
 
 Progress = Callable[[str], None]
+
+
+def _check_success(value: dict[str, float]) -> dict[str, float]:
+    unknown = sorted(set(value) - set(TOOL_NAMES))
+    if unknown:
+        raise ValueError(f"unknown tool(s) {unknown}; tools are {sorted(TOOL_NAMES)}")
+    if any(not 0 <= p <= 1 for p in value.values()):
+        raise ValueError("probabilities must be between 0 and 1")
+    return value
+
+
+class Drift(BaseModel):
+    """From session ``from_session`` (1-based) on, ``success`` replaces the situation's map."""
+
+    from_session: int = Field(ge=1, description="First session (1-based) with the new probabilities.")
+    success: dict[str, float] = Field(description="Tool name → probability, from that session on.")
+
+    @field_validator("success")
+    @classmethod
+    def _known_tools(cls, value: dict[str, float]) -> dict[str, float]:
+        return _check_success(value)
 
 
 class Situation(BaseModel):
@@ -49,41 +96,94 @@ class Situation(BaseModel):
     kind: ShortText
     utterances: list[Text] = Field(min_length=1)
     success: dict[str, float] = Field(description="Tool name → probability the person is helped.")
+    drift: Drift | None = Field(None, description="What helps changes from a session on.")
 
     @field_validator("success")
     @classmethod
     def _known_tools(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - set(TOOL_NAMES))
-        if unknown:
-            raise ValueError(f"unknown tool(s) {unknown}; tools are {sorted(TOOL_NAMES)}")
-        if any(not 0 <= p <= 1 for p in value.values()):
-            raise ValueError("probabilities must be between 0 and 1")
-        return value
+        return _check_success(value)
+
+    def success_at(self, session: int) -> dict[str, float]:
+        """The probabilities in force in ``session`` (1-based)."""
+        if self.drift is not None and session >= self.drift.from_session:
+            return self.drift.success
+        return self.success
+
+    def best_at(self, session: int) -> tuple[str | None, float]:
+        """The best tool in ``session`` and its probability (None: no listed tool beats an unlisted one)."""
+        listed = self.success_at(session)
+        tool = max(listed, key=lambda t: listed[t], default=None)
+        if tool is None or listed[tool] < UNLISTED_TOOL:
+            return None, UNLISTED_TOOL
+        return tool, listed[tool]
 
 
 class Persona(BaseModel):
     """One simulated person."""
 
     user_id: ShortText
+    about: str = Field("", description="Who they are (documentation only).")
     profile: dict[str, Any] = Field(default_factory=dict)
     situations: list[Situation] = Field(min_length=1)
     success_replies: list[Text] = Field(min_length=1)
     failure_replies: list[Text] = Field(min_length=1)
 
 
+class Archetype(BaseModel):
+    """A kind of person in the population; people of it vary around its probabilities."""
+
+    weight: float = Field(gt=0, description="Relative share of the population.")
+    about: str = ""
+    profile: dict[str, Any] = Field(default_factory=dict)
+    situations: list[Situation] = Field(min_length=1)
+
+
+class Population(BaseModel):
+    """Many people sharing one memory namespace (and so the pooled counters), joining in order."""
+
+    people: int = Field(ge=1, le=10_000)
+    sessions: int = Field(ge=1, le=500)
+    spread: float = Field(0.1, ge=0, le=0.5, description="Each probability is drawn in [p - spread, p + spread].")
+    late_joiners_after: int = Field(ge=0, description="People with this index or higher are the late joiners.")
+    success_replies: list[Text] = Field(min_length=1)
+    failure_replies: list[Text] = Field(min_length=1)
+    archetypes: list[Archetype] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _late_joiners_exist(self) -> Population:
+        if self.late_joiners_after >= self.people:
+            raise ValueError(f"late_joiners_after ({self.late_joiners_after}) must be below people ({self.people})")
+        return self
+
+
+def _check_drifts(situations: list[Situation], sessions: int) -> None:
+    for situation in situations:
+        if situation.drift is not None and situation.drift.from_session > sessions:
+            raise ValueError(f"drift.from_session of {situation.kind!r} is {situation.drift.from_session}, "
+                             f"after the last session ({sessions})")
+
+
 class PersonaFile(BaseModel):
-    """The evaluation's input file."""
+    """The evaluation's input file: personas, a population, or both."""
 
     seed: int
     sessions: int = Field(ge=1, le=500)
     turns_per_session: int = Field(ge=1, le=200)
-    personas: list[Persona] = Field(min_length=1)
+    personas: list[Persona] = Field(default_factory=list)
+    population: Population | None = None
 
     @model_validator(mode="after")
-    def _unique_users(self) -> PersonaFile:
+    def _consistent(self) -> PersonaFile:
+        if not self.personas and self.population is None:
+            raise ValueError("personas: a file needs personas or a population")
         ids = [p.user_id for p in self.personas]
         if len(set(ids)) != len(ids):
             raise ValueError("persona user_ids must be unique")
+        for persona in self.personas:
+            _check_drifts(persona.situations, self.sessions)
+        if self.population is not None:
+            for archetype in self.population.archetypes:
+                _check_drifts(archetype.situations, self.population.sessions)
         return self
 
 
@@ -99,136 +199,280 @@ def load_personas(path: Path) -> PersonaFile:
         return PersonaFile.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(str(p) for p in first["loc"]) or "file"
         raise InvalidInput(f"{path}: {where}: {first['msg']} ({exc.error_count()} problem(s))",
                            field="personas") from None
 
 
-def success_probability(situation: Situation, tool: str | None) -> float:
-    """How likely the simulated person is helped by ``tool`` in ``situation``."""
+def success_probability(situation: Situation, tool: str | None, session: int = 1) -> float:
+    """How likely the simulated person is helped by ``tool`` in ``situation`` in ``session`` (1-based)."""
     if tool is None:
         return NO_TOOL
-    return situation.success.get(tool, UNLISTED_TOOL)
+    return situation.success_at(session).get(tool, UNLISTED_TOOL)
+
+
+def persona_oracle(situations: list[Situation], session: int) -> float:
+    """Best expected success in ``session``: the best tool in every (equally likely) situation."""
+    return sum(s.best_at(session)[1] for s in situations) / len(situations)
+
+
+def oracle_by_session(spec: PersonaFile) -> list[float]:
+    """The oracle per session, over the personas (drift changes it from a session on)."""
+    return [sum(persona_oracle(p.situations, s) for p in spec.personas) / len(spec.personas)
+            for s in range(1, spec.sessions + 1)] if spec.personas else []
 
 
 def oracle_rate(spec: PersonaFile) -> float:
-    """The best achievable expected success rate: the best tool in every situation."""
-    per_persona = [sum(max([*s.success.values(), UNLISTED_TOOL]) for s in p.situations) / len(p.situations)
-                   for p in spec.personas]
-    return sum(per_persona) / len(per_persona)
+    """The best achievable expected success rate over all sessions."""
+    per_session = oracle_by_session(spec)
+    return sum(per_session) / len(per_session) if per_session else 0.0
 
 
-class ArmResult(BaseModel):
-    """One arm's results."""
+# --- the population ------------------------------------------------------------------------------
 
-    success_by_session: list[float] = Field(description="Success rate per session, over all personas.")
-    by_persona: dict[str, list[float]] = Field(description="Success rate per session, per persona.")
-    outcome_reading_accuracy: float = Field(description="Share of simulated answers read with the right sign.")
+def _jitter(success: dict[str, float], rng: random.Random, spread: float) -> dict[str, float]:
+    return {tool: round(min(1.0, max(0.0, rng.uniform(p - spread, p + spread))), 4) for tool, p in success.items()}
 
 
-async def run_arm(spec: PersonaFile, *, memory_on: bool, redis_url: str, settings: Settings,
-                  base_embeddings: Any, progress: Progress | None = None) -> ArmResult:
-    """Run every persona through every session with memory on or off."""
-    by_persona: dict[str, list[float]] = {}
-    read_right = read_total = 0
-    for index, persona in enumerate(spec.personas):
+def population_person(population: Population, seed: int, index: int) -> Persona:
+    """Person ``index`` of the population: an archetype drawn by weight, each probability drawn
+    uniformly within ± ``spread`` of the archetype's (clipped to [0, 1]); keyed by seed and index.
+    They agree to pooled learning unless the archetype's profile says otherwise."""
+    rng = random.Random(f"{seed}:population:{index}")
+    archetype = rng.choices(population.archetypes, weights=[a.weight for a in population.archetypes])[0]
+    situations = []
+    for situation in archetype.situations:
+        drift = situation.drift
+        situations.append(situation.model_copy(update={
+            "success": _jitter(situation.success, rng, population.spread),
+            "drift": None if drift is None else drift.model_copy(
+                update={"success": _jitter(drift.success, rng, population.spread)})}))
+    return Persona(user_id=f"pop-{index:03d}", about=archetype.about,
+                   profile={"consent_pooled_learning": True, **archetype.profile}, situations=situations,
+                   success_replies=population.success_replies, failure_replies=population.failure_replies)
+
+
+def population_people(population: Population, seed: int) -> list[Persona]:
+    """Everyone in the population, in joining order."""
+    return [population_person(population, seed, i) for i in range(population.people)]
+
+
+# --- running ------------------------------------------------------------------------------------
+
+class Turn(BaseModel):
+    """One simulated turn: the situation, what the agent chose and how it went."""
+
+    session: int = Field(description="1-based.")
+    situation: int = Field(description="Index into the person's situations.")
+    tool: str | None
+    p: float = Field(description="Probability the chosen tool helps (the expected success of the turn).")
+    helped: bool
+    read: str | None = Field(description="The outcome the graph read from the answer.")
+
+
+class PersonRun(BaseModel):
+    """All turns of one person in one arm."""
+
+    user_id: str
+    turns: list[Turn]
+
+
+async def run_person(graph: Any, deps: Any, stack: MemoryStack, persona: Persona, key: tuple[Any, ...], *,
+                     seed: int, sessions: int, turns: int, memory_on: bool, label: str,
+                     progress: Progress | None = None) -> PersonRun:
+    """One person through every session; ``key`` names them in every random draw."""
+    if memory_on and (profiles := stack.registry.get(ProfileMemory)) is not None and persona.profile:
+        await profiles.update(persona.user_id, persona.profile)
+    done: list[Turn] = []
+    for session_no in range(sessions):
+        session = CompanionSession(graph, deps, persona.user_id, seed=":".join(map(str, (seed, *key, session_no))))
+        await session.open()
+        helped_here = 0
+        for turn in range(turns):
+            pick = turn_rng(seed, *key, session_no, turn, "situation")
+            which = pick.randrange(len(persona.situations))
+            situation = persona.situations[which]
+            result = await session.send(pick.choice(situation.utterances))
+            decision = result.decision or {}
+            tool = decision.get("tool") if decision.get("source") == "policy" else None
+            p = success_probability(situation, tool, session_no + 1)
+            helped = turn_rng(seed, *key, session_no, turn, "draw").random() < p
+            helped_here += helped
+            reply = await session.send(pick.choice(persona.success_replies if helped else persona.failure_replies))
+            done.append(Turn(session=session_no + 1, situation=which, tool=tool, p=p, helped=helped,
+                             read=(reply.evidence or {}).get("outcome")))
+        await session.end()
+        if progress:
+            progress(f"{label} · {persona.user_id} · session {session_no + 1}/{sessions}: "
+                     f"{helped_here / turns:.0%} helped")
+    return PersonRun(user_id=persona.user_id, turns=done)
+
+
+class _Opened:
+    """A memory stack in a namespace of its own, with the graph on it."""
+
+    def __init__(self, stack: MemoryStack, deps: Any, graph: Any) -> None:
+        self.stack, self.deps, self.graph = stack, deps, graph
+
+    @classmethod
+    async def open(cls, redis_url: str, settings: Settings, base_embeddings: Any, *, memory_on: bool) -> _Opened:
         namespace = f"eval{uuid.uuid4().hex[:10]}"
         memory = MemorySettings(namespace=namespace) if memory_on else MemorySettings(namespace=namespace, enabled=[])
         stack = await open_memory(redis_url, memory, base_embeddings=base_embeddings)
         try:
-            if memory_on and (profiles := stack.registry.get(ProfileMemory)) is not None and persona.profile:
-                await profiles.update(persona.user_id, persona.profile)
             deps = await build_deps(stack, TemplateChatModel(), settings)
             graph = build_companion_graph(deps, checkpointer=await checkpointer_for(stack))
-            rates: list[float] = []
-            for session_no in range(spec.sessions):
-                session = CompanionSession(graph, deps, persona.user_id, seed=f"{spec.seed}:{index}:{session_no}")
-                await session.open()
-                successes = 0
-                for turn in range(spec.turns_per_session):
-                    pick = turn_rng(spec.seed, index, session_no, turn, "situation")
-                    situation = pick.choice(persona.situations)
-                    result = await session.send(pick.choice(situation.utterances))
-                    decision = result.decision or {}
-                    tool = decision.get("tool") if decision.get("source") == "policy" else None
-                    helped = turn_rng(spec.seed, index, session_no, turn, "draw").random() < success_probability(
-                        situation, tool)
-                    successes += helped
-                    answer = pick.choice(persona.success_replies if helped else persona.failure_replies)
-                    reply = await session.send(answer)
-                    if tool is not None and memory_on:
-                        read = (reply.evidence or {}).get("outcome")
-                        positive = read in ("task_completed", "task_progress", "re_engaged")
-                        negative = read in ("distracted", "abandoned")
-                        read_right += (helped and positive) or (not helped and negative)
-                        read_total += 1
-                await session.end()
-                rates.append(successes / spec.turns_per_session)
-                if progress:
-                    arm = "memory on " if memory_on else "memory off"
-                    progress(f"{arm} · {persona.user_id} · session {session_no + 1}/{spec.sessions}: "
-                             f"{rates[-1]:.0%} helped")
-            by_persona[persona.user_id] = rates
-        finally:
+        except BaseException:
             await stack.aclose()
-    sessions = [sum(r[s] for r in by_persona.values()) / len(by_persona) for s in range(spec.sessions)]
-    return ArmResult(success_by_session=sessions, by_persona=by_persona,
-                     outcome_reading_accuracy=read_right / read_total if read_total else 0.0)
+            raise
+        return cls(stack, deps, graph)
 
 
-def _mean_last(values: list[float], n: int) -> float:
-    tail = values[-n:]
-    return sum(tail) / len(tail)
+def no_pool(settings: Settings) -> Settings:
+    """The same settings with the population pool switched off."""
+    policy = settings.companion.policy.model_copy(update={"use_population": False})
+    companion = settings.companion.model_copy(update={"policy": policy})
+    return settings.model_copy(update={"companion": companion})
 
 
-async def run_learning_eval(spec: PersonaFile, *, redis_url: str, settings: Settings, base_embeddings: Any,
-                            progress: Progress | None = None) -> dict[str, Any]:
-    """Both arms plus the oracle; the summary says whether the targets are met."""
+class Job(BaseModel):
+    """One independent piece of the evaluation."""
+
+    kind: Literal["persona", "population"]
+    index: int = 0
+    memory_on: bool = True
+
+
+JobResult = dict[str, PersonRun]  # "on:<index>", "off:<index>", "pool:<index>", "nopool:<index>"
+
+
+async def run_job(job: Job, spec: PersonaFile, *, redis_url: str, settings: Settings, base_embeddings: Any,
+                  progress: Progress | None = None) -> JobResult:
+    """Run one job. A persona gets a namespace of its own; the population shares one: everyone
+    joins in order with the pool, then the late joiners again, fresh ids, with the pool off."""
+    if job.kind == "persona":
+        persona = spec.personas[job.index]
+        opened = await _Opened.open(redis_url, settings, base_embeddings, memory_on=job.memory_on)
+        try:
+            run = await run_person(opened.graph, opened.deps, opened.stack, persona, (job.index,), seed=spec.seed,
+                                   sessions=spec.sessions, turns=spec.turns_per_session, memory_on=job.memory_on,
+                                   label="memory on " if job.memory_on else "memory off", progress=progress)
+        finally:
+            await opened.stack.aclose()
+        return {f"{'on' if job.memory_on else 'off'}:{job.index}": run}
+    population = spec.population
+    assert population is not None
+    people = population_people(population, spec.seed)
+    runs: JobResult = {}
+    opened = await _Opened.open(redis_url, settings, base_embeddings, memory_on=True)
+    try:
+        for i, person in enumerate(people):
+            runs[f"pool:{i}"] = await run_person(
+                opened.graph, opened.deps, opened.stack, person, ("pop", i), seed=spec.seed,
+                sessions=population.sessions, turns=spec.turns_per_session, memory_on=True, label="population",
+                progress=progress)
+        # The same namespace (the pool is there) and the same draws, but a graph that does not use it.
+        deps = await build_deps(opened.stack, TemplateChatModel(), no_pool(settings))
+        graph = build_companion_graph(deps, checkpointer=await checkpointer_for(opened.stack))
+        for i in range(population.late_joiners_after, population.people):
+            person = people[i].model_copy(update={"user_id": f"{people[i].user_id}-nopool"})
+            runs[f"nopool:{i}"] = await run_person(
+                graph, deps, opened.stack, person, ("pop", i), seed=spec.seed, sessions=population.sessions,
+                turns=spec.turns_per_session, memory_on=True, label="no pool", progress=progress)
+    finally:
+        await opened.stack.aclose()
+    return runs
+
+
+# --- worker processes -----------------------------------------------------------------------------
+
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(progress_queue: Any) -> None:
+    _worker["queue"] = progress_queue
+
+
+def _run_in_worker(job: Job, spec: PersonaFile, redis_url: str, settings: Settings) -> JobResult:
+    if "embedder" not in _worker:
+        from memories.embeddings import LocalMiniLMEmbeddings
+
+        embedder = LocalMiniLMEmbeddings(threads=1)
+        _worker["embedder"] = (embedder, embedder.model_id, embedder.dims)
+    return asyncio.run(run_job(job, spec, redis_url=redis_url, settings=settings,
+                               base_embeddings=_worker["embedder"], progress=_worker["queue"].put))
+
+
+def jobs_for(spec: PersonaFile, *, population: bool = True) -> list[Job]:
+    """Every job, the longest first (the population runs its people one after another)."""
+    jobs = [Job(kind="population")] if population and spec.population is not None else []
+    return jobs + [Job(kind="persona", index=i, memory_on=on) for i in range(len(spec.personas))
+                   for on in (True, False)]
+
+
+async def run_jobs(jobs: list[Job], spec: PersonaFile, *, redis_url: str, settings: Settings, base_embeddings: Any,
+                   progress: Progress | None, workers: int) -> JobResult:
+    """Run the jobs here (``workers`` 1) or in that many spawned processes; merged in job order."""
+    results: list[JobResult] = []
+    workers = min(workers, len(jobs))
+    if workers <= 1:
+        if base_embeddings is None:
+            from memories.embeddings import LocalMiniLMEmbeddings
+
+            embedder = LocalMiniLMEmbeddings()
+            base_embeddings = (embedder, embedder.model_id, embedder.dims)
+        for job in jobs:
+            results.append(await run_job(job, spec, redis_url=redis_url, settings=settings,
+                                         base_embeddings=base_embeddings, progress=progress))
+    else:
+        context = multiprocessing.get_context("spawn")
+        lines = context.Queue()
+
+        def drain(wait: float = 0.0) -> None:
+            while True:
+                try:
+                    line = lines.get(timeout=wait) if wait else lines.get_nowait()
+                except queue_module.Empty:
+                    return
+                if progress:
+                    progress(line)
+
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                 initargs=(lines,)) as pool:
+            futures: list[Future[JobResult]] = [pool.submit(_run_in_worker, job, spec, redis_url, settings)
+                                                for job in jobs]
+            waiting = {asyncio.wrap_future(f) for f in futures}
+            while waiting:
+                _, waiting = await asyncio.wait(waiting, timeout=0.2)
+                drain()
+            results = [f.result() for f in futures]
+        drain(wait=0.1)
+    merged: JobResult = {}
+    for result in results:
+        merged.update(result)
+    return merged
+
+
+async def run_learning_eval(spec: PersonaFile, *, redis_url: str, settings: Settings, base_embeddings: Any = None,
+                            progress: Progress | None = None, workers: int = 1,
+                            population: bool = True) -> dict[str, Any]:
+    """Both arms, the oracle and (if the file has one and ``population``) the population; the
+    report (see :func:`app.learning_report.build_report`) says whether the targets are met."""
+    from app.learning_report import build_report
+
     start = time.perf_counter()
-    on = await run_arm(spec, memory_on=True, redis_url=redis_url, settings=settings,
-                       base_embeddings=base_embeddings, progress=progress)
-    off = await run_arm(spec, memory_on=False, redis_url=redis_url, settings=settings,
-                        base_embeddings=base_embeddings, progress=progress)
-    oracle = oracle_rate(spec)
-    last = min(LAST_SESSIONS, spec.sessions)
-    on_last, off_last = _mean_last(on.success_by_session, last), _mean_last(off.success_by_session, last)
-    return {
-        "memory_on": on.model_dump(),
-        "memory_off": {k: v for k, v in off.model_dump().items() if k != "outcome_reading_accuracy"},
-        "oracle_rate": round(oracle, 4),
-        "last_sessions": last,
-        "memory_on_last": round(on_last, 4),
-        "memory_off_last": round(off_last, 4),
-        "on_vs_oracle": round(on_last / oracle, 4) if oracle else None,
-        "on_minus_off": round(on_last - off_last, 4),
-        "target_met": on_last >= 0.8 * oracle and on_last - off_last >= 0.15,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
+    jobs = jobs_for(spec, population=population)
+    workers = max(1, min(workers, len(jobs)))
+    runs = await run_jobs(jobs, spec, redis_url=redis_url, settings=settings, base_embeddings=base_embeddings,
+                          progress=progress, workers=workers)
+    report = build_report(spec, runs).model_dump(mode="json")
+    report["workers"] = workers
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    return report
 
 
 def plot_learning(result: dict[str, Any], path: Path) -> None:
-    """Success rate per session, memory on vs off, with the oracle and the 0.8 × oracle line."""
-    try:
-        import matplotlib
+    """Draw the learning curves (see :func:`app.learning_report.plot_learning`)."""
+    from app.learning_report import plot_learning as plot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # matplotlib is a dev extra
-        raise InvalidInput("plotting needs matplotlib (pip install -e '.[dev]')", field="plot") from exc
-    on, off = result["memory_on"]["success_by_session"], result["memory_off"]["success_by_session"]
-    sessions = list(range(1, len(on) + 1))
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
-    ax.plot(sessions, on, marker="o", label="memory on")
-    ax.plot(sessions, off, marker="s", label="memory off")
-    ax.axhline(result["oracle_rate"], color="grey", linestyle="--", label="oracle (best tool every time)")
-    ax.axhline(0.8 * result["oracle_rate"], color="grey", linestyle=":", label="0.8 × oracle")
-    ax.axvspan(len(on) - result["last_sessions"] + 0.5, len(on) + 0.5, color="grey", alpha=0.1)
-    ax.set_xlabel("session")
-    ax.set_ylabel("share of turns that helped")
-    ax.set_ylim(0, 1)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(loc="lower center", fontsize=8, ncol=2)
-    ax.set_title("Learning what helps each person (simulated personas)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    plot(result, path)
