@@ -268,6 +268,8 @@ class Turn(BaseModel):
     p: float = Field(description="Probability the chosen tool helps (the expected success of the turn).")
     helped: bool
     read: str | None = Field(description="The outcome the graph read from the answer.")
+    asked: bool = Field(False, description="The answer was unclear to the companion, so it asked whether it helped.")
+    answer_read: str | None = Field(None, description="The outcome read from the answer to that question.")
 
 
 class PersonRun(BaseModel):
@@ -298,9 +300,14 @@ async def run_person(graph: Any, deps: Any, stack: MemoryStack, persona: Persona
             p = success_probability(situation, tool, session_no + 1)
             helped = turn_rng(seed, *key, session_no, turn, "draw").random() < p
             helped_here += helped
-            reply = await session.send(pick.choice(persona.success_replies if helped else persona.failure_replies))
+            replies = persona.success_replies if helped else persona.failure_replies
+            reply = await session.send(pick.choice(replies))
+            asked = (reply.decision or {}).get("say") == "ask_outcome"
+            # Asked "did that help?", a person answers (in their own words again); nobody ignores it.
+            answer = await session.send(pick.choice(replies)) if asked else None
             done.append(Turn(session=session_no + 1, situation=which, tool=tool, p=p, helped=helped,
-                             read=(reply.evidence or {}).get("outcome")))
+                             read=(reply.evidence or {}).get("outcome"), asked=asked,
+                             answer_read=(answer.evidence or {}).get("outcome") if answer else None))
         await session.end()
         if progress:
             progress(f"{label} · {persona.user_id} · session {session_no + 1}/{sessions}: "

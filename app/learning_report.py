@@ -69,6 +69,8 @@ class OnArmResult(ArmResult):
     outcome_reading_accuracy: float = Field(description="Share of answers to a tool read with the right sign.")
     outcome_unread: float = Field(description="Share read as no outcome at all.")
     outcome_misread: float = Field(description="Share read with the wrong sign.")
+    outcome_asked: float = Field(0.0, description="Share of answers after which it asked \"did that help?\".")
+    outcome_read_after_asking: float = Field(0.0, description="Of those, the share whose answer was read.")
 
 
 class FirstSessions(BaseModel):
@@ -209,11 +211,13 @@ def _arm(spec: PersonaFile, runs: dict[str, PersonRun], prefix: str) -> dict[str
 
 
 def _reading(spec: PersonaFile, runs: dict[str, PersonRun]) -> dict[str, float]:
-    right = unread = wrong = 0
+    right = unread = wrong = asked = settled_after = 0
     for i in range(len(spec.personas)):
         for t in runs[f"on:{i}"].turns:
             if t.tool is None:
                 continue
+            asked += t.asked
+            settled_after += t.asked and (t.answer_read in SUCCEEDED or t.answer_read in FAILED)
             sign = True if t.read in SUCCEEDED else False if t.read in FAILED else None
             if sign is None:
                 unread += 1
@@ -224,7 +228,9 @@ def _reading(spec: PersonaFile, runs: dict[str, PersonRun]) -> dict[str, float]:
     total = right + unread + wrong
     return {"outcome_reading_accuracy": round(right / total, 4) if total else 0.0,
             "outcome_unread": round(unread / total, 4) if total else 0.0,
-            "outcome_misread": round(wrong / total, 4) if total else 0.0}
+            "outcome_misread": round(wrong / total, 4) if total else 0.0,
+            "outcome_asked": round(asked / total, 4) if total else 0.0,
+            "outcome_read_after_asking": round(settled_after / asked, 4) if asked else 0.0}
 
 
 def _confusion(spec: PersonaFile, runs: dict[str, PersonRun], prefix: str) -> dict[str, dict[str, SituationConfusion]]:

@@ -31,7 +31,10 @@ class PolicySettings(BaseModel):
     neighbors_k: int = Field(20, ge=1, le=500, description="Most similar settled tries the choice learns from.")
     pool: int = Field(60, ge=1, le=500, description="Similar past interventions read per turn.")
     discount: float = Field(
-        0.85, gt=0, le=1, description="Weight kept by a past try for each newer try in a similar moment (1: never ages)."
+        0.85, gt=0, le=1, description="Weight a past try keeps for each newer try of the same tool in a similar moment."
+    )
+    discount_any: float = Field(
+        0.97, gt=0, le=1, description="Weight a past try keeps for each newer try of any tool in a similar moment."
     )
     half_life_days: float = Field(
         30.0, gt=0, le=3650, description="A past try's weight halves over this many days (besides newer tries)."

@@ -13,8 +13,9 @@ Each intervention tool is an arm of a Thompson-sampling bandit whose Beta belief
   ``population_min_people`` people contributed, worth fewer pseudo-observations the more
   evidence of their own this person has.
 
-Evidence ages: each past try weighs ``discount`` less for every newer try in a similar
-moment (and halves every ``recency_half_life_days``), so what helped in September but
+Evidence ages: each past try weighs ``discount`` less for every newer try of the same tool
+in a similar moment, ``discount_any`` less for every newer try of any tool there, and half
+every ``half_life_days``, so what helped in September but
 stopped in November loses its lead in a few tries, and a tool that failed long ago drifts
 back to its prior and gets tried again.
 
@@ -109,18 +110,22 @@ def turn_rng(*parts: object) -> random.Random:
 def aged(neighbors: Sequence[Neighbor], tools: Iterable[str], settings: PolicySettings, half_life_days: float
          ) -> list[tuple[float, float, Neighbor]]:
     """The settled similar tries the choice learns from, newest first, as (weight, similarity
-    weight, try). Evidence ages two ways: by time (``half_life_days``) and by what came after
-    it, a factor ``discount`` for every newer try in a similar moment (discounted Thompson
-    sampling), so a tool that stopped working loses its lead within a few tries whatever the
-    calendar says, and old failures fade back to the prior, so a tool gets tried again."""
+    weight, try). Evidence ages by time (``half_life_days``) and by what came after it
+    (discounted Thompson sampling): a factor ``discount`` for every newer try of the same tool
+    in a similar moment, so a tool that stopped working loses its lead within a few tries
+    whatever the calendar says, and a milder ``discount_any`` for every newer try of any tool
+    there, so old failures slowly fade back to the prior and the tool gets tried again, without
+    every tool set aside being re-explored after a handful of turns."""
     known = set(tools)
     settled = sorted((n for n in neighbors if n.tool_name in known and (n.outcome in SUCCEEDED or n.outcome in FAILED)
                       and similarity_weight(n.similarity, settings) > 0), key=lambda n: n.age_s)
-    found, newer = [], 0.0
+    found, newer, newer_same = [], 0.0, dict.fromkeys(known, 0.0)
     for n in settled:
         closeness = similarity_weight(n.similarity, settings)
-        found.append((closeness * recency(n.age_s, half_life_days) * settings.discount ** newer, closeness, n))
+        aged_by = settings.discount ** newer_same[n.tool_name] * settings.discount_any ** newer
+        found.append((closeness * recency(n.age_s, half_life_days) * aged_by, closeness, n))
         newer += closeness
+        newer_same[n.tool_name] += closeness
     # The k heaviest: a fixed count rather than a similarity cut-off alone, because short
     # utterances of different situations are often as similar to each other (MiniLM ~0.2-0.35)
     # as paraphrases of the same one; the heaviest are mostly recent tries of the same situation.

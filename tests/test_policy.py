@@ -153,9 +153,9 @@ def test_a_tool_that_stopped_working_loses_its_lead_within_three_tries() -> None
 
 
 def test_a_tool_that_failed_long_ago_gets_tried_again() -> None:
-    # "steps" failed five times a while ago; since then "checkin" was used twelve times, half helping.
+    # "steps" failed five times six weeks ago; since then "checkin" was used twelve times, half helping.
     history = [Neighbor("checkin", Outcome.TASK_COMPLETED if i % 2 else Outcome.ABANDONED, 0.9, 3600.0 + i * 60)
-               for i in range(12)] + aged_tries("steps", Outcome.ABANDONED, 5, from_age_s=86400)
+               for i in range(12)] + aged_tries("steps", Outcome.ABANDONED, 5, from_age_s=42 * 86400)
     picked = choices(history, stats_of(history))
     assert share(picked, "steps") >= 0.3  # worth another try: the old failures faded
     just_failed = [

@@ -200,11 +200,29 @@ async def policy_decision(state: CompanionState, deps: CompanionDeps, cfg: Confi
     return decision, model_ms
 
 
-def looks_like_a_struggle(state: CompanionState, reading: Understanding) -> bool:
-    """An unclear "how it went" with nothing pending to be about ("now I'm overwhelmed by the
-    noise") is a new moment to help with, when struggling was the reading's runner-up."""
-    return (reading.act is Act.OUTCOME and reading.sign in (Sign.UNCLEAR, Sign.NONE)
-            and not state.get("last_intervention_id") and reading.scores.get(Act.STRUGGLE.value, 0.0) >= 0.15)
+_NEGATION = re.compile(r"\b(?:not|no|never|nothing|nada|cannot|can'?t|cant|cnt|won'?t|haven'?t|havent|didn'?t|"
+                       r"didnt|don'?t|dont|unable)\b|n't\b")
+
+
+def looks_like_a_struggle(state: CompanionState, reading: Understanding, message: str = "",
+                          plan: Plan | None = None) -> bool:
+    """A message the heads were unsure of that is most likely a moment to help with:
+
+    * an unclear "how it went" with nothing pending to be about ("now I'm overwhelmed by the
+      noise", "Task: clean the flat. Status: not started.") when struggling has some weight;
+    * "progress" with no plan to progress on and nothing pending, said with a negation ("The
+      form has twelve sections. I cannot determine the first action."), when struggling is
+      the runner-up: celebrating that as a win would be the worst reply."""
+    if state.get("last_intervention_id") or reading.source != "classifier":
+        return False
+    struggle = reading.scores.get(Act.STRUGGLE.value, 0.0)
+    if reading.act is Act.OUTCOME:
+        return reading.sign in (Sign.UNCLEAR, Sign.NONE) and struggle >= 0.1
+    if reading.act is Act.PROGRESS and (plan is None or plan.done) and _NEGATION.search(message.lower()):
+        ranked = sorted((a for a in reading.scores if a not in (Act.CRISIS.value, Act.PROGRESS.value)),
+                        key=lambda a: reading.scores[a], reverse=True)
+        return bool(ranked) and ranked[0] == Act.STRUGGLE.value and struggle >= 0.1
+    return False
 
 
 def outcome_decision(state: CompanionState, deps: CompanionDeps, reading: Understanding) -> Decision:
@@ -286,7 +304,7 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
             decision = question_decision(reading)
             if before and decision.tool == "get_current_step":  # the step just completed says what's next
                 decision = Decision(tool=None, source="progress", reason="progress, then the next step")
-        elif reading.has(Act.STRUGGLE) or looks_like_a_struggle(state, reading):
+        elif reading.has(Act.STRUGGLE) or looks_like_a_struggle(state, reading, message, plan):
             decision, model_ms = await policy_decision(state, deps, cfg, message, plan, heard=False)
             if before and decision.tool == "create_microsteps" and decision.args.get("replace_current"):
                 before[0].args["split_next"] = True  # did a bit, stuck on the next: complete, then split the next
