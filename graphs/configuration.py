@@ -33,6 +33,10 @@ class PolicySettings(BaseModel):
     discount: float = Field(
         0.85, gt=0, le=1, description="Weight a past try keeps for each newer try of the same tool in a similar moment."
     )
+    discount_failed: float = Field(
+        0.85, gt=0, le=1, description="Weight a past try keeps for each newer *failed* try of the same tool there "
+                                      "(lower: a tool that stops helping loses its lead sooner)."
+    )
     discount_any: float = Field(
         0.97, gt=0, le=1, description="Weight a past try keeps for each newer try of any tool in a similar moment."
     )

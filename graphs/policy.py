@@ -119,13 +119,15 @@ def aged(neighbors: Sequence[Neighbor], tools: Iterable[str], settings: PolicySe
     known = set(tools)
     settled = sorted((n for n in neighbors if n.tool_name in known and (n.outcome in SUCCEEDED or n.outcome in FAILED)
                       and similarity_weight(n.similarity, settings) > 0), key=lambda n: n.age_s)
-    found, newer, newer_same = [], 0.0, dict.fromkeys(known, 0.0)
+    found, newer = [], 0.0
+    same = dict.fromkeys(known, 1.0)  # what newer tries of the tool left of an older one's weight
     for n in settled:
         closeness = similarity_weight(n.similarity, settings)
-        aged_by = settings.discount ** newer_same[n.tool_name] * settings.discount_any ** newer
-        found.append((closeness * recency(n.age_s, half_life_days) * aged_by, closeness, n))
+        found.append((closeness * recency(n.age_s, half_life_days) * same[n.tool_name] * settings.discount_any ** newer,
+                      closeness, n))
         newer += closeness
-        newer_same[n.tool_name] += closeness
+        factor = settings.discount_failed if n.outcome in FAILED else settings.discount
+        same[n.tool_name] *= factor ** closeness
     # The k heaviest: a fixed count rather than a similarity cut-off alone, because short
     # utterances of different situations are often as similar to each other (MiniLM ~0.2-0.35)
     # as paraphrases of the same one; the heaviest are mostly recent tries of the same situation.

@@ -146,7 +146,7 @@ def test_a_tool_that_stopped_working_loses_its_lead_within_three_tries() -> None
     assert share(after, "break") < 0.3
     assert after[0].beliefs["break"].tries == 10 and after[0].beliefs["break"].helped == 7
     # Without ageing by newer tries (and with a long half-life) ten old successes still win.
-    never_ages = PolicySettings(discount=1.0)
+    never_ages = PolicySettings(discount=1.0, discount_failed=1.0, discount_any=1.0)
     stubborn = [choose_tool(relevance=RELEVANCE, neighbors=history, rates=stats_of(history), settings=never_ages,
                             rng=turn_rng("maya", "thread", turn), half_life_days=365) for turn in range(DRAWS)]
     assert share(stubborn, "break") > 0.5
