@@ -64,7 +64,9 @@ def jsonl_record(said: str, result: TurnResult) -> dict[str, Any]:
             "settled": [{"id": s["id"], "outcome": s["outcome"]} for s in result.settled],
             "plan": result.plan, "safety": result.safety, "used_memory_ids": result.used_memory_ids,
             "ended": result.ended, "notice": result.notice,
-            "understanding": result.understanding, "decision": result.decision}
+            "understanding": result.understanding, "decision": result.decision,
+            "why": (result.decision or {}).get("why") or None
+            if (result.decision or {}).get("source") == "policy" else None}
 
 
 async def run_jsonl(session: CompanionSession) -> None:
@@ -97,9 +99,9 @@ def memory_panel(result: TurnResult) -> Panel:
     table = Table.grid(padding=(0, 1))
     decision = result.decision or {}
     if decision.get("tool"):
-        learned = " (from your history)" if decision.get("from_memory") else ""
-        table.add_row("[bold]chose[/]",
-                      f"{escape(str(decision['tool']))}{learned}: {escape(str(decision.get('reason') or ''))}")
+        why = decision.get("why") if decision.get("source") == "policy" else None
+        because = escape(str(why or decision.get("reason") or ""))
+        table.add_row("[bold]chose[/]", f"{escape(str(decision['tool']))} — {because}")
     for example in result.few_shot:
         verdict = "did not help" if example["contrast"] else example["outcome"]
         table.add_row("[bold]recalled[/]",

@@ -61,7 +61,8 @@ class TerminalSink:
                 self.answered.set()
         elif isinstance(event, MemoryUsed) and event.memories:
             self.console.print(f"[dim]  drew on {len(event.memories)} memories"
-                               + (f"; suggested {event.suggested}" if event.suggested else "") + "[/]")
+                               + (f"; suggested {event.suggested}" if event.suggested else "")
+                               + (f" ({event.why})" if event.why else "") + "[/]")
         elif isinstance(event, PlanInfo) and event.step:
             self.console.print(f"[dim]  current step: {event.step}[/]")
         elif isinstance(event, ToolRan):

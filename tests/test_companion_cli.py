@@ -212,3 +212,17 @@ def test_bench_graph_reports_turn_overhead_as_json(env: str) -> None:
     assert (report["interventions"], report["turns"], report["local_turns"]) == (50, 10, 0)
     assert "local_reply_p50_ms" not in report
     assert report["redis"].startswith("REDIS_URL")
+
+
+WHY_LINES = ("helped you ", "helps most people in moments like this", "helps some people in moments like this",
+             "usually suits a moment like this", "trying something new", "trying it once more")
+
+
+def test_chat_jsonl_says_why_a_tool_was_chosen(env: str) -> None:
+    result = runner.invoke(app, ["chat", "--user", "wren", "--jsonl"],
+                           input=b"i cant start my essay, its due tomorrow\nhey there\n")
+    assert result.exit_code == 0, result.output
+    struggle, greeting = (json.loads(line) for line in result.stdout.strip().splitlines())
+    assert struggle["tool"] and struggle["why"].startswith(WHY_LINES), struggle
+    assert struggle["why"] == struggle["decision"]["why"]
+    assert greeting["why"] is None  # no policy choice, no why

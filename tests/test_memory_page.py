@@ -159,7 +159,8 @@ def edit_the_profile(driver: WebDriver) -> str:
     wait_for(driver, shows("profile-note", "I don't know that time zone"), 10)
     type_into(driver, "profile-timezone-input", "Europe/Berlin")
     type_into(driver, "profile-name-input", "Ana B")
-    by_testid(driver, "consent-pooled-toggle").click()
+    assert by_testid(driver, "consent-pooled-toggle").is_selected()  # helping others is on by default...
+    by_testid(driver, "consent-pooled-toggle").click()  # ...and she turns it off
     by_testid(driver, "profile-save").click()
     wait_for(driver, shows("profile-note", "Saved"), 10)
     return str(by_testid(driver, "profile-note").text)
@@ -246,7 +247,7 @@ async def test_the_memory_section_shows_edits_corrects_and_exports(base: str, ri
         # The profile: a new name and one consent; the other fields stay as they were.
         assert "Saved" in await on_page(edit_the_profile, driver)
         profile = await rig.stack.registry.get(ProfileMemory).get("ana")  # type: ignore[union-attr]
-        assert profile is not None and profile.name == "Ana B" and profile.consent_pooled_learning is True
+        assert profile is not None and profile.name == "Ana B" and profile.consent_pooled_learning is False
         assert profile.consent_diagnosis_in_prompts is False and profile.timezone == "Europe/Berlin"
 
         # "Actually that helped": the outcome and the success counters move.

@@ -103,7 +103,7 @@ async def test_editing_the_profile_and_its_consents(base: str, rig: Rig) -> None
     assert edited.status_code == 200, edited.text
     profile = edited.json()
     assert profile["name"] == "Ana B" and profile["consent_diagnosis_in_prompts"] is True
-    assert profile["consent_pooled_learning"] is False  # off unless the person turns it on
+    assert profile["consent_pooled_learning"] is True  # on unless the person turns it off
     assert profile["preferences"]["communication_style"] == "direct"
     assert bad.status_code == 422 and unknown.status_code == 422
     stored = await rig.stack.registry.get(ProfileMemory).get("ana")  # type: ignore[union-attr]

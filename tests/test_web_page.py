@@ -88,7 +88,8 @@ async def first_reply(ws: WebSocket) -> None:
         {"id": "m1", "tool": "suggest_break", "outcome": "re_engaged", "said": "Stretch for a minute, then cups."},
         {"id": "m2", "tool": "create_microsteps", "outcome": "completed", "said": "First the cups to the sink."},
     ]
-    await ws.send_json({"type": "memory", "turn": 1, "memories": memories, "suggested": "create_microsteps"})
+    await ws.send_json({"type": "memory", "turn": 1, "memories": memories, "suggested": "create_microsteps",
+                        "why": "helped you 4 of 5 times when you felt like this"})
     checkin = {"what": "See how the cups went", "due_at": time.time() + 600}
     await ws.send_json({"type": "plan", "step": "Put the cups in the sink", "next_checkin": checkin,
                         "task": "your room", "steps": ["Open the window", "Put the cups in the sink", "Make the bed"],
@@ -295,6 +296,8 @@ def test_a_spoken_turn_end_to_end(browser: WebDriver, stub: tuple[str, StubLog])
     memories = [el.text for el in driver.find_elements(By.CSS_SELECTOR, "[data-testid=memory]")]
     assert memories[0] == "suggest break (outcome: re engaged): “Stretch for a minute, then cups.”"
     assert "create microsteps" in memories[1]
+    assert text_of(driver, "memories-why") == \
+        "Suggested: create microsteps — helped you 4 of 5 times when you felt like this"
 
     # The reply's voice plays all the way through.
     wait_for(driver, "window.sam2voiceStats.audioChunksPlayed >= 5", 5)

@@ -53,6 +53,7 @@ class MemoryUsed(BaseModel):
     turn: int = Field(description="The turn the memories were retrieved for.")
     memories: list[dict[str, Any]] = Field(default_factory=list, description="id, tool, outcome, said per memory.")
     suggested: str | None = Field(None, description="The tool the person's history suggests.")
+    why: str | None = Field(None, description="Why that tool, in words for the person (whose evidence it stands on).")
 
 
 class PlanInfo(BaseModel):

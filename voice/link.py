@@ -52,6 +52,7 @@ class Heard(BaseModel):
     instruction: str = Field(description="The system instruction with this turn's few-shot context.")
     memories: list[dict[str, Any]] = Field(default_factory=list, description="The few-shot examples used.")
     suggested: str | None = Field(None, description="The tool the policy suggests.")
+    why: str | None = Field(None, description="Why, in words for the person (the policy's evidence line).")
     due: list[dict[str, Any]] = Field(default_factory=list, description="Check-ins/reminders that fell due.")
     settled: list[dict[str, Any]] = Field(default_factory=list, description="Outcomes settled by these words.")
     degraded: bool = Field(False, description="True when memory was unavailable for this turn.")
@@ -105,6 +106,7 @@ class CompanionLink:
         safety = safety_prompt(values) if decision.get("source") == "safety" else None
         return Heard(instruction=self.instruction, memories=list(values.get("few_shot") or []), safety=safety,
                      suggested=decision.get("tool") if decision.get("source") == "policy" else None,
+                     why=(decision.get("why") or None) if decision.get("source") == "policy" else None,
                      due=list(values.get("due") or []), settled=list(values.get("settled") or []),
                      degraded=bool(values.get("degraded")) or not values)
 

@@ -308,7 +308,7 @@ class LiveVoiceSession:
             # Safety first: the model may already be answering; this note makes it say the safety reply now.
             with contextlib.suppress(*CONNECTION_LOST):
                 await self._live.send_realtime_input(text=heard.safety)
-        await self.sink(MemoryUsed(turn=turn, suggested=heard.suggested, memories=[
+        await self.sink(MemoryUsed(turn=turn, suggested=heard.suggested, why=heard.why, memories=[
             {k: m.get(k) for k in ("id", "tool", "outcome", "said")} for m in heard.memories]))
         if heard.degraded:
             await self.sink(Status(state="degraded", text="Memory is offline for a moment; nothing is lost."))

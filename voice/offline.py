@@ -176,9 +176,10 @@ class OfflineVoiceSession:
 
     async def _show(self, turn: int, result: TurnResult) -> None:
         decision = result.decision or {}
-        await self.sink(MemoryUsed(turn=turn, suggested=decision.get("tool") if decision.get("source") == "policy"
-                                   else None, memories=[{k: m.get(k) for k in ("id", "tool", "outcome", "said")}
-                                                        for m in result.few_shot]))
+        policy = decision.get("source") == "policy"
+        memories = [{k: m.get(k) for k in ("id", "tool", "outcome", "said")} for m in result.few_shot]
+        await self.sink(MemoryUsed(turn=turn, suggested=decision.get("tool") if policy else None,
+                                   why=(decision.get("why") or None) if policy else None, memories=memories))
         if decision.get("tool"):
             await self.sink(ToolRan(name=decision["tool"], result=decision.get("reason", "")))
         if result.notice:

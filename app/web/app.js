@@ -604,6 +604,7 @@
     entry.memories = null;
     const memories = Array.isArray(frame.memories) ? frame.memories : [];
     if (memories.length === 0 && !frame.suggested) return;
+    const why = typeof frame.why === "string" && frame.why ? ` — ${frame.why}` : "";
     const details = document.createElement("details");
     details.className = "memories";
     details.dataset.testid = "memories";
@@ -613,7 +614,8 @@
     details.append(summary);
     if (frame.suggested) {
       const p = document.createElement("p");
-      p.textContent = `Suggested: ${humanize(frame.suggested)}`;
+      p.dataset.testid = "memories-why";
+      p.textContent = `Suggested: ${humanize(frame.suggested)}${why}`;
       details.append(p);
     }
     const list = document.createElement("ul");
@@ -829,7 +831,7 @@
     ui.consentDiagnosis.checked = Boolean(profile && profile.consent_diagnosis_in_prompts);
     const told = profile && DIAGNOSIS_WORDS[profile.diagnosis];
     ui.profileDiagnosis.textContent = told ? `You told me: ${told}.` : "You haven't told me about a diagnosis.";
-    ui.consentPooled.checked = Boolean(profile && profile.consent_pooled_learning);
+    ui.consentPooled.checked = profile ? Boolean(profile.consent_pooled_learning) : true;  // on by default
   }
 
   function renderState(state) {
