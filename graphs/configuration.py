@@ -48,7 +48,7 @@ class PolicySettings(BaseModel):
         5, ge=1, le=1000, description="Pooled counts join the prior only once this many people contributed."
     )
     population_strength: float = Field(
-        6.0, ge=0, le=100, description="Pseudo-observations the pool is worth to someone with no history of their own."
+        10.0, ge=0, le=100, description="Pseudo-observations the pool is worth to someone with no history of their own."
     )
 
 
