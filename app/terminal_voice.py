@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from voice.audio import read_wav, resample_pcm16, silence, write_wav
 from voice.base import VoiceSession
@@ -59,10 +60,14 @@ class TerminalSink:
             if event.role == "assistant":
                 self.turns_answered += 1
                 self.answered.set()
-        elif isinstance(event, MemoryUsed) and event.memories:
-            self.console.print(f"[dim]  drew on {len(event.memories)} memories"
-                               + (f"; suggested {event.suggested}" if event.suggested else "")
-                               + (f" ({event.why})" if event.why else "") + "[/]")
+        elif isinstance(event, MemoryUsed) and (event.memories or event.suggested or event.why):
+            # "drew on 2 memories; suggested suggest_break — helped you 4 of 5 times when you felt like this"
+            said = [f"drew on {len(event.memories)} memories"] if event.memories else []
+            if event.suggested:
+                said.append(f"suggested {event.suggested}" + (f" — {event.why}" if event.why else ""))
+            elif event.why:
+                said.append(event.why)
+            self.console.print(f"[dim]  {escape('; '.join(said))}[/]")
         elif isinstance(event, PlanInfo) and event.step:
             self.console.print(f"[dim]  current step: {event.step}[/]")
         elif isinstance(event, ToolRan):

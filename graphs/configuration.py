@@ -33,6 +33,9 @@ class PolicySettings(BaseModel):
     discount: float = Field(
         0.85, gt=0, le=1, description="Weight a past try keeps for each newer try of the same tool in a similar moment."
     )
+    evidence_weight: float = Field(
+        2.0, gt=0, le=10, description="Pseudo-observations one settled try of this person's is worth."
+    )
     discount_failed: float = Field(
         0.85, gt=0, le=1, description="Weight a past try keeps for each newer *failed* try of the same tool there "
                                       "(lower: a tool that stops helping loses its lead sooner)."

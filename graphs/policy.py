@@ -123,8 +123,8 @@ def aged(neighbors: Sequence[Neighbor], tools: Iterable[str], settings: PolicySe
     same = dict.fromkeys(known, 1.0)  # what newer tries of the tool left of an older one's weight
     for n in settled:
         closeness = similarity_weight(n.similarity, settings)
-        found.append((closeness * recency(n.age_s, half_life_days) * same[n.tool_name] * settings.discount_any ** newer,
-                      closeness, n))
+        found.append((settings.evidence_weight * closeness * recency(n.age_s, half_life_days) * same[n.tool_name]
+                      * settings.discount_any ** newer, closeness, n))
         newer += closeness
         factor = settings.discount_failed if n.outcome in FAILED else settings.discount
         same[n.tool_name] *= factor ** closeness

@@ -226,3 +226,12 @@ def test_chat_jsonl_says_why_a_tool_was_chosen(env: str) -> None:
     assert struggle["tool"] and struggle["why"].startswith(WHY_LINES), struggle
     assert struggle["why"] == struggle["decision"]["why"]
     assert greeting["why"] is None  # no policy choice, no why
+
+
+def test_show_memory_says_which_tool_and_why(env: str) -> None:
+    result = runner.invoke(app, ["chat", "--user", "wren", "--show-memory"], input="i cant start my essay\n")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "chose" in line)
+    words = " ".join(row.strip("│ ").split())  # one line of the memory panel
+    tool, _, why = words.removeprefix("chose ").partition(" — ")
+    assert tool and " " not in tool and why.startswith(WHY_LINES), result.output

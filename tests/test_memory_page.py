@@ -159,7 +159,7 @@ def edit_the_profile(driver: WebDriver) -> str:
     wait_for(driver, shows("profile-note", "I don't know that time zone"), 10)
     type_into(driver, "profile-timezone-input", "Europe/Berlin")
     type_into(driver, "profile-name-input", "Ana B")
-    assert by_testid(driver, "consent-pooled-toggle").is_selected()  # helping others is on by default...
+    assert by_testid(driver, "consent-pooled-toggle").is_selected()  # helping people like her is on by default...
     by_testid(driver, "consent-pooled-toggle").click()  # ...and she turns it off
     by_testid(driver, "profile-save").click()
     wait_for(driver, shows("profile-note", "Saved"), 10)
@@ -221,6 +221,22 @@ def socket_troubles(driver: WebDriver) -> dict[str, str]:
     return said
 
 
+WHY_LINES = ("helped you ", "helps most people in moments like this", "helps some people in moments like this",
+             "usually suits a moment like this", "trying something new", "trying it once more")
+
+
+def a_typed_struggle(driver: WebDriver) -> dict[str, str]:
+    """Type a struggle; what the turn's "Drew on N memories" details say (its summary, and the
+    suggestion with why, read as textContent: the details stay closed until the person opens them)."""
+    box = by_testid(driver, "type-input")
+    box.send_keys("i cant start my essay")
+    by_testid(driver, "type-send").click()
+    why = "document.querySelector('[data-testid=memories-why]')"
+    wait_for(driver, f"{why} && {why}.textContent.length > 0", 20)
+    return {key: str(driver.execute_script(f"return document.querySelector('[data-testid={key}]').textContent"))
+            for key in ("memories-summary", "memories-why")}
+
+
 async def test_the_memory_section_shows_edits_corrects_and_exports(base: str, rig: Rig, tmp_path: Path) -> None:
     driver = await on_page(silent_browser, tmp_path)
     try:
@@ -270,7 +286,7 @@ async def test_the_memory_section_shows_edits_corrects_and_exports(base: str, ri
         words = dict(exported["audit"])
         assert "Downloaded everything" in words["export"] and "from 127.0.0.1" in words["export"]
         assert "now “It helped: I finished”" in words["outcome_correction"]
-        assert "Changed the profile: helping others, name" in words["profile_edit"]
+        assert "Changed the profile: helping people like you, name" in words["profile_edit"]
 
         # Socket troubles in kind, specific words (docs/voice-protocol.md error codes).
         said = await on_page(socket_troubles, driver)
@@ -279,6 +295,12 @@ async def test_the_memory_section_shows_edits_corrects_and_exports(base: str, ri
         assert "a lot at once" in said["rate_limited"] and "server words" not in said["rate_limited"]
         assert said["4408"] == "I closed the connection after a quiet while. Press Connect again."
         assert said["reconnect_shown"] == "True"
+
+        # A typed struggle: the turn's memories say what is suggested and why, in words for her.
+        drew = await on_page(a_typed_struggle, driver)
+        assert drew["memories-summary"].startswith("Drew on "), drew
+        suggested, _, why = drew["memories-why"].partition(" — ")
+        assert suggested.startswith("Suggested: ") and why.startswith(WHY_LINES), drew
     finally:
         await on_page(driver.quit)
 

@@ -100,14 +100,23 @@ async def test_editing_the_profile_and_its_consents(base: str, rig: Rig) -> None
             "preferences": {"communication_style": "direct"}})
         bad = await http.patch(f"{base}/api/profile", json={"timezone": "Mars/Olympus"})
         unknown = await http.patch(f"{base}/api/profile", json={"password": "nope"})
+        shown_before = (await http.get(f"{base}/api/memories")).json()["profile"]
+        off = await http.patch(f"{base}/api/profile", json={"consent_pooled_learning": False})
+        shown_after = (await http.get(f"{base}/api/memories")).json()["profile"]
     assert edited.status_code == 200, edited.text
     profile = edited.json()
     assert profile["name"] == "Ana B" and profile["consent_diagnosis_in_prompts"] is True
     assert profile["consent_pooled_learning"] is True  # on unless the person turns it off
     assert profile["preferences"]["communication_style"] == "direct"
     assert bad.status_code == 422 and unknown.status_code == 422
+    # Turning it off sticks: the PATCH answers with it off, and so does what the page reads back.
+    assert shown_before["consent_pooled_learning"] is True
+    assert off.status_code == 200, off.text
+    assert off.json()["consent_pooled_learning"] is False and off.json()["name"] == "Ana B"
+    assert shown_after["consent_pooled_learning"] is False and shown_after["name"] == "Ana B"
     stored = await rig.stack.registry.get(ProfileMemory).get("ana")  # type: ignore[union-attr]
     assert stored is not None and stored.name == "Ana B" and stored.diagnosis.value == "ADHD"
+    assert stored.consent_pooled_learning is False
 
 
 async def test_correcting_an_outcome_moves_the_success_counters(base: str, rig: Rig) -> None:

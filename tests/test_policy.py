@@ -66,7 +66,7 @@ def test_similar_successes_of_another_tool_and_failures_of_the_favourite_move_th
     assert beliefs["break"].mean > 0.7 > beliefs["break"].prior
     assert beliefs["steps"].mean < beliefs["steps"].prior
     # Interleaved with the four failures of steps, each success ages by discount per newer try.
-    assert 1.0 < beliefs["break"].similar_weight < 4.0
+    assert 1.0 < beliefs["break"].similar_weight < 4.0 * SETTINGS.evidence_weight
     assert beliefs["steps"].similar_value == 0.0
 
 
@@ -157,12 +157,12 @@ def test_a_tool_that_failed_long_ago_gets_tried_again() -> None:
     history = [Neighbor("checkin", Outcome.TASK_COMPLETED if i % 2 else Outcome.ABANDONED, 0.9, 3600.0 + i * 60)
                for i in range(12)] + aged_tries("steps", Outcome.ABANDONED, 5, from_age_s=42 * 86400)
     picked = choices(history, stats_of(history))
-    assert share(picked, "steps") >= 0.3  # worth another try: the old failures faded
+    assert share(picked, "steps") >= 0.1  # worth another try now and then: the old failures faded
     just_failed = [
         Neighbor("steps", Outcome.ABANDONED, 0.9, 60.0 + i) for i in range(5)] + [
         Neighbor("checkin", Outcome.TASK_COMPLETED if i % 2 else Outcome.ABANDONED, 0.9, 86400.0 + i * 60)
         for i in range(12)]
-    assert share(choices(just_failed, stats_of(just_failed)), "steps") < 0.15
+    assert share(choices(just_failed, stats_of(just_failed)), "steps") < 0.05
 
 
 GOOD_FOR_MOST = {"break": PoolCount(tries=40, successes=34, people=5)}

@@ -31,6 +31,7 @@ async def test_heard_words_settle_outcomes_and_tool_calls_record_interventions(r
     await link.open()
     first = await link.heard(STUCK)
     assert first.suggested is not None and first.settled == []
+    assert first.why and first.why.startswith(("helped you ", "helps ", "usually suits", "trying "))  # why, in words
 
     (result,) = await link.tool_calls([ToolCall(id="c1", name="create_microsteps", args={"task": "my essay"})])
     assert result.ok and "essay" in result.content.lower()

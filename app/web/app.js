@@ -603,8 +603,8 @@
     if (entry.memories) entry.memories.remove();
     entry.memories = null;
     const memories = Array.isArray(frame.memories) ? frame.memories : [];
-    if (memories.length === 0 && !frame.suggested) return;
-    const why = typeof frame.why === "string" && frame.why ? ` — ${frame.why}` : "";
+    const why = typeof frame.why === "string" ? frame.why.trim() : "";
+    if (memories.length === 0 && !frame.suggested && !why) return;
     const details = document.createElement("details");
     details.className = "memories";
     details.dataset.testid = "memories";
@@ -612,10 +612,11 @@
     summary.dataset.testid = "memories-summary";
     summary.textContent = `Drew on ${memories.length} ${memories.length === 1 ? "memory" : "memories"}`;
     details.append(summary);
-    if (frame.suggested) {
+    if (frame.suggested || why) {  // "Suggested: Break — helped you 4 of 5 times when you felt like this"
       const p = document.createElement("p");
       p.dataset.testid = "memories-why";
-      p.textContent = `Suggested: ${humanize(frame.suggested)}${why}`;
+      const suggested = frame.suggested ? `Suggested: ${humanize(frame.suggested)}` : "";
+      p.textContent = suggested && why ? `${suggested} — ${why}` : (suggested || why);
       details.append(p);
     }
     const list = document.createElement("ul");
@@ -700,7 +701,7 @@
   const FIELD_WORDS = {
     name: "name", timezone: "time zone", locale: "language", diagnosis: "diagnosis",
     diagnosis_source: "where the diagnosis comes from", consent_diagnosis_in_prompts: "using your diagnosis",
-    consent_pooled_learning: "helping others", preferences: "preferences",
+    consent_pooled_learning: "helping people like you", preferences: "preferences",
   };
   const DIAGNOSIS_WORDS = { ADHD: "ADHD", AUTISM: "autism", BOTH: "ADHD and autism" };
   const SAFETY_WORDS = {
@@ -822,16 +823,21 @@
 
   const capitalize = (text) => (text ? text[0].toUpperCase() + text.slice(1) : text);
 
+  // What each consent is when the profile does not say (no profile stored yet): as memories/profile.py.
+  const CONSENT_DEFAULTS = { consent_diagnosis_in_prompts: false, consent_pooled_learning: true };
+  const consentOf = (profile, key) =>
+    (profile && typeof profile[key] === "boolean" ? profile[key] : CONSENT_DEFAULTS[key]);
+
   function renderProfile(profile) {
     memory.profile = profile || null;
     memory.profileDirty = false;
     ui.profileName.value = (profile && profile.name) || "";
     ui.profileTimezone.value = (profile && profile.timezone) || "";
     ui.profileTimezone.placeholder = "UTC";
-    ui.consentDiagnosis.checked = Boolean(profile && profile.consent_diagnosis_in_prompts);
+    ui.consentDiagnosis.checked = consentOf(profile, "consent_diagnosis_in_prompts");
     const told = profile && DIAGNOSIS_WORDS[profile.diagnosis];
     ui.profileDiagnosis.textContent = told ? `You told me: ${told}.` : "You haven't told me about a diagnosis.";
-    ui.consentPooled.checked = profile ? Boolean(profile.consent_pooled_learning) : true;  // on by default
+    ui.consentPooled.checked = consentOf(profile, "consent_pooled_learning");
   }
 
   function renderState(state) {
@@ -953,7 +959,7 @@
     if (timezone && timezone !== (before.timezone || "UTC")) changes.timezone = timezone;
     for (const [key, box] of [["consent_diagnosis_in_prompts", ui.consentDiagnosis],
       ["consent_pooled_learning", ui.consentPooled]]) {
-      if (box.checked !== Boolean(before[key])) changes[key] = box.checked;
+      if (box.checked !== consentOf(before, key)) changes[key] = box.checked;
     }
     if (Object.keys(changes).length === 0) { setNote(ui.profileNote, "Nothing changed, so nothing to save.", "ok"); return; }
     setNote(ui.profileNote, "Saving…");
