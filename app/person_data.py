@@ -135,7 +135,8 @@ class PersonData:
         if profile is None:
             raise InvalidInput("profiles are switched off", field="profile")
         updated: Profile = await profile.update(user_id, changes)
-        if not updated.consent_pooled_learning and (interventions := self.registry.get(InterventionMemory)):
+        withdrawn = changes.get("consent_pooled_learning") is False
+        if withdrawn and (interventions := self.registry.get(InterventionMemory)) is not None:
             await interventions.population.retract(user_id)
         return updated
 

@@ -164,6 +164,11 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         super().__init__(backend)
         self.population = Population(backend)
 
+    async def setup(self) -> None:
+        """The index, and the kinds of moment embedded now rather than on someone's first turn."""
+        await super().setup()
+        await self.population.clusters.centroids()
+
     def _build_index(self) -> UserScopedIndex:
         return self._vector_index([tag_field("tool_name"), tag_field("outcome"), tag_field("situation_tags"),
                                    {"name": "created_at", "type": "numeric", "attrs": {"sortable": True}}])
