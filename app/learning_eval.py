@@ -296,7 +296,11 @@ async def run_person(graph: Any, deps: Any, stack: MemoryStack, persona: Persona
             situation = persona.situations[which]
             result = await session.send(pick.choice(situation.utterances))
             decision = result.decision or {}
-            tool = decision.get("tool") if decision.get("source") == "policy" else None
+            # What the person received: the policy's choice, or the tool they asked for ("remind me
+            # at 5" gets a reminder, recorded and learnt from like any intervention). A celebration
+            # after a misread "it helped" is not help for the struggle, so it counts as nothing.
+            chosen = decision.get("source") == "policy" or decision.get("intervention")
+            tool = decision.get("tool") if chosen else None
             p = success_probability(situation, tool, session_no + 1)
             helped = turn_rng(seed, *key, session_no, turn, "draw").random() < p
             helped_here += helped

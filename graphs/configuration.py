@@ -28,7 +28,7 @@ class PolicySettings(BaseModel):
     sharpness: float = Field(
         5.0, ge=1, le=100, description="Sampling from a k-times sharper belief: explores less, exploits sooner."
     )
-    neighbors_k: int = Field(20, ge=1, le=500, description="Most similar settled tries the choice learns from.")
+    neighbors_k: int = Field(40, ge=1, le=500, description="Most similar settled tries the choice learns from.")
     pool: int = Field(60, ge=1, le=500, description="Similar past interventions read per turn.")
     discount: float = Field(
         0.85, gt=0, le=1, description="Weight a past try keeps for each newer try of the same tool in a similar moment."
@@ -37,7 +37,7 @@ class PolicySettings(BaseModel):
         2.0, gt=0, le=10, description="Pseudo-observations one settled try of this person's is worth."
     )
     discount_failed: float = Field(
-        0.85, gt=0, le=1, description="Weight a past try keeps for each newer *failed* try of the same tool there "
+        0.7, gt=0, le=1, description="Weight a past try keeps for each newer *failed* try of the same tool there "
                                       "(lower: a tool that stops helping loses its lead sooner)."
     )
     discount_any: float = Field(

@@ -21,7 +21,7 @@ CORPUS_DIR = Path(__file__).with_name("corpus")
 TRAIN_FILES = ("train_a.jsonl", "train_b.jsonl", "train_c.jsonl", "train_outcomes.jsonl", "train_prototypes.jsonl",
                "outcomes_train_3.jsonl", "outcomes_train_4.jsonl", "crisis_train.jsonl", "crisis_train_2.jsonl",
                "crisis_train_3.jsonl", "crisis_train_4.jsonl", "crisis_dev.jsonl")
-HELDOUT_FILES = ("heldout.jsonl", "crisis_heldout_2.jsonl", "heldout_3.jsonl")
+HELDOUT_FILES = ("heldout.jsonl", "crisis_heldout_2.jsonl", "heldout_3.jsonl", "everyday_heldout_4.jsonl")
 VALIDATION_SHARE = 15  # percent of the training files' messages kept back for tuning
 
 
