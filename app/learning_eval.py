@@ -259,6 +259,11 @@ def population_people(population: Population, seed: int) -> list[Persona]:
 
 # --- running ------------------------------------------------------------------------------------
 
+#: How the simulated people answer the safety check (none of them is in danger).
+ALL_CLEAR_ANSWERS = ("yeah im fine", "no no im safe, not like that", "im ok, just stressed", "all good, im safe",
+                     "haha no im fine, just forgetful", "I'm okay. It's just a lot today.")
+
+
 class Turn(BaseModel):
     """One simulated turn: the situation, what the agent chose and how it went."""
 
@@ -295,6 +300,9 @@ async def run_person(graph: Any, deps: Any, stack: MemoryStack, persona: Persona
             which = pick.randrange(len(persona.situations))
             situation = persona.situations[which]
             result = await session.send(pick.choice(situation.utterances))
+            if result.safety and (result.understanding or {}).get("source") == "classifier":
+                # Asked "are you safe right now?" about an everyday struggle, a person says so.
+                result = await session.send(pick.choice(ALL_CLEAR_ANSWERS))
             decision = result.decision or {}
             # What the person received: the policy's choice, or the tool they asked for ("remind me
             # at 5" gets a reminder, recorded and learnt from like any intervention). A celebration

@@ -44,6 +44,8 @@ LINES: dict[str, tuple[str, ...]] = {
     "memory": ("Here's what I remember: {memory}", "From our sessions I know: {memory}"),
     "memory_empty": ("I don't know much about you yet. The more we talk, the more I'll learn what helps you.",),
     "question_other": ("I'm not sure about that. Want to see your plan, or tell me what's on your plate?",),
+    "all_clear": ("Thanks for telling me, I'm glad you're okay. If that changes, that help is there any time.",
+                  "Okay, thank you. If it ever stops being okay, reach out to that help straight away."),
     "generic": ("I'm here with you. What's one tiny thing you could start with?",
                 "Okay. What's the smallest next thing you could do?"),
 }

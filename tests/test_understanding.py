@@ -25,7 +25,7 @@ from graphs.nodes.understand import understand
 from graphs.replies import LINES
 from graphs.understanding.acts import Act, Sign
 from graphs.understanding.reader import UnderstandingReader
-from graphs.understanding.safety import country_of, explicit_crisis, figurative, safety_reply
+from graphs.understanding.safety import all_clear, country_of, explicit_crisis, figurative, not_safe, safety_reply
 from memories.embeddings import LocalMiniLMEmbeddings
 from memories.interventions import InterventionMemory
 from memories.profile import ProfileMemory
@@ -168,6 +168,64 @@ async def test_a_crisis_gets_the_safety_reply_is_kept_as_a_safety_event_and_the_
     assert exported["safety_events"][0]["kind"] == "suicide"
     await rig.deps.store.forget("ana")
     assert await rig.deps.store.safety_events("ana") == []
+
+
+@pytest.mark.parametrize(("reply", "clear", "unsafe"), [
+    ("nah im safe, i just always forget my meds", True, False), ("yeah im fine", True, False),
+    ("no not like that lol, just forgetful", True, False), ("false alarm, just stressed", True, False),
+    ("im not suicidal, just tired", True, False), ("no", False, True), ("im not ok", False, True),
+    ("i dont feel safe", False, True), ("not really", False, True), ("yes", False, False),
+    ("im fine but i want to die", False, False),
+])
+def test_an_answer_to_the_safety_check_is_read_plainly(reply: str, clear: bool, unsafe: bool) -> None:
+    assert all_clear(reply) is clear and not_safe(reply) is unsafe
+
+
+@pytest.fixture
+def alarmed(rig: Rig) -> Iterator[Rig]:
+    """A rig whose classifier calls every message a crisis (as its false alarms do), so the
+    check can be followed whatever the shipped weights make of one message."""
+    thresholds = rig.deps.understanding.thresholds
+    before = dict(thresholds)
+    thresholds.update(crisis_near=-1.0, crisis_figurative=-1.0)
+    yield rig
+    thresholds.clear()
+    thresholds.update(before)
+
+
+async def test_a_crisis_only_the_classifier_saw_is_asked_about_and_an_all_clear_goes_back_to_coaching(
+        alarmed: Rig) -> None:
+    await element(alarmed.stack, ProfileMemory).update("meg", {"locale": "en-GB"})
+    session = alarmed.session("meg", seed="3")
+    asked = await session.send("meds at dinner time i always forget em mate")
+    assert asked.safety and asked.tool is None
+    assert "are you safe right now?" in asked.reply and "116 123" in asked.reply  # the resources, all the same
+    assert "medical emergency" not in asked.reply
+    assert [e.kind for e in await alarmed.deps.store.safety_events("meg")]  # kept as a safety event
+    back = await session.send("nah im safe, i just always forget em")
+    assert not back.safety and back.tool and (back.decision or {}).get("source") == "policy"
+    assert back.reply.startswith(tuple(line[:20] for line in LINES["all_clear"]))
+    pending = await element(alarmed.stack, InterventionMemory).pending("meg", limit=5)
+    assert [p.user_context for p in pending] == ["meds at dinner time i always forget em mate"]  # the moment itself
+    again = await session.send("im so tired of this")  # the check is asked about one message, once
+    assert again.safety and "are you safe right now?" in again.reply
+
+
+async def test_not_safe_after_the_check_gets_the_safety_reply(alarmed: Rig) -> None:
+    session = alarmed.session("nia", seed="4")
+    await session.send("i cant stop shaking")
+    answer = await session.send("no")
+    assert answer.safety and "are you safe" not in answer.reply and "not an emergency service" in answer.reply
+    assert answer.tool is None and not (answer.decision or {}).get("intervention")
+
+
+async def test_an_explicit_crisis_is_never_asked_about_and_im_fine_does_not_coach_it(rig: Rig) -> None:
+    session = rig.session("oli", seed="5")
+    said = await session.send("i want to kill myself")
+    assert said.safety and "are you safe right now?" not in said.reply
+    after = await session.send("im fine")
+    assert not after.tool and not after.reply.startswith(tuple(line[:20] for line in LINES["all_clear"]))
+    assert await element(rig.stack, InterventionMemory).pending("oli", limit=5) == []
 
 
 async def test_offline_voice_turns_pass_the_same_safety_gate(rig: Rig) -> None:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, create_model
 from graphs.configuration import Configuration
 from graphs.deps import CompanionDeps
 from graphs.intents import detect_intent
-from graphs.nodes.common import last_human_text, ms_since
+from graphs.nodes.common import ms_since, subject_text
 from graphs.policy import choose_tool, turn_rng
 from graphs.state import CompanionState
 from graphs.tracing import traced
@@ -264,7 +264,7 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
     """Decide the turn's tool calls (if any) and emit them as an AI message with ``tool_calls``."""
     start = time.perf_counter()
     cfg = Configuration.from_runnable_config(config)
-    message = last_human_text(state["messages"])
+    message = subject_text(state)
     # A voice model decides its own tool calls (and hears requests itself): for words it heard,
     # the policy's choice is a suggestion that goes into its context, not a call made here.
     heard = state.get("live") == "heard"

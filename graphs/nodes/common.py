@@ -29,6 +29,12 @@ def last_human_text(messages: Sequence[AnyMessage]) -> str:
     return ""
 
 
+def subject_text(state: Mapping[str, Any]) -> str:
+    """What this turn is about: the moment they described before a safety check they answered
+    with an all-clear (``subject``), otherwise what they said last."""
+    return state.get("subject") or last_human_text(state["messages"])
+
+
 def is_end_command(messages: Sequence[AnyMessage]) -> bool:
     """True when the newest message is the person's ``/end``."""
     return bool(messages) and messages[-1].type == "human" and message_text(messages[-1]).strip() == END_COMMAND

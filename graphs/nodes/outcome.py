@@ -17,7 +17,7 @@ from langchain_core.runnables import RunnableConfig
 
 from graphs.configuration import Configuration
 from graphs.deps import CompanionDeps
-from graphs.nodes.common import current_exchange, last_human_text, ms_since, write_id
+from graphs.nodes.common import current_exchange, ms_since, subject_text, write_id
 from graphs.outbox import OutboxFull, RecordIntervention, SettleOutcome
 from graphs.state import CompanionState
 from graphs.tracing import traced
@@ -103,7 +103,12 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
         # Safety first: nothing is settled or learnt from this turn; the moment is kept as a safety event.
         notice = await safety_event(state, deps, user)
         deps.outbox.take_refused(user)  # said by safety_event's own notice
+        reading = state.get("understanding") or {}
+        # Only the classifier saw it: the reply asked "are you safe?", and an all-clear next turn
+        # goes back to this message (graphs.nodes.understand).
+        check = subject_text(state)[:2000] if reading.get("source") == "classifier" else None
         return {"settled": [], "session_log": [], "asked_outcome": False, "last_intervention_id": last_id,
+                "safety_check": check,
                 "plan": state.get("plan"), "notice": notice or state.get("notice"),
                 "timings": {"record_outcome": ms_since(start)}}
     try:
@@ -121,7 +126,7 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
         if decision.get("intervention") and registry.get(InterventionMemory) is not None:
             record = NewIntervention(text=state.get("reply") or "(no reply)", tool_name=decision.get("tool"),
                                      tool_args=decision.get("args") or {},
-                                     user_context=last_human_text(state["messages"])[:2000] or "(silence)")
+                                     user_context=subject_text(state)[:2000] or "(silence)")
             last_id = write_id(user, state, "intervention")
             await deps.outbox.run_or_queue(RecordIntervention(user_id=user, intervention_id=last_id, record=record),
                                            registry)
@@ -150,4 +155,5 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
         except MemoryUnavailable:
             pass
     return {**update, "last_intervention_id": last_id, "asked_outcome": decision.get("say") == "ask_outcome",
+            "safety_check": None,
             "plan": plan, "timings": {"record_outcome": ms_since(start)}}

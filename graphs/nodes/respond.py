@@ -27,7 +27,7 @@ from graphs.state import CompanionState
 from graphs.style import StyleProfile, enforce_style, transition_warning
 from graphs.tracing import traced
 from graphs.understanding.acts import CrisisKind, Question, Understanding
-from graphs.understanding.safety import safety_reply
+from graphs.understanding.safety import safety_check_reply, safety_reply
 from tools.catalog import TOOL_SPECS
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,11 @@ def build_draft(state: CompanionState, rng: Any, avoid: str | None = None, *, co
     decision = state.get("decision") or {}
     say = decision.get("say")
     if say == "safety":
-        kind = (state.get("understanding") or {}).get("crisis_kind")
-        return safety_reply(CrisisKind(kind) if kind else None, country)
+        reading = state.get("understanding") or {}
+        kind = CrisisKind(reading["crisis_kind"]) if reading.get("crisis_kind") else None
+        # The explicit patterns are sure; the classifier alone is asked about, directly.
+        return (safety_check_reply(kind, country) if reading.get("source") == "classifier"
+                else safety_reply(kind, country))
     results = [m for m in current_exchange(state) if isinstance(m, ToolMessage)]
     parts = [_tool_words(r, state, rng, avoid) for r in results]
     if say and not (decision.get("source") == "acknowledge" and results and results[0].status != "error"):
@@ -83,7 +86,7 @@ def build_draft(state: CompanionState, rng: Any, avoid: str | None = None, *, co
         parts.append(replies.line(key, rng, avoid, **facts))
     if not parts:
         parts.append(replies.line("generic", rng, avoid))
-    prefix = []
+    prefix = [replies.line("all_clear", rng)] if state.get("subject") else []
     for item in state.get("due") or []:
         prefix.append(f"Check-in: how is {item['text']} going?" if item["kind"] == "checkin"
                       else f"Reminder: {item['text']}.")

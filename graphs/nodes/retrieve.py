@@ -14,7 +14,7 @@ from langchain_core.runnables import RunnableConfig
 
 from graphs.configuration import Configuration
 from graphs.deps import CompanionDeps
-from graphs.nodes.common import MEMORY_OFFLINE_NOTICE, last_human_text, ms_since
+from graphs.nodes.common import MEMORY_OFFLINE_NOTICE, ms_since, subject_text
 from graphs.state import CompanionState
 from graphs.tracing import traced
 from memories.errors import MemoryUnavailable
@@ -35,7 +35,7 @@ async def retrieve_few_shot(state: CompanionState, config: RunnableConfig, *, de
     """Fetch similar past interventions and the tools' relevance for the message."""
     start = time.perf_counter()
     user = Configuration.from_runnable_config(config).user_id
-    message = last_human_text(state["messages"])
+    message = subject_text(state)
     empty: dict[str, Any] = {"few_shot": [], "few_shot_prompt": "", "relevance": {},
                              "neighbors": {"near": [], "rates": {}}}
     if not message:

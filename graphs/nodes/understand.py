@@ -6,7 +6,9 @@ tuned top layers, graphs/understanding/encoder.py) and the retrieval embedding, 
 handed to the turn's embedder so ``retrieve_few_shot`` reuses it. Only a struggle goes on to
 the learning policy; every other act is answered the way a coach would
 (``choose_intervention``). A crisis skips retrieval altogether: no few-shot example, no tool,
-the safety reply.
+the safety reply. A crisis only the classifier saw is asked about ("are you safe right now?",
+with the resources); if the next message says they are safe, the turn is about the moment
+they described before, read again with only the explicit patterns able to call it a crisis.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from graphs.deps import CompanionDeps
 from graphs.nodes.common import last_human_text, ms_since
 from graphs.state import CompanionState
 from graphs.tracing import traced
+from graphs.understanding import safety
 from graphs.understanding.acts import Act, Sign, Understanding
 from graphs.understanding.model import merge, read_with_model
 from memories.ranking import Outcome
@@ -54,7 +57,19 @@ async def understand(state: CompanionState, config: RunnableConfig, *, deps: Com
     start = time.perf_counter()
     message = last_human_text(state["messages"])
     if not message:
-        return {"understanding": None, "evidence": None, "timings": {"understand": ms_since(start)}}
+        return {"understanding": None, "evidence": None, "subject": None, "timings": {"understand": ms_since(start)}}
+    held = state.get("safety_check")
+    if held and safety.all_clear(message):
+        # They were asked "are you safe right now?" about ``held`` and said they are: the turn is
+        # about that moment again, read with only the explicit patterns able to call it a crisis.
+        return await _after_all_clear(held, deps, start)
+    if held and safety.not_safe(message):
+        # "no", "i'm not ok": the answer to "are you safe right now?" is the crisis, said plainly.
+        kind = (state.get("understanding") or {}).get("crisis_kind")
+        reading = Understanding(act=Act.CRISIS, confidence=1.0, crisis=True, crisis_kind=kind, source="check")
+        return {"understanding": reading.model_dump(mode="json"), "subject": None,
+                "evidence": {"outcome": None, "sign": Sign.NONE.value, "confidence": 0.0},
+                "timings": {"understand": ms_since(start)}}
     text = message[:2000]
     vector, retrieval = await deps.understanding.encoder.aencode(text)
     turn = deps.memory.embeddings
@@ -71,6 +86,25 @@ async def understand(state: CompanionState, config: RunnableConfig, *, deps: Com
     outcome = outcome_of(reading, message)
     evidence = {"outcome": outcome.value if outcome else None, "sign": reading.sign.value,
                 "confidence": reading.sign_confidence}
-    return {"understanding": reading.model_dump(mode="json"), "evidence": evidence,
+    return {"understanding": reading.model_dump(mode="json"), "evidence": evidence, "subject": None,
             "timings": {"embed": round((embedded - start) * 1000, 3),
                         "understand": round(ms_since(embedded) - model_ms, 3), "model_understand": model_ms}}
+
+
+async def _after_all_clear(held: str, deps: CompanionDeps, start: float) -> dict[str, Any]:
+    """The reading of the moment they described before the safety check (it settles nothing:
+    the all-clear is about safety, not about the last suggestion)."""
+    text = held[:2000]
+    vector, retrieval = await deps.understanding.encoder.aencode(text)
+    turn = deps.memory.embeddings
+    if getattr(turn, "model_id", None) == deps.understanding.encoder.local.model_id:
+        turn.remember(text, retrieval)
+    embedded = time.perf_counter()
+    reading = deps.understanding.read(text, vector, classifier_danger=False)
+    if not reading.crisis and reading.act is not Act.STRUGGLE and not reading.has(Act.STRUGGLE):
+        # Whatever the heads make of it now, it was read as a moment of danger a turn ago: help with it.
+        reading = reading.model_copy(update={"act": Act.STRUGGLE, "sign": Sign.NONE})
+    return {"understanding": reading.model_dump(mode="json"), "subject": text,
+            "evidence": {"outcome": None, "sign": Sign.NONE.value, "confidence": 0.0},
+            "timings": {"embed": round((embedded - start) * 1000, 3), "understand": round(ms_since(embedded), 3),
+                        "model_understand": 0.0}}

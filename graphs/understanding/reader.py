@@ -49,10 +49,13 @@ class UnderstandingReader:
             raise WeightsMissing(f"the understanding heads were trained on {trained_on}, the encoder is "
                                  f"{self.encoder.model_id}: run `sam2voice train understanding`")
 
-    def read(self, text: str, vector: list[float] | np.ndarray, *, answering_check: bool = False) -> Understanding:
+    def read(self, text: str, vector: list[float] | np.ndarray, *, answering_check: bool = False,
+             classifier_danger: bool = True) -> Understanding:
         """How to understand ``text`` (its embedding is ``vector``).
 
-        ``answering_check``: the companion just asked "did that help?", so a bare yes/no is the answer."""
+        ``answering_check``: the companion just asked "did that help?", so a bare yes/no is the answer.
+        ``classifier_danger`` False: the person said they are safe when asked about this message
+        (``safety.all_clear``), so only the explicit patterns can still make it a crisis."""
         low = rules.normalise(text)
         if low in rules.COMMANDS:
             return Understanding(act=Act.OUTCOME, confidence=1.0, sign=rules.COMMANDS[low], sign_confidence=1.0,
@@ -63,7 +66,8 @@ class UnderstandingReader:
         scores = {k: round(v, 4) for k, v in act_p.items()}
         kind = safety.explicit_crisis(text)
         p_crisis = probs["danger"]["crisis"]
-        model_crisis = danger_gate(p_crisis, probs["neighbours"]["crisis"], safety.figurative(text), th)
+        model_crisis = classifier_danger and danger_gate(p_crisis, probs["neighbours"]["crisis"],
+                                                         safety.figurative(text), th)
         if kind is not None or model_crisis:
             if kind is None:
                 kind = CrisisKind(max(probs["crisis_kind"], key=probs["crisis_kind"].__getitem__))

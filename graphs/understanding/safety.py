@@ -277,3 +277,52 @@ def safety_reply(kind: CrisisKind | None, country: str | None) -> str:
     if kind is CrisisKind.MEDICAL:
         return f"{opening} {resources(country)} {_HUMAN}"
     return f"{opening} {resources(country)} {_HUMAN}"
+
+
+# --- the safety check ------------------------------------------------------------------------
+# A crisis the explicit patterns did not see, only the classifier, is asked about directly
+# rather than answered as certain: "are you safe right now?" with the same resources. On
+# everyday struggles that touch medicines, bodies or dark-sounding words the classifier raises
+# false alarms (11 % of corpus/everyday_heldout_4.jsonl's safe messages); lowering them cost
+# held-out crisis recall (corpus/README.md), so the alarm stays as sensitive and is made cheap:
+# a person who says they are safe goes back to coaching, a person who says nothing of the kind
+# still got the resources, and an explicit crisis never gets the question, only the safety reply.
+
+# One question whatever the kind, so "no" always means "not safe" (as apps with an SOS check ask it).
+_CHECK = "I want to check I've understood you: are you safe right now?"
+_CHECK_OPEN = ("If you're okay and I read too much into it, just tell me and we'll carry on with what "
+               "you're dealing with.")
+
+#: "I'm safe", "no I'm fine, just forgetful", "not like that", "false alarm": the person says the
+#: alarm was wrong. Hand-written: it is asked once, right after the question, and a wrong
+#: all-clear only returns the conversation to coaching (the resources were given already).
+_ALL_CLEAR = re.compile(
+    r"\b(?:i'?m|im|i am|i'?m totally|i'?m fine and|we'?re|we are|all)\s+(?:safe|ok|okay|fine|alright|all right|good)\b|"
+    r"\b(?:not|no) (?:an? )?(?:emergency|danger|crisis)\b|\bnot in danger\b|\bfalse alarm\b|\bnot like that\b|"
+    r"\bi'?m not (?:suicidal|in danger|going to hurt|gonna hurt)\b|\bno,? (?:nothing like that|i'?m good|all good)\b|"
+    r"^(?:yes|yeah|yep|yup|ya|yh|y),? (?:i'?m|im) (?:safe|ok|okay|fine|good)\b|\b(?:i'?m|im) safe\b|\ball good\b|"
+    r"\bnothing (?:like that|serious|bad)\b|\bjust (?:forgetful|venting|stressed|tired|annoyed|frustrated)\b")
+_NOT_CLEAR = re.compile(r"\b(?:not|never|isn'?t|aren'?t|don'?t feel|do not feel|am i)\s+(?:really |very |so |that )?"
+                        r"(?:safe|ok|okay|fine|alright|all right|good)\b|\bno(?:t)? (?:i'?m|im) not\b|"
+                        r"\b(?:i'?m|im|i am) not\b(?! (?:suicidal|in danger|going to hurt|gonna hurt))")
+
+
+def safety_check_reply(kind: CrisisKind | None, country: str | None) -> str:
+    """The direct question for a crisis only the classifier saw: are you safe, the resources,
+    and the way back to coaching."""
+    return f"{_CHECK} {resources(country)} {_CHECK_OPEN}"
+
+
+_NO = re.compile(r"^(?:no+|nope|nah|not really|not at all|no i'?m not|n)\b[\s.!]*$")
+
+
+def not_safe(text: str) -> bool:
+    """Whether a reply to the safety check says they are not safe ("no", "i'm not ok", "not really")."""
+    low = normalise(text)
+    return bool(_NO.match(low) or _NOT_CLEAR.search(low)) and not all_clear(text)
+
+
+def all_clear(text: str) -> bool:
+    """Whether a reply to the safety check says they are safe (and nothing in it says otherwise)."""
+    low = normalise(text)
+    return bool(_ALL_CLEAR.search(low)) and not _NOT_CLEAR.search(low) and explicit_crisis(text) is None
