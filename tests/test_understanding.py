@@ -175,7 +175,9 @@ async def test_a_crisis_gets_the_safety_reply_is_kept_as_a_safety_event_and_the_
     ("no not like that lol, just forgetful", True, False), ("false alarm, just stressed", True, False),
     ("im not suicidal, just tired", True, False), ("no", False, True), ("im not ok", False, True),
     ("i dont feel safe", False, True), ("not really", False, True), ("yes", False, False),
-    ("im fine but i want to die", False, False),
+    ("im fine but i want to die", False, False), ("no i'm not in danger", True, False), ("yeah safe", True, False),
+    ("i'm not at risk", True, False), ("not really no", False, True), ("i'm scared", False, True),
+    ("not sure", False, True),
 ])
 def test_an_answer_to_the_safety_check_is_read_plainly(reply: str, clear: bool, unsafe: bool) -> None:
     assert all_clear(reply) is clear and not_safe(reply) is unsafe
@@ -216,6 +218,7 @@ async def test_not_safe_after_the_check_gets_the_safety_reply(alarmed: Rig) -> N
     await session.send("i cant stop shaking")
     answer = await session.send("no")
     assert answer.safety and "are you safe" not in answer.reply and "not an emergency service" in answer.reply
+    assert "medical emergency" not in answer.reply  # the classifier's guess at the kind is not repeated as fact
     assert answer.tool is None and not (answer.decision or {}).get("intervention")
 
 

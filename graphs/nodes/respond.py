@@ -72,10 +72,9 @@ def build_draft(state: CompanionState, rng: Any, avoid: str | None = None, *, co
     say = decision.get("say")
     if say == "safety":
         reading = state.get("understanding") or {}
-        kind = CrisisKind(reading["crisis_kind"]) if reading.get("crisis_kind") else None
-        # The explicit patterns are sure; the classifier alone is asked about, directly.
-        return (safety_check_reply(kind, country) if reading.get("source") == "classifier"
-                else safety_reply(kind, country))
+        if reading.get("source") == "classifier":  # the explicit patterns are sure; the classifier is asked about
+            return safety_check_reply(country)
+        return safety_reply(CrisisKind(reading["crisis_kind"]) if reading.get("crisis_kind") else None, country)
     results = [m for m in current_exchange(state) if isinstance(m, ToolMessage)]
     parts = [_tool_words(r, state, rng, avoid) for r in results]
     if say and not (decision.get("source") == "acknowledge" and results and results[0].status != "error"):

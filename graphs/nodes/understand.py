@@ -57,7 +57,7 @@ async def understand(state: CompanionState, config: RunnableConfig, *, deps: Com
     start = time.perf_counter()
     message = last_human_text(state["messages"])
     if not message:
-        return {"understanding": None, "evidence": None, "subject": None, "timings": {"understand": ms_since(start)}}
+        return {"understanding": None, "evidence": None, "timings": {"understand": ms_since(start)}}
     held = state.get("safety_check")
     if held and safety.all_clear(message):
         # They were asked "are you safe right now?" about ``held`` and said they are: the turn is
@@ -65,16 +65,12 @@ async def understand(state: CompanionState, config: RunnableConfig, *, deps: Com
         return await _after_all_clear(held, deps, start)
     if held and safety.not_safe(message):
         # "no", "i'm not ok": the answer to "are you safe right now?" is the crisis, said plainly.
-        kind = (state.get("understanding") or {}).get("crisis_kind")
-        reading = Understanding(act=Act.CRISIS, confidence=1.0, crisis=True, crisis_kind=kind, source="check")
-        return {"understanding": reading.model_dump(mode="json"), "subject": None,
-                "evidence": {"outcome": None, "sign": Sign.NONE.value, "confidence": 0.0},
+        # The kind the classifier guessed a turn ago is only a guess: not "a medical emergency" for
+        # "meds at dinner time i always forget em" answered "not sure"; the general safety reply.
+        reading = Understanding(act=Act.CRISIS, confidence=1.0, crisis=True, crisis_kind=None, source="check")
+        return {"understanding": reading.model_dump(mode="json"), "evidence": _SETTLES_NOTHING,
                 "timings": {"understand": ms_since(start)}}
-    text = message[:2000]
-    vector, retrieval = await deps.understanding.encoder.aencode(text)
-    turn = deps.memory.embeddings
-    if getattr(turn, "model_id", None) == deps.understanding.encoder.local.model_id:
-        turn.remember(text, retrieval)  # the same pass: retrieve_few_shot's search reuses it
+    vector = await _embed(message[:2000], deps)
     embedded = time.perf_counter()
     reading = deps.understanding.read(message, vector, answering_check=bool(state.get("asked_outcome")))
     model_ms = 0.0
@@ -86,25 +82,36 @@ async def understand(state: CompanionState, config: RunnableConfig, *, deps: Com
     outcome = outcome_of(reading, message)
     evidence = {"outcome": outcome.value if outcome else None, "sign": reading.sign.value,
                 "confidence": reading.sign_confidence}
-    return {"understanding": reading.model_dump(mode="json"), "evidence": evidence, "subject": None,
+    return {"understanding": reading.model_dump(mode="json"), "evidence": evidence,
             "timings": {"embed": round((embedded - start) * 1000, 3),
                         "understand": round(ms_since(embedded) - model_ms, 3), "model_understand": model_ms}}
+
+
+_SETTLES_NOTHING = {"outcome": None, "sign": Sign.NONE.value, "confidence": 0.0}
+
+
+async def _embed(text: str, deps: CompanionDeps) -> list[float]:
+    """The understanding vector of ``text``; the same MiniLM pass's retrieval embedding goes to
+    the turn's embedder, so retrieve_few_shot's search reuses it."""
+    vector, retrieval = await deps.understanding.encoder.aencode(text)
+    turn = deps.memory.embeddings
+    if getattr(turn, "model_id", None) == deps.understanding.encoder.local.model_id:
+        turn.remember(text, retrieval)
+    return vector
 
 
 async def _after_all_clear(held: str, deps: CompanionDeps, start: float) -> dict[str, Any]:
     """The reading of the moment they described before the safety check (it settles nothing:
     the all-clear is about safety, not about the last suggestion)."""
     text = held[:2000]
-    vector, retrieval = await deps.understanding.encoder.aencode(text)
-    turn = deps.memory.embeddings
-    if getattr(turn, "model_id", None) == deps.understanding.encoder.local.model_id:
-        turn.remember(text, retrieval)
+    vector = await _embed(text, deps)
     embedded = time.perf_counter()
     reading = deps.understanding.read(text, vector, classifier_danger=False)
-    if not reading.crisis and reading.act is not Act.STRUGGLE and not reading.has(Act.STRUGGLE):
-        # Whatever the heads make of it now, it was read as a moment of danger a turn ago: help with it.
+    if reading.act not in (Act.STRUGGLE, Act.REQUEST, Act.QUESTION) and not reading.has(Act.STRUGGLE):
+        # It sounded like danger a turn ago, so it was no greeting or small talk: help with it
+        # (a request or a question stays what it was: "remind me to take my meds at 8").
         reading = reading.model_copy(update={"act": Act.STRUGGLE, "sign": Sign.NONE})
-    return {"understanding": reading.model_dump(mode="json"), "subject": text,
-            "evidence": {"outcome": None, "sign": Sign.NONE.value, "confidence": 0.0},
+    # ``subject``: the later nodes work on this message, not the all-clear (record_outcome clears it).
+    return {"understanding": reading.model_dump(mode="json"), "subject": text, "evidence": _SETTLES_NOTHING,
             "timings": {"embed": round((embedded - start) * 1000, 3), "understand": round(ms_since(embedded), 3),
                         "model_understand": 0.0}}

@@ -273,10 +273,7 @@ _HUMAN = ("Please reach out to someone who can help right now, like a crisis lin
 
 def safety_reply(kind: CrisisKind | None, country: str | None) -> str:
     """The calm safety reply: acknowledgement, resources for their country, a person to reach."""
-    opening = _OPENING.get(kind or CrisisKind.SUICIDE)
-    if kind is CrisisKind.MEDICAL:
-        return f"{opening} {resources(country)} {_HUMAN}"
-    return f"{opening} {resources(country)} {_HUMAN}"
+    return f"{_OPENING.get(kind or CrisisKind.SUICIDE)} {resources(country)} {_HUMAN}"
 
 
 # --- the safety check ------------------------------------------------------------------------
@@ -296,24 +293,26 @@ _CHECK_OPEN = ("If you're okay and I read too much into it, just tell me and we'
 #: "I'm safe", "no I'm fine, just forgetful", "not like that", "false alarm": the person says the
 #: alarm was wrong. Hand-written: it is asked once, right after the question, and a wrong
 #: all-clear only returns the conversation to coaching (the resources were given already).
+_DENIED = r"(?:suicidal|in danger|at risk|going to hurt|gonna hurt|going to do anything|gonna do anything)"
 _ALL_CLEAR = re.compile(
-    r"\b(?:i'?m|im|i am|i'?m totally|i'?m fine and|we'?re|we are|all)\s+(?:safe|ok|okay|fine|alright|all right|good)\b|"
-    r"\b(?:not|no) (?:an? )?(?:emergency|danger|crisis)\b|\bnot in danger\b|\bfalse alarm\b|\bnot like that\b|"
-    r"\bi'?m not (?:suicidal|in danger|going to hurt|gonna hurt)\b|\bno,? (?:nothing like that|i'?m good|all good)\b|"
-    r"^(?:yes|yeah|yep|yup|ya|yh|y),? (?:i'?m|im) (?:safe|ok|okay|fine|good)\b|\b(?:i'?m|im) safe\b|\ball good\b|"
-    r"\bnothing (?:like that|serious|bad)\b|\bjust (?:forgetful|venting|stressed|tired|annoyed|frustrated)\b")
-_NOT_CLEAR = re.compile(r"\b(?:not|never|isn'?t|aren'?t|don'?t feel|do not feel|am i)\s+(?:really |very |so |that )?"
-                        r"(?:safe|ok|okay|fine|alright|all right|good)\b|\bno(?:t)? (?:i'?m|im) not\b|"
-                        r"\b(?:i'?m|im|i am) not\b(?! (?:suicidal|in danger|going to hurt|gonna hurt))")
+    r"\b(?:i'?m|im|i am|we'?re|we are|all)\s+(?:totally |completely |really )?"
+    r"(?:safe|ok|okay|fine|alright|all right|good)\b|"
+    r"^(?:(?:yes|yeah|yep|yup|ya|yh|y),? )?(?:i'?m |im )?safe\b|"
+    rf"\b(?:not|no) (?:an? )?(?:emergency|danger|crisis)\b|\bnot {_DENIED}\b|\bfalse alarm\b|\bnot like that\b|"
+    r"\bnothing (?:like that|serious|bad)\b|\ball good\b|\bjust (?:forgetful|venting|stressed|tired|annoyed|frustrated)\b")
+#: "no", "not really no", "i'm not ok", "i don't feel safe", "i'm scared", "not sure": not an all-clear.
+_NOT_CLEAR = re.compile(
+    r"\b(?:not|never|isn'?t|aren'?t|don'?t feel|do not feel|dont feel)\s+(?:really |very |so |that |at all )?"
+    r"(?:safe|ok|okay|fine|alright|all right|good)\b|"
+    rf"\b(?:i'?m|im|i am) not\b(?! {_DENIED})|\b(?:scared|afraid|terrified)\b|"
+    r"\b(?:don'?t|dont|do not) think so\b|\bnot sure\b|\bidk\b|\bi don'?t know\b")
+_NO = re.compile(r"^(?:no+|nope|nah|n|not really|not at all)(?:[\s,.!]+(?:no+|nope|not really|not at all|not))*[\s.!]*$")
 
 
-def safety_check_reply(kind: CrisisKind | None, country: str | None) -> str:
+def safety_check_reply(country: str | None) -> str:
     """The direct question for a crisis only the classifier saw: are you safe, the resources,
     and the way back to coaching."""
     return f"{_CHECK} {resources(country)} {_CHECK_OPEN}"
-
-
-_NO = re.compile(r"^(?:no+|nope|nah|not really|not at all|no i'?m not|n)\b[\s.!]*$")
 
 
 def not_safe(text: str) -> bool:
