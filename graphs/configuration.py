@@ -19,8 +19,8 @@ class PolicySettings(BaseModel):
     prior_floor: float = Field(0.25, ge=0, le=1, description="Prior success of the least relevant tool.")
     prior_span: float = Field(0.4, ge=0, le=1, description="Extra prior success of the most relevant tool.")
     relevance_temperature: float = Field(0.05, gt=0, le=1, description="Sharpness of the relevance softmax.")
-    similar_from: float = Field(0.25, ge=-1, lt=1, description="Past situations less similar than this teach nothing.")
-    similar_full: float = Field(0.5, gt=-1, le=1, description="Similarity at which a past situation counts fully.")
+    similar_from: float = Field(0.3, ge=-1, lt=1, description="Past situations less similar than this teach nothing.")
+    similar_full: float = Field(0.6, gt=-1, le=1, description="Similarity at which a past situation counts fully.")
     global_weight: float = Field(
         0.15, ge=0, le=1, description="Weight of each outcome of the tool in other situations (capped at 1 in all)."
     )
@@ -28,6 +28,9 @@ class PolicySettings(BaseModel):
     sharpness: float = Field(
         5.0, ge=1, le=100, description="Sampling from a k-times sharper belief: explores less, exploits sooner."
     )
+    profile_weight: float = Field(
+        0.7, ge=0, le=1,
+        description="How much past moments are compared by situation profile, not raw wording (graphs.situations).")
     neighbors_k: int = Field(40, ge=1, le=500, description="Most similar settled tries the choice learns from.")
     pool: int = Field(60, ge=1, le=500, description="Similar past interventions read per turn.")
     discount: float = Field(

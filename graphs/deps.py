@@ -16,6 +16,7 @@ from langchain_core.tools import BaseTool
 from graphs.configuration import CompanionSettings
 from graphs.outbox import Outbox
 from graphs.relevance import ToolRelevance
+from graphs.situations import SituationSpace
 from graphs.understanding.reader import UnderstandingReader
 from memories.stack import MemoryStack
 from tools.store import CoachingStore
@@ -39,6 +40,8 @@ class CompanionDeps:
     #: A chat model that reads messages too (structured output); None offline. Only capable models
     #: (Gemini) get it: the offline reader is better than the 135M model and always runs anyway.
     understanding_model: BaseChatModel | None = None
+    #: "The same kind of moment" for the policy (``graphs.situations``); built on first use.
+    situations: SituationSpace | None = None
 
     @property
     def tools_by_name(self) -> dict[str, BaseTool]:

@@ -27,6 +27,13 @@ class ToolRelevance:
             matrix = np.asarray(vectors, dtype=np.float32)
             self._matrix = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
 
+    @property
+    def matrix(self) -> np.ndarray:
+        """The descriptions' unit vectors, one row per tool (after :meth:`setup`)."""
+        if self._matrix is None:
+            raise RuntimeError("ToolRelevance.setup() has not run")
+        return self._matrix
+
     async def scores(self, vector: list[float]) -> dict[str, float]:
         """Similarity per tool for a situation's embedding."""
         await self.setup()

@@ -7,7 +7,8 @@ import json
 import uuid
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, Field, field_validator
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redisvl.query.filter import Tag
 
 from memories.base import MemoryElement
@@ -146,12 +147,16 @@ class Neighbor(NamedTuple):
 class Neighborhood(BaseModel):
     """What one search around a situation found: prompt examples, all neighbours, per-tool results."""
 
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     examples: list[FewShotExample] = Field(description="Ranked few-shot examples (plus an optional contrast).")
     neighbors: list[Neighbor] = Field(description="Every similar past intervention, failures included.")
     rates: dict[str, ToolStats] = Field(description="The user's results per tool, over all situations.")
     cluster: str | None = Field(None, description="The kind of moment the situation is (memories.population).")
     population: dict[str, PoolCount] = Field(default_factory=dict,
                                              description="What helped other people in that kind of moment.")
+    vectors: np.ndarray | None = Field(None, description="With ``with_vectors``: each neighbour's stored situation "
+                                                         "vector, one row per neighbour, in order.")
 
 
 class InterventionMemory(MemoryElement[NewIntervention]):
@@ -329,16 +334,21 @@ class InterventionMemory(MemoryElement[NewIntervention]):
     async def neighborhood(
         self, user_id: str, vector: list[float], *, k: int | None = None, contrast: bool = False,
         weights: RankingWeights | None = None, pool: int | None = None, population: bool = False,
+        with_vectors: bool = False,
     ) -> Neighborhood:
         """One search serving two readers: the ranked few-shot examples for the prompt, and
         every similar past intervention with its outcome (failures included) for the agent's
         choice of what to try, plus the user's per-tool results; with ``population``, also
-        what helped other people in this kind of moment (``memories.population``)."""
+        what helped other people in this kind of moment (``memories.population``).
+
+        With ``with_vectors`` the neighbours are the whole pool, however faint, each with its
+        stored vector, for a caller that judges "the same kind of moment" its own way
+        (``graphs.situations``); the few-shot examples keep ``min_similarity``."""
         k = k or self.settings.few_shot_k
         pool = pool or max(self.settings.candidate_pool, k * 3)
         cluster = await self.population.clusters.nearest(vector) if population else None
         rows, rates, pooled = await asyncio.gather(
-            self.index.nearest(user_id, vector, k=pool, return_fields=RETURN_FIELDS),
+            self.index.nearest(user_id, vector, k=pool, return_fields=RETURN_FIELDS, with_vectors=with_vectors),
             self.success_rates(user_id),
             self.population.counts(cluster),
         )
@@ -347,15 +357,20 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         # validating every candidate as pydantic models was most of rank's own CPU time.
         ranked: list[_Candidate] = []
         neighbors: list[Neighbor] = []
+        vectors: list[np.ndarray] = []
         untried = ToolStats(tool_name=NO_TOOL).success_rate  # the prior, for tools with no settled outcome
         for row in rows:
             similarity = 1.0 - float(row["vector_distance"])
-            if similarity < weights.min_similarity:
-                continue
             outcome = Outcome(row["outcome"])
             tool = row.get("tool_name") or NO_TOOL
             age_s = stamp - float(row["created_at"])
-            neighbors.append(Neighbor(tool, outcome, similarity, age_s))
+            if with_vectors:
+                neighbors.append(Neighbor(tool, outcome, similarity, age_s))
+                vectors.append(self.index.vector_of(row))
+            if similarity < weights.min_similarity:
+                continue
+            if not with_vectors:
+                neighbors.append(Neighbor(tool, outcome, similarity, age_s))
             stats = rates.get(tool)
             rate = stats.success_rate if stats is not None else untried
             total, rec = score(similarity=similarity, success_rate=rate, outcome=outcome, age_s=age_s, weights=weights)
@@ -369,7 +384,8 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         examples = [FewShotExample(intervention=self._from_hash(c.row), similarity=c.similarity,
                                    success_rate=c.success_rate, recency=c.recency, score=c.score,
                                    contrast=c.contrast) for c in chosen]
-        return Neighborhood(examples=examples, neighbors=neighbors, rates=rates, cluster=cluster, population=pooled)
+        return Neighborhood(examples=examples, neighbors=neighbors, rates=rates, cluster=cluster, population=pooled,
+                            vectors=np.vstack(vectors) if vectors else None)
 
     async def forget(self, user_id: str) -> int:
         """Delete every intervention of the user, their success counters, and their

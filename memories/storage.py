@@ -96,6 +96,10 @@ class UserScopedIndex:
         """A vector in the index's storage format (HASH storage)."""
         return np.asarray(vector, dtype=self.vector_datatype).tobytes()
 
+    def vector_of(self, row: dict[str, Any]) -> np.ndarray:
+        """The stored vector of a row read ``with_vectors``."""
+        return np.frombuffer(row["embedding"], dtype=self.vector_datatype)
+
     @unavailable_as_typed_error
     async def create(self) -> None:
         """Create the index if it does not exist yet (existing data is kept)."""
@@ -127,8 +131,11 @@ class UserScopedIndex:
         k: int,
         return_fields: list[str],
         extra: FilterExpression | None = None,
+        with_vectors: bool = False,
     ) -> list[dict[str, Any]]:
-        """The ``k`` records of ``user_id`` nearest to ``vector`` (``vector_distance`` is cosine distance)."""
+        """The ``k`` records of ``user_id`` nearest to ``vector`` (``vector_distance`` is cosine
+        distance); with ``with_vectors``, each row's stored vector too, as raw bytes under
+        ``embedding`` (see :meth:`vector_of`)."""
         query = VectorQuery(
             vector=list(vector),
             vector_field_name="embedding",
@@ -137,6 +144,9 @@ class UserScopedIndex:
             num_results=k,
             dtype=self.vector_datatype,
         )
+        if with_vectors:
+            query.return_fields(*return_fields, "embedding", skip_decode=["embedding"])
+            return_fields = [*return_fields, "embedding"]
         return _complete(await self.index.query(query), return_fields)
 
     @unavailable_as_typed_error

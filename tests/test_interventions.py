@@ -144,3 +144,27 @@ async def test_ranking_weights_can_be_overridden_per_call(interventions: Interve
     ranked = await interventions.similar_successes("maya", "I cannot start my essay", weights=only_similarity)
     assert [e.intervention.text for e in ranked] == ["close", "far"]
     assert ranked[0].score == pytest.approx(ranked[0].similarity)
+
+
+async def test_a_neighbourhood_with_vectors_returns_every_pooled_try_with_its_stored_vector(
+        interventions: InterventionMemory) -> None:
+    """The policy re-judges "the same kind of moment" itself (graphs.situations): it gets the whole
+    pool, faint matches included, each with the vector that was stored for it, and only this
+    person's records."""
+    await interventions.record_many("maya", [
+        {"text": "Title first.", "tool_name": "create_microsteps", "user_context": "I can't start my essay",
+         "outcome": "task_progress"},
+        {"text": "Water break.", "tool_name": "suggest_break", "user_context": "the dog ate my sandwich lol",
+         "outcome": "abandoned"},
+    ])
+    await interventions.save("leo", {"text": "x", "tool_name": "suggest_break", "user_context": "I can't start"})
+    vector = await interventions.backend.embeddings.aembed_query("I can't start my essay")
+    plain = await interventions.neighborhood("maya", vector)
+    full = await interventions.neighborhood("maya", vector, with_vectors=True)
+    assert plain.vectors is None
+    assert len(full.neighbors) == 2 > len(plain.neighbors)  # the faint one is below min_similarity
+    assert full.vectors is not None and full.vectors.shape == (2, len(vector))
+    stored = dict(zip([n.tool_name for n in full.neighbors], full.vectors, strict=True))
+    assert float(stored["create_microsteps"] @ vector) == pytest.approx(1.0, abs=1e-4)  # the same words
+    assert [n.tool_name for n in plain.neighbors] == ["create_microsteps"]
+    assert [e.intervention.tool_name for e in full.examples] == ["create_microsteps"]  # examples keep the cut

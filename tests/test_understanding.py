@@ -95,6 +95,30 @@ def test_how_the_last_suggestion_went_is_read_with_the_right_sign(reader: Unders
     assert reader.read(text, reader.encoder.embed_query(text)).sign is sign
 
 
+@pytest.mark.parametrize("text", [
+    "should be better than this at my age honestly", "i should be better at this by now",
+    "why cant i just do better", "not good enough again, redid it 3 times", "I'm meant to be better at this stuff",
+])
+def test_being_hard_on_yourself_is_a_moment_to_help_never_a_win(reader: UnderstandingReader, text: str) -> None:
+    """ "better" as a standard they fall short of is not "feeling better": nobody gets a micro-win
+    celebrated for "I should be better than this"."""
+    reading = reader.read(text, reader.encoder.embed_query(text))
+    assert reading.sign is not Sign.HELPED and reading.act is Act.STRUGGLE, (reading.act, reading.sign)
+
+
+@pytest.mark.parametrize("text", ["that helped, i should do this more", "ok that was better",
+                                  "that should make me feel better thanks"])
+def test_a_success_with_should_in_it_is_still_a_success(reader: UnderstandingReader, text: str) -> None:
+    assert reader.read(text, reader.encoder.embed_query(text)).sign is Sign.HELPED
+
+
+def test_distress_that_is_no_danger_is_a_struggle(reader: UnderstandingReader) -> None:
+    """The danger head is sure it is distress, the gate says it is no crisis: help with it."""
+    text = "ok so I'm really wound up about the ward round, cant think straight, stomach in knots"
+    reading = reader.read(text, reader.encoder.embed_query(text))
+    assert not reading.crisis and reading.act is Act.STRUGGLE
+
+
 @pytest.mark.parametrize(("text", "kind"), [
     ("face feels droopy on one side and my words are coming out wrong", "medical"),  # stroke signs
     ("wsp i od'd a bit lol feel like shit", "medical"),  # a laugh does not make an overdose a joke
@@ -286,6 +310,19 @@ async def test_a_vague_request_that_tells_of_a_struggle_gets_help(rig: Rig) -> N
     nothing in particular, but still a struggle, and the person should get help, not a shrug."""
     result = await rig.session("vic", seed="2").send("i come to talk to my essay, it is too big.")
     assert (result.decision or {}).get("source") == "policy" and result.tool is not None
+
+
+async def test_still_stuck_with_nothing_pending_gets_something_new_to_try(rig: Rig) -> None:
+    """Once the last try is settled, "nah, still stuck" again is no report about nothing: it is
+    a person still stuck, and "that one didn't fit" would be about no suggestion at all."""
+    session = rig.session("uma", seed="5")
+    first = await session.send("I can't start my essay, I've been staring at it for an hour")
+    assert (first.decision or {}).get("intervention")
+    failed = await session.send("nope that didnt help")
+    assert [s["outcome"] for s in failed.settled] in (["abandoned"], ["distracted"])
+    again = await session.send("nah still stuck")
+    assert (again.decision or {}).get("source") == "policy" and again.tool is not None
+    assert again.settled == []  # nothing was pending, so nothing is settled twice
 
 
 async def test_explicit_feedback_settles_the_last_intervention(rig: Rig) -> None:

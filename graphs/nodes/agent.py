@@ -210,6 +210,9 @@ def looks_like_a_struggle(state: CompanionState, reading: Understanding, message
 
     * an unclear "how it went" with nothing pending to be about ("now I'm overwhelmed by the
       noise", "Task: clean the flat. Status: not started.") when struggling has some weight;
+    * "it's not working" with nothing pending to be about ("should be better than this at my
+      age honestly", "nah still stuck" after the last try was already settled): "that one
+      didn't fit" would be about nothing, so it gets something to try;
     * "progress" with no plan to progress on and nothing pending, said with a negation ("The
       form has twelve sections. I cannot determine the first action."), when struggling is
       the runner-up: celebrating that as a win would be the worst reply."""
@@ -217,7 +220,7 @@ def looks_like_a_struggle(state: CompanionState, reading: Understanding, message
         return False
     struggle = reading.scores.get(Act.STRUGGLE.value, 0.0)
     if reading.act is Act.OUTCOME:
-        return reading.sign in (Sign.UNCLEAR, Sign.NONE) and struggle >= 0.1
+        return reading.sign is Sign.NOT_HELPED or (reading.sign in (Sign.UNCLEAR, Sign.NONE) and struggle >= 0.1)
     if reading.act is Act.PROGRESS and (plan is None or plan.done) and _NEGATION.search(message.lower()):
         ranked = sorted((a for a in reading.scores if a not in (Act.CRISIS.value, Act.PROGRESS.value)),
                         key=lambda a: reading.scores[a], reverse=True)

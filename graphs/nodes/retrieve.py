@@ -15,6 +15,7 @@ from langchain_core.runnables import RunnableConfig
 from graphs.configuration import Configuration
 from graphs.deps import CompanionDeps
 from graphs.nodes.common import MEMORY_OFFLINE_NOTICE, ms_since, subject_text
+from graphs.situations import SituationSpace
 from graphs.state import CompanionState
 from graphs.tracing import traced
 from memories.errors import MemoryUnavailable
@@ -28,6 +29,16 @@ def example_summary(example: FewShotExample) -> dict[str, Any]:
     i = example.intervention
     return {"id": i.id, "tool": i.tool_name, "said": i.user_context, "reply": i.text, "outcome": i.outcome.value,
             "similarity": round(example.similarity, 3), "score": round(example.score, 3), "contrast": example.contrast}
+
+
+async def situation_space(deps: CompanionDeps, interventions: InterventionMemory) -> SituationSpace:
+    """The policy's notion of "the same kind of moment": the pool's kinds of moment and the
+    tools' descriptions as anchors (built once per companion)."""
+    if deps.situations is None:
+        centroids = await interventions.population.clusters.centroids()
+        deps.situations = SituationSpace([*centroids.values(), *deps.relevance.matrix],
+                                         deps.settings.policy.profile_weight)
+    return deps.situations
 
 
 @traced("retrieve_few_shot")
@@ -45,17 +56,24 @@ async def retrieve_few_shot(state: CompanionState, config: RunnableConfig, *, de
     update: dict[str, Any] = {**empty, "relevance": relevance}
     interventions = deps.memory.registry.get(InterventionMemory)
     if interventions is not None and not state.get("degraded"):
+        policy = deps.settings.policy
         try:
-            found = await interventions.neighborhood(user, vector, contrast=True, pool=deps.settings.policy.pool,
-                                                     population=deps.settings.policy.use_population)
+            found = await interventions.neighborhood(user, vector, contrast=True, pool=policy.pool,
+                                                     population=policy.use_population,
+                                                     with_vectors=policy.profile_weight > 0)
         except MemoryUnavailable as exc:
             log.warning("retrieve_few_shot: memory unavailable (%s)", exc)
             update.update(degraded=True, notice=MEMORY_OFFLINE_NOTICE)
         else:
+            similar = [n.similarity for n in found.neighbors]
+            if found.vectors is not None:
+                space = await situation_space(deps, interventions)
+                similar = [round(float(s), 4) for s in space.similarity(vector, found.vectors)]
             update.update(
                 few_shot=[example_summary(e) for e in found.examples],
                 few_shot_prompt=render_examples(found.examples),
-                neighbors={"near": [[n.tool_name, n.outcome.value, n.similarity, n.age_s] for n in found.neighbors],
+                neighbors={"near": [[n.tool_name, n.outcome.value, s, n.age_s]
+                                    for n, s in zip(found.neighbors, similar, strict=True)],
                            "rates": {t: [s.settled, s.value_sum] for t, s in found.rates.items()},
                            "cluster": found.cluster,
                            "population": {t: [c.tries, c.successes, c.people] for t, c in found.population.items()}},

@@ -21,7 +21,8 @@ from graphs.understanding.heads import Heads, WeightsMissing, load_heads
 
 #: Default thresholds; the shipped weights carry the ones tuned on the validation split.
 DEFAULT_THRESHOLDS = {"crisis": 0.5, "crisis_figurative": 0.9, "crisis_near": 1.0, "settle": 0.8, "polarity": 0.85,
-                      "unclear": 0.5, "also": 0.6}
+                      "unclear": 0.5, "also": 0.6,
+                      "distress": 0.5}
 _YES = re.compile(r"^(?:y|ya|yah|yea|yeah|yep|yup|yes|yess+|ye|sure|kinda|kind of|a bit|a little|somewhat|"
                   r"it did|definitely|totally|for sure|i think so|👍|✅|mhm|uh huh)\b")
 _NO = re.compile(r"^(?:n|no|nah|nope|naw|not really|nop|not at all|no it didn'?t|it didn'?t|meh no|👎|❌|uh uh)\b")
@@ -78,6 +79,14 @@ class UnderstandingReader:
         act = Act(ranked[0])
         also = [Act(a) for a, p in sorted(probs["also"].items(), key=lambda kv: -kv[1])
                 if p >= th["also"] and a not in (act.value, Act.CRISIS.value)]
+        if max(act_p, key=act_p.__getitem__) == Act.CRISIS.value and act_p[Act.CRISIS.value] >= th["distress"]:
+            # It sounds like danger but the gate says it is not ("wound up about the ward round,
+            # stomach in knots"): distress, so a moment to help with. A runner-up "how it went" stays
+            # as a second act, so "nah still panicking" still settles the last suggestion.
+            runner_up, act = act, Act.STRUGGLE
+            also = [a for a in also if a is not Act.STRUGGLE]
+            if runner_up in (Act.OUTCOME, Act.PROGRESS):
+                also.append(runner_up)
         source = "classifier"
         request = rules.request_by_rule(text)
         question = rules.question_by_rule(text) if request is None else None
@@ -97,6 +106,12 @@ class UnderstandingReader:
         if act is Act.QUESTION or Act.QUESTION in also:
             question = question or Question(max(probs["question"], key=probs["question"].__getitem__))
         sign, sign_p = self._sign(text, low, act, also, probs["sign"], probs["polarity"]["helped"], answering_check)
+        if act in (Act.OUTCOME, Act.PROGRESS) and sign is not Sign.NOT_HELPED and rules.falls_short(text) \
+                and not rules.says_it_helped(text):
+            # "should be better than this at my age honestly" is someone being hard on themselves:
+            # a moment to help with, never a win to celebrate.
+            act, sign, sign_p, source = Act.STRUGGLE, Sign.NONE, 1.0, "rule"
+            also = [a for a in also if a not in (Act.OUTCOME, Act.PROGRESS, Act.STRUGGLE)]
         steps, all_done = (None, False)
         if act is Act.PROGRESS or Act.PROGRESS in also:
             steps, all_done = rules.steps_done(text)
@@ -128,6 +143,8 @@ class UnderstandingReader:
             tone = features.compound(text)
             sounds_bad = tone <= -0.3 and not rules.says_it_helped(text)
             sounds_good = tone >= 0.3 and not failed
+            if rules.falls_short(text) and not rules.says_it_helped(text):
+                return Sign.UNCLEAR, 1.0 - p[Sign.NONE.value]
             if polarity >= th["polarity"] and helped >= unclear and not sounds_bad:
                 return Sign.HELPED, helped
             if polarity <= 1 - th["polarity"] and not_helped >= unclear and not sounds_good:

@@ -55,6 +55,12 @@ _NEGATED_HELP = re.compile(
     r"\b(?:made|makes|making) (?:it|me|things|everything) (?:feel )?(?:worse|more)\b|\bno luck\b|\bno change\b|"
     r"\bno difference\b|\bdidn'?t do it\b|\buseless\b|\bpointless\b|\bwaste of (?:time|energy)\b|\bno use\b|"
     r"\bdid nothing\b|\bnothing changed\b|\bforget it\b|\bmade (?:it|things|me) worse\b|\beven worse\b")
+# "I should be better than this at my age": "better" as a standard they fall short of, not
+# "feeling better". Self-criticism, never a success to celebrate.
+_FALLING_SHORT = re.compile(
+    r"\b(?:should|shoulda|should'?ve|ought to|supposed to|meant to|expected to|need to|have to|gotta|"
+    r"wish i (?:was|were|could)|why can'?t i|why cant i)\b(?:\s+\w+){0,3}?\s+(?:better|more)\b(?! now\b| thanks\b)"
+    r"|\b(?:could|should) have done (?:it |this |that |way |much )?better\b|\bnot good enough\b")
 # Success said outright, outside any negation's scope (``features.tokens`` marks the scope).
 _SUCCESS_WORDS = frozenset("helped helps helpful worked works useful better calmer calm relaxed thanks amazing great "
                            "perfect awesome nice good started finished done completed".split())
@@ -91,9 +97,17 @@ def says_it_failed(text: str) -> bool:
     return bool(_NEGATED_HELP.search(normalise(text)))
 
 
+def falls_short(text: str) -> bool:
+    """Self-criticism shaped like an outcome: "I should be better than this", "not good enough"."""
+    return bool(_FALLING_SHORT.search(normalise(text)))
+
+
 def says_it_helped(text: str) -> bool:
-    """Success said outright ("that helped", "works for me", "feeling calmer"), never inside a negation."""
-    words = tokens(text)
+    """Success said outright ("that helped", "works for me", "feeling calmer"), never inside a
+    negation, and not "better" as a standard they fall short of ("should be better at this")."""
+    words = set(tokens(text))
+    if falls_short(text):
+        words -= {"better", "good"}
     return any(w in _SUCCESS_WORDS for w in words) and not says_it_failed(text)
 
 
