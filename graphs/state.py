@@ -50,6 +50,7 @@ class CompanionState(InputState, total=False):
     asked_outcome: bool  # the last reply asked "did that help?" (asked once, never twice in a row)
     safety_check: str | None  # the message the last reply asked "are you safe?" about (classifier-only crisis)
     subject: str | None  # this turn: that message again, when they answered the check with an all-clear
+    after_crisis: bool | None  # the last reply was the safety reply to a crisis they said plainly
     # retrieve_few_shot (the message's embedding is computed once, in understand)
     few_shot: list[dict[str, Any]]  # the examples shown to the model (ids, tool, outcome, scores)
     few_shot_prompt: str  # the same examples as prompt lines

@@ -44,7 +44,7 @@ from tools.writes import latest_plan
 log = logging.getLogger(__name__)
 
 Source = Literal["request", "acknowledge", "policy", "voice", "none", "safety", "progress", "question", "greeting",
-                 "goodbye", "redirect", "ask"]
+                 "goodbye", "redirect", "ask", "after_crisis"]
 
 
 class ToolCallSpec(BaseModel):
@@ -298,8 +298,14 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
         if progress and active and not (intent and intent.tool == "mark_step_complete"):
             before.append(ToolCallSpec(name="mark_step_complete",
                                        args={"steps": reading.steps or 1, "all_steps": reading.all_done}))
-        if intent is not None and intent.tool in ("rate_response", "get_current_time", "mark_step_complete",
-                                                  "get_current_step", "get_time_since_last_checkin"):
+        if state.get("after_crisis") and not asks and reading.act is not Act.QUESTION:
+            # A moment ago they said plainly they were in danger: "im fine" or "ugh my essay" is
+            # not a cue for a task yet. Stay with them (a request or a question is answered).
+            decision = Decision(tool=None, source="after_crisis", say="after_crisis",
+                                reason="right after a crisis: no coaching yet")
+            before = []
+        elif intent is not None and intent.tool in ("rate_response", "get_current_time", "mark_step_complete",
+                                                    "get_current_step", "get_time_since_last_checkin"):
             decision = Decision(tool=intent.tool, args=intent.args, source="request", reason="you asked for it")
         elif asks:
             decision = request_decision(reading, message, plan)

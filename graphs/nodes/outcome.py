@@ -108,7 +108,7 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
         # goes back to this message (graphs.nodes.understand).
         check = subject_text(state)[:2000] if reading.get("source") == "classifier" else None
         return {"settled": [], "session_log": [], "asked_outcome": False, "last_intervention_id": last_id,
-                "safety_check": check, "subject": None,
+                "safety_check": check, "subject": None, "after_crisis": check is None,
                 "plan": state.get("plan"), "notice": notice or state.get("notice"),
                 "timings": {"record_outcome": ms_since(start)}}
     try:
@@ -155,5 +155,5 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
         except MemoryUnavailable:
             pass
     return {**update, "last_intervention_id": last_id, "asked_outcome": decision.get("say") == "ask_outcome",
-            "safety_check": None, "subject": None,
+            "safety_check": None, "subject": None, "after_crisis": False,
             "plan": plan, "timings": {"record_outcome": ms_since(start)}}

@@ -27,7 +27,7 @@ from graphs.state import CompanionState
 from graphs.style import StyleProfile, enforce_style, transition_warning
 from graphs.tracing import traced
 from graphs.understanding.acts import CrisisKind, Question, Understanding
-from graphs.understanding.safety import safety_check_reply, safety_reply
+from graphs.understanding.safety import after_crisis_reply, safety_check_reply, safety_reply
 from tools.catalog import TOOL_SPECS
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ def build_draft(state: CompanionState, rng: Any, avoid: str | None = None, *, co
         if reading.get("source") == "classifier":  # the explicit patterns are sure; the classifier is asked about
             return safety_check_reply(country)
         return safety_reply(CrisisKind(reading["crisis_kind"]) if reading.get("crisis_kind") else None, country)
+    if say == "after_crisis":
+        return after_crisis_reply(country)
     results = [m for m in current_exchange(state) if isinstance(m, ToolMessage)]
     parts = [_tool_words(r, state, rng, avoid) for r in results]
     if say and not (decision.get("source") == "acknowledge" and results and results[0].status != "error"):

@@ -315,6 +315,17 @@ def safety_check_reply(country: str | None) -> str:
     return f"{_CHECK} {resources(country)} {_CHECK_OPEN}"
 
 
+_AFTER = ("Thank you for telling me. What you said a moment ago matters, so I'm not going to rush past it.")
+_AFTER_OPEN = ("We can just talk, or take things slowly: no task matters more than you right now. "
+               "I'm an app, not an emergency service, but I'm here.")
+
+
+def after_crisis_reply(country: str | None) -> str:
+    """The turn after the safety reply to a crisis said plainly: no coaching yet, the resources
+    again, and room to talk ("im fine" right after "i want to die" is not a cue for a task)."""
+    return f"{_AFTER} {resources(country)} {_AFTER_OPEN}"
+
+
 def not_safe(text: str) -> bool:
     """Whether a reply to the safety check says they are not safe ("no", "i'm not ok", "not really")."""
     low = normalise(text)
