@@ -26,7 +26,7 @@ class PolicySettings(BaseModel):
     )
     proposal_bonus: float = Field(0.15, ge=0, le=1, description="Prior boost for the tool the chat model proposes.")
     sharpness: float = Field(
-        5.0, ge=1, le=100, description="Sampling from a k-times sharper belief: explores less, exploits sooner."
+        4.0, ge=1, le=100, description="Sampling from a k-times sharper belief: explores less, exploits sooner."
     )
     profile_weight: float = Field(
         0.7, ge=0, le=1,
@@ -46,6 +46,11 @@ class PolicySettings(BaseModel):
     discount_any: float = Field(
         0.97, gt=0, le=1, description="Weight a past try keeps for each newer try of any tool in a similar moment."
     )
+    change_failures: int = Field(
+        2, ge=1, le=20,
+        description="A tool that had helped in a moment and then failed this many times in a row there: a change.")
+    change_discount: float = Field(
+        0.3, ge=0, le=1, description="What is left of the weight of every try from before such a change (1: off).")
     half_life_days: float = Field(
         30.0, gt=0, le=3650, description="A past try's weight halves over this many days (besides newer tries)."
     )

@@ -107,6 +107,37 @@ def turn_rng(*parts: object) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
+def change_point(settled: Sequence[Neighbor], settings: PolicySettings) -> int | None:
+    """Where what helps here changed, if it did: the index (in ``settled``, newest first) of the
+    first try from before the change, or None.
+
+    A change is a tool that had helped here more than once and whose newest
+    ``change_failures`` tries here all failed. Then everything learnt before is stale, not just
+    that tool's record: the tool that fails now is set aside by its own failures, and the others'
+    old results (a tool that did not help in September may be the one that helps now) fade to
+    ``change_discount``, so the prior gets them tried again. Detecting the change, as
+    change-point bandits do, recovers faster than a discount fast enough to forget it would,
+    and costs nothing while nothing changes."""
+    streak: dict[str, int] = {}
+    oldest_failure: dict[str, int] = {}
+    seen: set[str] = set()
+    for i, n in enumerate(settled):
+        tool = n.tool_name
+        if tool in seen or similarity_weight(n.similarity, settings) < CLEARLY_SIMILAR:
+            continue
+        if n.outcome in FAILED:
+            streak[tool] = streak.get(tool, 0) + 1
+            oldest_failure[tool] = i
+            continue
+        seen.add(tool)  # its newest success: the streak of failures (if any) ends here
+        if streak.get(tool, 0) >= settings.change_failures:
+            helped = sum(1 for m in settled[i:] if m.tool_name == tool and m.outcome in SUCCEEDED
+                         and similarity_weight(m.similarity, settings) >= CLEARLY_SIMILAR)
+            if helped >= 2:
+                return oldest_failure[tool] + 1  # everything older than the first failure of the run
+    return None
+
+
 def aged(neighbors: Sequence[Neighbor], tools: Iterable[str], settings: PolicySettings, half_life_days: float
          ) -> list[tuple[float, float, Neighbor]]:
     """The settled similar tries the choice learns from, newest first, as (weight, similarity
@@ -121,10 +152,12 @@ def aged(neighbors: Sequence[Neighbor], tools: Iterable[str], settings: PolicySe
                       and similarity_weight(n.similarity, settings) > 0), key=lambda n: n.age_s)
     found, newer = [], 0.0
     same = dict.fromkeys(known, 1.0)  # what newer tries of the tool left of an older one's weight
-    for n in settled:
+    cut = change_point(settled, settings)
+    for i, n in enumerate(settled):
         closeness = similarity_weight(n.similarity, settings)
+        stale = settings.change_discount if cut is not None and i >= cut else 1.0
         found.append((settings.evidence_weight * closeness * recency(n.age_s, half_life_days) * same[n.tool_name]
-                      * settings.discount_any ** newer, closeness, n))
+                      * settings.discount_any ** newer * stale, closeness, n))
         newer += closeness
         factor = settings.discount_failed if n.outcome in FAILED else settings.discount
         same[n.tool_name] *= factor ** closeness

@@ -160,6 +160,26 @@ async def test_few_shot_examples_are_this_users_past_interventions_ranked(deps: 
     assert reading["evidence"]["outcome"] is None and reading["understanding"]["act"] == "struggle"
 
 
+async def test_the_policy_weighs_past_moments_by_situation_not_by_shared_words(deps: CompanionDeps,
+                                                                                stack: MemoryStack) -> None:
+    """Two past moments of Maya's: one the same kind as today's but worded differently, one
+    sharing today's words ("essay") but a different kind of moment. The choice learns from the
+    first more than raw cosine would say, and from the second less."""
+    same_kind = await store(stack, "maya", "blank page for an hour, cannot begin the report", "create_microsteps",
+                            Outcome.TASK_PROGRESS)
+    shares_words = await store(stack, "maya", "my essay got a bad grade and my hands are shaking",
+                               "start_breathing_exercise", Outcome.RE_ENGAGED)
+    today = "I can't make myself start the essay"
+    update = await retrieve_few_shot(said(today), CONFIG, deps=deps)
+    near = {tool: similarity for tool, _, similarity, _ in update["neighbors"]["near"]}
+    vectors = await stack.embeddings.aembed_documents([today, "blank page for an hour, cannot begin the report",
+                                                       "my essay got a bad grade and my hands are shaking"])
+    raw = [sum(a * b for a, b in zip(vectors[0], v, strict=True)) for v in vectors[1:]]
+    assert near["create_microsteps"] > raw[0] and near["start_breathing_exercise"] < raw[1]
+    assert near["create_microsteps"] > near["start_breathing_exercise"]
+    assert {e["id"] for e in update["few_shot"]} <= {same_kind, shares_words}  # the prompt's examples are unchanged
+
+
 async def test_understand_reads_the_outcome_a_message_reports(deps: CompanionDeps) -> None:
     update = await understand(said(SUCCESS_REPLY), CONFIG, deps=deps)
     assert update["evidence"]["outcome"] in ("task_progress", "task_completed", "re_engaged")

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from graphs.configuration import PolicySettings
-from graphs.policy import Choice, choose_tool, prior_means, similarity_weight, turn_rng
+from graphs.policy import Choice, change_point, choose_tool, prior_means, similarity_weight, turn_rng
 from memories.interventions import Neighbor
 from memories.population import PoolCount
 from memories.ranking import Outcome, ToolStats
@@ -146,7 +146,7 @@ def test_a_tool_that_stopped_working_loses_its_lead_within_three_tries() -> None
     assert share(after, "break") < 0.3
     assert after[0].beliefs["break"].tries == 10 and after[0].beliefs["break"].helped == 7
     # Without ageing by newer tries (and with a long half-life) ten old successes still win.
-    never_ages = PolicySettings(discount=1.0, discount_failed=1.0, discount_any=1.0)
+    never_ages = PolicySettings(discount=1.0, discount_failed=1.0, discount_any=1.0, change_discount=1.0)
     stubborn = [choose_tool(relevance=RELEVANCE, neighbors=history, rates=stats_of(history), settings=never_ages,
                             rng=turn_rng("maya", "thread", turn), half_life_days=365) for turn in range(DRAWS)]
     assert share(stubborn, "break") > 0.5
@@ -163,6 +163,33 @@ def test_a_tool_that_failed_long_ago_gets_tried_again() -> None:
         Neighbor("checkin", Outcome.TASK_COMPLETED if i % 2 else Outcome.ABANDONED, 0.9, 86400.0 + i * 60)
         for i in range(12)]
     assert share(choices(just_failed, stats_of(just_failed)), "steps") < 0.05
+
+
+def test_when_what_helped_stops_helping_everything_learnt_before_fades_and_others_get_tried() -> None:
+    """Gus's shed jobs: "steps" helped for weeks (and "checkin" failed its few tries then). Now
+    "steps" has failed twice running: a change. What was learnt before it fades, steps' lead
+    with it, and the other tools get tried much more often than the old record would allow."""
+    before_change = [Neighbor("steps" if i % 3 else "checkin",
+                              Outcome.TASK_COMPLETED if i % 3 else Outcome.ABANDONED, 0.9, 86400.0 + i * 3600)
+                     for i in range(15)]
+    history = aged_tries("steps", Outcome.ABANDONED, 2, from_age_s=600) + before_change
+    assert change_point(history, SETTINGS) == 2  # the first try from before the change
+    assert change_point(before_change, SETTINGS) is None  # nothing changed while steps kept helping
+    one_failure = aged_tries("steps", Outcome.ABANDONED, 1, from_age_s=600) + before_change
+    assert change_point(one_failure, SETTINGS) is None  # one bad day is no change
+    after = choices(history, stats_of(history))
+    without = [choose_tool(relevance=RELEVANCE, neighbors=history, rates=stats_of(history),
+                           settings=PolicySettings(change_discount=1.0), rng=turn_rng("maya", "thread", turn))
+               for turn in range(DRAWS)]
+    assert share(after, "steps") < share(without, "steps") - 0.2
+    assert after[0].beliefs["checkin"].mean > without[0].beliefs["checkin"].mean  # its old failures count less
+    assert after[0].beliefs["steps"].mean < without[0].beliefs["steps"].mean - 0.1
+
+
+def test_a_tool_that_never_helped_failing_again_is_no_change() -> None:
+    history = aged_tries("break", Outcome.ABANDONED, 4, from_age_s=600) + \
+        aged_tries("steps", Outcome.TASK_COMPLETED, 6, from_age_s=86400)
+    assert change_point(history, SETTINGS) is None
 
 
 GOOD_FOR_MOST = {"break": PoolCount(tries=40, successes=34, people=5)}
