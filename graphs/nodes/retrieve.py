@@ -72,8 +72,11 @@ async def retrieve_few_shot(state: CompanionState, config: RunnableConfig, *, de
             update.update(
                 few_shot=[example_summary(e) for e in found.examples],
                 few_shot_prompt=render_examples(found.examples),
-                neighbors={"near": [[n.tool_name, n.outcome.value, s, n.age_s]
-                                    for n, s in zip(found.neighbors, similar, strict=True)],
+                # Only the tries the choice can learn from (graphs.policy.similarity_weight > 0): the
+                # state is checkpointed every step, and 60 faint ones made each checkpoint ~3x slower.
+                neighbors={"near": [[n.tool_name, n.outcome.value, s, round(n.age_s, 1)]
+                                    for n, s in zip(found.neighbors, similar, strict=True)
+                                    if s > policy.similar_from],
                            "rates": {t: [s.settled, s.value_sum] for t, s in found.rates.items()},
                            "cluster": found.cluster,
                            "population": {t: [c.tries, c.successes, c.people] for t, c in found.population.items()}},
