@@ -187,6 +187,29 @@ def _violations(reply: str, step: str, draft: str, profile: StyleProfile, user_m
     return reasons
 
 
+def reply_problems(reply: str, *, user_message: str = "", literal: bool = False, safety: bool = False) -> list[str]:
+    """What is wrong with a reply as said, by the rules the guard enforces on a model's text
+    (without a draft to compare with): length, judgement, echo, unsafe topics, idioms for a
+    literal listener, more than one question. A safety reply may be long and name danger."""
+    problems: list[str] = []
+    notices, body = _split_notices(reply)
+    sentences = [s for s in _SENTENCE_END.split(body) if s.strip()]
+    if not safety and (len(sentences) > MAX_SENTENCES or len(body) > MAX_CHARS):
+        problems.append(f"too long ({len(sentences)} sentences, {len(body)} characters)")
+    if reply.count("?") > 1:
+        problems.append(f"{reply.count('?')} questions at once")
+    for name, pattern in (("judgmental wording", _JUDGMENTAL), ("talks about being a model", _META)) + (
+            () if safety else (("unsafe topic", _UNSAFE),)):
+        if match := pattern.search(reply):
+            problems.append(f"{name}: {match.group(0)!r}")
+    if literal and (match := _IDIOM.search(reply)):
+        problems.append(f"idiom for a literal listener: {match.group(0)!r}")
+    said = _normalized(user_message)
+    if said.count(" ") >= 3 and f" {said} " in f" {_normalized(reply)} ":
+        problems.append("repeats the user's words")
+    return problems
+
+
 def _gibberish(text: str) -> bool:
     letters = [c for c in text if c.isalpha()]
     if len(letters) < 2:
