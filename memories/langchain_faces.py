@@ -14,6 +14,7 @@ from langchain_core.example_selectors import BaseExampleSelector
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from memories.errors import InvalidInput
 from memories.interventions import FewShotExample, InterventionMemory, NewIntervention
 
 _ASYNC_ONLY = "sam2voice memories are async: use {name} instead"
@@ -40,13 +41,18 @@ class InterventionRetriever(BaseRetriever):
     k: int = 3
     contrast: bool = False
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
+                                k: int | None = None) -> list[Document]:
+        # ``k`` here too: LangChain passes call-time arguments on only when this signature has them.
         raise NotImplementedError(_ASYNC_ONLY.format(name="ainvoke()"))
 
     async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
-        examples = await self.memory.similar_successes(self.user_id, query, k=self.k, contrast=self.contrast)
+        """``k`` at call time (``ainvoke(situation, k=1)``) overrides the retriever's own."""
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 50):
+            raise InvalidInput(f"k must be a whole number from 1 to 50, not {k!r}", field="k")
+        examples = await self.memory.similar_successes(self.user_id, query, k=k or self.k, contrast=self.contrast)
         return [example_as_document(e) for e in examples]
 
 

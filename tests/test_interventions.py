@@ -123,6 +123,17 @@ async def test_retriever_and_example_selector_are_langchain_native(interventions
         retriever.invoke("sync is refused")
 
 
+async def test_the_retriever_takes_k_at_call_time(interventions: InterventionMemory) -> None:
+    await interventions.record_many("maya", [{"text": f"Try {n}.", "tool_name": "suggest_break",
+                                              "user_context": f"I keep checking my phone {n}", "outcome": "re_engaged"}
+                                             for n in range(4)])
+    retriever = InterventionRetriever(memory=interventions, user_id="maya", k=3)
+    assert len(await retriever.ainvoke("my phone keeps distracting me")) == 3
+    assert len(await retriever.ainvoke("my phone keeps distracting me", k=1)) == 1
+    with pytest.raises(InvalidInput, match="k must be"):
+        await retriever.ainvoke("my phone keeps distracting me", k=0)
+
+
 async def test_a_batch_with_one_bad_record_writes_nothing(interventions: InterventionMemory) -> None:
     good = {"text": "ok", "user_context": "fine"}
     with pytest.raises(InvalidInput):
