@@ -60,11 +60,22 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 @app.command()
-def doctor() -> None:
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: ok, and each check's part, "
+                                                         "ok (null: skipped) and detail.")] = False,
+) -> None:
     """Check Redis (+ Search, JSON), the embedder, the memory elements and the chat model."""
     from app.doctor import run_checks
 
     settings = _settings()
+    if as_json:
+        checks = asyncio.run(run_checks(settings))
+        failed = any(c.ok is False for c in checks)
+        print(json.dumps({"ok": not failed, "checks": [{"part": c.part, "ok": c.ok, "detail": c.detail}
+                                                        for c in checks]}))
+        if failed:
+            raise typer.Exit(1)
+        return
     with console.status("Checking..."):
         checks = asyncio.run(run_checks(settings))
     table = Table(title="sam2voice doctor", title_justify="left")

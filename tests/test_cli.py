@@ -36,6 +36,18 @@ def test_doctor_fails_with_an_unreachable_redis(env: None, monkeypatch: pytest.M
     result = runner.invoke(app, ["doctor"])
     assert result.exit_code == 1
     assert "FAIL" in result.output
+    as_json = runner.invoke(app, ["doctor", "--json"])
+    assert as_json.exit_code == 1
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False and any(c["ok"] is False and "redis" in c["part"].lower() for c in report["checks"])
+
+
+def test_doctor_json_is_one_object_a_machine_can_read(env: None) -> None:
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # nothing but the object on stdout
+    assert report["ok"] is True and {c["ok"] for c in report["checks"]} <= {True, None}
+    assert all(set(c) == {"part", "ok", "detail"} for c in report["checks"])
 
 
 def test_invalid_settings_are_reported_not_traced(env: None, monkeypatch: pytest.MonkeyPatch) -> None:
