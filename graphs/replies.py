@@ -36,6 +36,10 @@ LINES: dict[str, tuple[str, ...]] = {
     "went_badly": ("Thanks for telling me, that one didn't fit. Want to try something different?",
                    "Okay, that didn't help, and that's useful to know. Shall we try another way?",
                    "Got it, not that one then. What feels hardest right now?"),
+    # A "no" with no suggestion pending: the answer to "want to try something different?".
+    "no_thanks": ("Okay, no pressure. I'm here whenever you want to try something.",
+                  "That's fine. Tell me when you'd like to pick it up again.",
+                  "Alright, we can leave it for now. I'm here if you need me."),
     "ask_outcome": ("Did that help, or not really?", "Quick check: did that help at all?",
                     "Was that useful, or not really?"),
     "no_plan": ("There's no plan yet. Tell me the task and I'll break it into tiny steps.",

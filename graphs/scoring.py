@@ -35,8 +35,8 @@ _SUCCESS = {o.value for o in SUCCEEDED}
 _FAILURE = {o.value for o in FAILED}
 _WORD = re.compile(r"[a-z']+")
 #: Words that make an insight something to act on next time.
-_ACTIONABLE = re.compile(r"\b(?:try|tries|trying|start with|use|helps?|helped|works?|worked|next time|before|"
-                         r"when|instead|first|rather than|keep|avoid|works best)\b", re.IGNORECASE)
+_ACTIONABLE = re.compile(r"\b(?:try|tries|trying|start with|use|helps?|helped|works?|worked|next time|instead|"
+                         r"rather than|avoid|works best)\b", re.IGNORECASE)
 #: How an insight names each tool, in words (a generic word such as "exercise" names none).
 _TOOL_NAMES = {
     "create_microsteps": r"micro-?steps?|small steps|tiny steps|steps|break(?:ing)? (?:it|things|tasks?) (?:down|into)",
@@ -121,7 +121,6 @@ class ReflectionQuality(weave.Scorer):
         checks = {"specific": bool(named), "grounded": bool(named & used),
                   "actionable": bool(_ACTIONABLE.search(insight)), "new": overlap < self.duplicate_overlap}
         return {**checks, "ok": bool(insight) and all(checks.values()), "named_tools": sorted(named)}
-
 
 
 class MemoryRetrievalRelevance(weave.Scorer):

@@ -167,47 +167,41 @@ def _cut(text: str, max_sentences: int) -> tuple[str, list[str]]:
 
 
 def _violations(reply: str, step: str, draft: str, profile: StyleProfile, user_message: str) -> list[str]:
-    reasons: list[str] = []
-    reasons += _topic_drift(reply, step, draft, user_message)
+    reasons = _topic_drift(reply, step, draft, user_message)
     if _gibberish(reply):
         reasons.append("gibberish or not English")
-    if match := _JUDGMENTAL.search(reply):
-        reasons.append(f"judgmental wording: {match.group(0)!r}")
     if match := _AS_USER.search(reply):
         reasons.append(f"speaks as the user: {match.group(0)!r}")
-    if match := _UNSAFE.search(reply):
-        reasons.append(f"unsafe topic: {match.group(0)!r}")
-    if match := _META.search(reply):
-        reasons.append(f"talks about being a model: {match.group(0)!r}")
-    if profile.literal and (match := _IDIOM.search(reply)):
-        reasons.append(f"idiom for a literal listener: {match.group(0)!r}")
+    return reasons + _wording_problems(reply, user_message=user_message, literal=profile.literal)
+
+
+def _wording_problems(reply: str, *, user_message: str, literal: bool, safety: bool = False) -> list[str]:
+    """Judgement, unsafe topics (not for a safety reply), talk of being a model, idioms for a
+    literal listener, the person's own words repeated back."""
+    problems: list[str] = []
+    patterns = [("judgmental wording", _JUDGMENTAL), *([] if safety else [("unsafe topic", _UNSAFE)]),
+                ("talks about being a model", _META), *([("idiom for a literal listener", _IDIOM)] if literal else [])]
+    for name, pattern in patterns:
+        if match := pattern.search(reply):
+            problems.append(f"{name}: {match.group(0)!r}")
     said = _normalized(user_message)
     if said.count(" ") >= 3 and f" {said} " in f" {_normalized(reply)} ":
-        reasons.append("repeats the user's words")
-    return reasons
+        problems.append("repeats the user's words")
+    return problems
 
 
 def reply_problems(reply: str, *, user_message: str = "", literal: bool = False, safety: bool = False) -> list[str]:
-    """What is wrong with a reply as said, by the rules the guard enforces on a model's text
-    (without a draft to compare with): length, judgement, echo, unsafe topics, idioms for a
-    literal listener, more than one question. A safety reply may be long and name danger."""
+    """What is wrong with a reply as said, by the guard's rules minus those that need a draft:
+    length (1-2 sentences besides notices), more than one question, and the wording rules. A
+    safety reply may be long and name danger."""
     problems: list[str] = []
-    notices, body = _split_notices(reply)
+    _, body = _split_notices(reply)
     sentences = [s for s in _SENTENCE_END.split(body) if s.strip()]
     if not safety and (len(sentences) > MAX_SENTENCES or len(body) > MAX_CHARS):
         problems.append(f"too long ({len(sentences)} sentences, {len(body)} characters)")
     if reply.count("?") > 1:
         problems.append(f"{reply.count('?')} questions at once")
-    for name, pattern in (("judgmental wording", _JUDGMENTAL), ("talks about being a model", _META)) + (
-            () if safety else (("unsafe topic", _UNSAFE),)):
-        if match := pattern.search(reply):
-            problems.append(f"{name}: {match.group(0)!r}")
-    if literal and (match := _IDIOM.search(reply)):
-        problems.append(f"idiom for a literal listener: {match.group(0)!r}")
-    said = _normalized(user_message)
-    if said.count(" ") >= 3 and f" {said} " in f" {_normalized(reply)} ":
-        problems.append("repeats the user's words")
-    return problems
+    return problems + _wording_problems(reply, user_message=user_message, literal=literal, safety=safety)
 
 
 def _gibberish(text: str) -> bool:

@@ -364,13 +364,13 @@ class InterventionMemory(MemoryElement[NewIntervention]):
             outcome = Outcome(row["outcome"])
             tool = row.get("tool_name") or NO_TOOL
             age_s = stamp - float(row["created_at"])
+            faint = similarity < weights.min_similarity
+            if with_vectors or not faint:
+                neighbors.append(Neighbor(tool, outcome, similarity, age_s))
             if with_vectors:
-                neighbors.append(Neighbor(tool, outcome, similarity, age_s))
                 vectors.append(self.index.vector_of(row))
-            if similarity < weights.min_similarity:
+            if faint:
                 continue
-            if not with_vectors:
-                neighbors.append(Neighbor(tool, outcome, similarity, age_s))
             stats = rates.get(tool)
             rate = stats.success_rate if stats is not None else untried
             total, rec = score(similarity=similarity, success_rate=rate, outcome=outcome, age_s=age_s, weights=weights)

@@ -54,7 +54,7 @@ def test_reflection_quality_wants_a_specific_grounded_actionable_new_insight() -
     good = quality.score(output={"reflection": "When exams make you tense, a breathing exercise helps you start."},
                          tried=tried, earlier=["A short break helps after long meetings."])
     assert good["ok"] and good["named_tools"] == ["start_breathing_exercise"]
-    vague = quality.score(output={"reflection": "You had a session today."}, tried=tried)
+    vague = quality.score(output={"reflection": "You had a session today, first when you were tired."}, tried=tried)
     assert not vague["ok"] and not vague["specific"] and not vague["actionable"]
     ungrounded = quality.score(output={"reflection": "Grounding works when you feel overwhelmed."}, tried=tried)
     assert ungrounded["specific"] and not ungrounded["grounded"]

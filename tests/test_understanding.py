@@ -336,6 +336,17 @@ async def test_still_stuck_with_nothing_pending_gets_something_new_to_try(rig: R
     assert again.settled == []  # nothing was pending, so nothing is settled twice
 
 
+@pytest.mark.parametrize("answer", ["no", "no thanks", "nope"])
+async def test_no_to_want_to_try_something_different_gets_no_tool_pushed(rig: Rig, answer: str) -> None:
+    session = rig.session(f"ned-{answer.replace(' ', '')}", seed="5")
+    await session.send("I can't start my essay, I've been staring at it for an hour")
+    offered = await session.send("that didnt help")
+    assert "different" in offered.reply or "hardest" in offered.reply or "another way" in offered.reply
+    declined = await session.send(answer)
+    assert declined.tool is None and not (declined.decision or {}).get("intervention")
+    assert declined.reply in LINES["no_thanks"]  # heard: not the same offer again
+
+
 async def test_explicit_feedback_settles_the_last_intervention(rig: Rig) -> None:
     session = rig.session("ben", seed="4")
     await session.send("my thoughts are racing and I feel unreal")

@@ -31,6 +31,7 @@ from graphs.nodes.common import ms_since, subject_text
 from graphs.policy import choose_tool, turn_rng
 from graphs.state import CompanionState
 from graphs.tracing import traced
+from graphs.understanding import rules
 from graphs.understanding.acts import Act, Question, Request, Sign, Understanding
 from memories.current_state import CurrentStateMemory
 from memories.errors import MemoryUnavailable
@@ -210,9 +211,9 @@ def looks_like_a_struggle(state: CompanionState, reading: Understanding, message
 
     * an unclear "how it went" with nothing pending to be about ("now I'm overwhelmed by the
       noise", "Task: clean the flat. Status: not started.") when struggling has some weight;
-    * "it's not working" with nothing pending to be about ("should be better than this at my
-      age honestly", "nah still stuck" after the last try was already settled): "that one
-      didn't fit" would be about nothing, so it gets something to try;
+    * "still stuck" with nothing pending to be about ("nah still stuck" after the last try was
+      already settled): "that one didn't fit" would be about nothing, so it gets something to
+      try. A bare "no" is not that: it answers "want to try something different?";
     * "progress" with no plan to progress on and nothing pending, said with a negation ("The
       form has twelve sections. I cannot determine the first action."), when struggling is
       the runner-up: celebrating that as a win would be the worst reply."""
@@ -220,7 +221,9 @@ def looks_like_a_struggle(state: CompanionState, reading: Understanding, message
         return False
     struggle = reading.scores.get(Act.STRUGGLE.value, 0.0)
     if reading.act is Act.OUTCOME:
-        return reading.sign is Sign.NOT_HELPED or (reading.sign in (Sign.UNCLEAR, Sign.NONE) and struggle >= 0.1)
+        if reading.sign is Sign.NOT_HELPED:
+            return rules.still_stuck(message)
+        return reading.sign in (Sign.UNCLEAR, Sign.NONE) and struggle >= 0.1
     if reading.act is Act.PROGRESS and (plan is None or plan.done) and _NEGATION.search(message.lower()):
         ranked = sorted((a for a in reading.scores if a not in (Act.CRISIS.value, Act.PROGRESS.value)),
                         key=lambda a: reading.scores[a], reverse=True)
@@ -236,6 +239,10 @@ def outcome_decision(state: CompanionState, deps: CompanionDeps, reading: Unders
             return Decision(tool=None, source="acknowledge", say="went_well", reason="they said it helped")
         return Decision(tool="log_micro_win", args={"win": "what we tried helped you get going"}, source="acknowledge",
                         reason="they said it helped; celebrate it")
+    if reading.sign is Sign.NOT_HELPED and not pending:
+        # Nothing pending to be about: "no" answers "want to try something different?", and
+        # asking it again would not hear them.
+        return Decision(tool=None, source="acknowledge", say="no_thanks", reason="they said no: leave it with them")
     if reading.sign is Sign.NOT_HELPED:
         return Decision(tool=None, source="acknowledge", say="went_badly", reason="they said it did not help")
     if pending and not state.get("asked_outcome"):

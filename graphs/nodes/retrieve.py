@@ -73,7 +73,7 @@ async def retrieve_few_shot(state: CompanionState, config: RunnableConfig, *, de
                 few_shot=[example_summary(e) for e in found.examples],
                 few_shot_prompt=render_examples(found.examples),
                 # Only the tries the choice can learn from (graphs.policy.similarity_weight > 0): the
-                # state is checkpointed every step, and 60 faint ones made each checkpoint ~3x slower.
+                # rest would teach nothing, and the state is checkpointed at every step.
                 neighbors={"near": [[n.tool_name, n.outcome.value, s, round(n.age_s, 1)]
                                     for n, s in zip(found.neighbors, similar, strict=True)
                                     if s > policy.similar_from],

@@ -105,9 +105,11 @@ class UnderstandingReader:
             request = request or Request(max(probs["request"], key=probs["request"].__getitem__))
         if act is Act.QUESTION or Act.QUESTION in also:
             question = question or Question(max(probs["question"], key=probs["question"].__getitem__))
-        sign, sign_p = self._sign(text, low, act, also, probs["sign"], probs["polarity"]["helped"], answering_check)
-        if act in (Act.OUTCOME, Act.PROGRESS) and sign is not Sign.NOT_HELPED and rules.falls_short(text) \
-                and not rules.says_it_helped(text):
+        # "better" as a standard they fall short of ("should be better than this"), with no success said.
+        hard_on_self = rules.falls_short(text) and not rules.says_it_helped(text)
+        sign, sign_p = self._sign(text, low, act, also, probs["sign"], probs["polarity"]["helped"], answering_check,
+                                  hard_on_self=hard_on_self)
+        if act in (Act.OUTCOME, Act.PROGRESS) and sign is not Sign.NOT_HELPED and hard_on_self:
             # "should be better than this at my age honestly" is someone being hard on themselves:
             # a moment to help with, never a win to celebrate.
             act, sign, sign_p, source = Act.STRUGGLE, Sign.NONE, 1.0, "rule"
@@ -123,7 +125,7 @@ class UnderstandingReader:
                              task=task, source=source, scores=scores)
 
     def _sign(self, text: str, low: str, act: Act, also: list[Act], p: dict[str, float], polarity: float,
-              answering_check: bool) -> tuple[Sign, float]:
+              answering_check: bool, *, hard_on_self: bool = False) -> tuple[Sign, float]:
         th = self.thresholds
         if answering_check and len(low.split()) <= 6:
             if _NO.match(low) or rules.says_it_failed(text):
@@ -143,7 +145,7 @@ class UnderstandingReader:
             tone = features.compound(text)
             sounds_bad = tone <= -0.3 and not rules.says_it_helped(text)
             sounds_good = tone >= 0.3 and not failed
-            if rules.falls_short(text) and not rules.says_it_helped(text):
+            if hard_on_self:
                 return Sign.UNCLEAR, 1.0 - p[Sign.NONE.value]
             if polarity >= th["polarity"] and helped >= unclear and not sounds_bad:
                 return Sign.HELPED, helped

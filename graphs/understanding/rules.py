@@ -97,6 +97,17 @@ def says_it_failed(text: str) -> bool:
     return bool(_NEGATED_HELP.search(normalise(text)))
 
 
+_STILL_STUCK = re.compile(
+    r"\bstill\b(?:\s+\w+){0,3}?\s+(?:stuck|frozen|can'?t|cannot|not|haven'?t|havent|overwhelmed|anxious|panick\w*|"
+    r"distracted|scrolling|sitting|staring|nothing|too|so|on my phone|in bed)\b|\bgave up\b|\bgiving up\b")
+
+
+def still_stuck(text: str) -> bool:
+    """They say they are still where they were ("nah still stuck", "I'm still just sitting here"):
+    a moment to help with, unlike a bare "no" to "want to try something different?"."""
+    return bool(_STILL_STUCK.search(normalise(text)))
+
+
 def falls_short(text: str) -> bool:
     """Self-criticism shaped like an outcome: "I should be better than this", "not good enough"."""
     return bool(_FALLING_SHORT.search(normalise(text)))
