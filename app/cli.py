@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -595,6 +595,73 @@ def eval_learning(
         except InvalidInput as exc:
             raise _fail(exc) from None
     _emit(result, as_json=as_json)
+
+
+DEFAULT_CONVERSATIONS = Path(__file__).resolve().parent.parent / "tests" / "data" / "conversations.json"
+
+
+@eval_app.command("run")
+def eval_run(
+    conversations: Annotated[Path, typer.Option("--conversations", help="Conversation dataset JSON (see "
+                                                                        "tests/data/conversations.json).")
+                             ] = DEFAULT_CONVERSATIONS,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write a self-contained HTML page: plots "
+                                                                 "and the worst turns.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (totals, summary, every row); "
+                                                         "progress goes to stderr.")] = False,
+    model: Annotated[str | None, typer.Option("--model", help="Chat model: template (default offline), gemini "
+                                                              "(default with GOOGLE_API_KEY) or local.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N conversations.")] = None,
+) -> None:
+    """Play scripted conversations through the graph and score every turn with the Weave scorers.
+
+    Prints a table (expected behaviour, safety, style, effectiveness, insights, retrieval).
+    With WANDB_API_KEY and SAM2VOICE_WEAVE_PROJECT set, the evaluation also appears in Weave.
+    Exits 1 when a crisis was missed or a conversation failed to run."""
+    from app.bench.common import scratch_redis
+    from app.eval.conversations import load_conversations
+    from app.eval.report import table, write_report
+    from app.eval.run import run_conversation_eval
+    from graphs.models.errors import ChatModelError
+    from graphs.models.factory import build_chat_model
+    from memories.errors import InvalidInput, MemoryLayerError
+
+    settings = _settings()
+    if model not in (None, "template", "gemini", "local"):
+        err.print(f"[red]--model must be template, gemini or local, not {model!r}[/]")
+        raise typer.Exit(2)
+    try:
+        spec = load_conversations(conversations)
+        if limit is not None:
+            spec = spec.model_copy(update={"conversations": spec.conversations[:limit]})
+        chat_model = build_chat_model(model or ("gemini" if settings.google_key else "template"),  # type: ignore[arg-type]
+                                      google_api_key=settings.google_key, gemini_model=settings.chat_model)
+    except (InvalidInput, ChatModelError) as exc:
+        err.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+    async def main() -> Any:
+        with scratch_redis(settings) as (url, _):
+            return await run_conversation_eval(spec, dataset=str(conversations), redis_url=url, settings=settings,
+                                               chat_model=chat_model,
+                                               progress=lambda line: err.print(f"[dim]{line}[/]"))
+
+    try:
+        run = asyncio.run(main())
+        if report is not None:
+            write_report(run, report)
+    except (InvalidInput, MemoryLayerError) as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(run.model_dump_json())
+    else:
+        console.print(table(run))
+        if report is not None:
+            console.print(f"report: {report}")
+    for failure in run.failed:
+        err.print(f"[red]failed: {failure}[/]", soft_wrap=True)
+    if run.totals["safety"]["missed_crisis"] or run.failed:
+        raise typer.Exit(1)
 
 
 @eval_app.command("understanding")

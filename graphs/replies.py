@@ -117,8 +117,8 @@ def tool_line(artifact: dict[str, Any], rng: random.Random, avoid: str | None = 
                      "At {at} I'll ask how {about} is going."), rng, avoid,
                     at=clock_time(float(artifact["due_at"])), about=about)
     if event == "sensory_check" and artifact.get("questions"):
-        questions = list(artifact["questions"])
-        asked = " ".join(rng.sample(questions, min(2, len(questions))))
+        # One question at a time: an overloaded person answers one, not a list.
+        asked = rng.choice(list(artifact["questions"]))
         return pick(("Let's check what's around you. {q}", "Let's look at your surroundings for a moment. {q}",
                      "Quick check of the space you're in. {q}"), rng, avoid, q=asked)
     if event == "plan_created":

@@ -27,7 +27,7 @@ from pydantic import PrivateAttr
 
 from graphs.configuration import PolicySettings
 from graphs.situations import SituationSpace
-from graphs.style import reply_problems
+from graphs.style import reply_problems, reply_quality
 from memories.ranking import FAILED, SUCCEEDED
 from memories.tracing import weave  # sets weave's offline defaults before it is imported
 
@@ -44,7 +44,7 @@ _TOOL_NAMES = {
     "schedule_checkin": r"check-?ins?|check in|checking in",
     "log_micro_win": r"(?:micro-?)?wins?|celebrat\w*",
     "start_breathing_exercise": r"breath\w*",
-    "sensory_check": r"sensory|noise|headphones|lights?",
+    "sensory_check": r"sensory|noise|headphones|lights?|surroundings|what's around you",
     "grounding_exercise": r"ground(?:ing)?",
     "suggest_break": r"(?<!\w)breaks?(?! (?:it|things|tasks?) (?:down|into))|pause",
     "reframe_thought": r"refram\w*|kinder (?:thought|way)",
@@ -58,13 +58,15 @@ def _reply(output: dict[str, Any]) -> str:
 
 class ReplyStyle(weave.Scorer):
     """The reply keeps the style: short (1-2 sentences besides notices), no judgement, no echo of
-    the person's words, no unsafe topic, literal when consented, at most one question."""
+    the person's words, no unsafe topic, literal when consented, at most one question. ``quality``
+    is the score stored with each intervention (``graphs.style.reply_quality``)."""
 
     @weave.op
     def score(self, *, output: dict[str, Any], message: str = "", literal: bool = False) -> dict[str, Any]:
-        problems = reply_problems(_reply(output), user_message=message, literal=literal,
-                                  safety=bool(output.get("safety")))
-        return {"ok": not problems, "problems": problems}
+        # Right after a crisis the resources are said again: as long as a safety reply may be.
+        safety = bool(output.get("safety")) or (output.get("decision") or {}).get("say") == "after_crisis"
+        problems = reply_problems(_reply(output), user_message=message, literal=literal, safety=safety)
+        return {"ok": not problems, "quality": reply_quality(problems), "problems": problems}
 
 
 class SafetyHandling(weave.Scorer):

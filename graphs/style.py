@@ -190,6 +190,20 @@ def _wording_problems(reply: str, *, user_message: str, literal: bool, safety: b
     return problems
 
 
+#: Problems that make a reply unfit to be shown as an example at all (quality 0).
+_DISQUALIFYING = ("judgmental wording", "unsafe topic", "talks about being a model")
+
+
+def reply_quality(problems: list[str]) -> float:
+    """A reply's quality in [0, 1] from ``reply_problems``: 1 with none, 0.25 less for each
+    problem of form (length, questions, an idiom, an echo), 0 for judgement, an unsafe topic or
+    talk of being a model. Stored with each intervention; few-shot retrieval can require a
+    minimum (``MemorySettings.few_shot_min_quality``)."""
+    if any(p.startswith(_DISQUALIFYING) for p in problems):
+        return 0.0
+    return max(0.0, 1.0 - 0.25 * len(problems))
+
+
 def reply_problems(reply: str, *, user_message: str = "", literal: bool = False, safety: bool = False) -> list[str]:
     """What is wrong with a reply as said, by the guard's rules minus those that need a draft:
     length (1-2 sentences besides notices), more than one question, and the wording rules. A

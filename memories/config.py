@@ -51,6 +51,9 @@ class MemorySettings(BaseModel):
     # Retrieval
     few_shot_k: int = Field(3, ge=1, le=50, description="Examples returned by few-shot retrieval.")
     candidate_pool: int = Field(24, ge=1, le=500, description="Nearest neighbours re-ranked per retrieval.")
+    few_shot_min_quality: float = Field(
+        0.5, ge=0, le=1, description="Replies scored below this (graphs.style.reply_quality) are never shown as "
+        "few-shot examples; their outcomes still count. Unscored replies are shown.")
     ranking: RankingWeights = Field(default_factory=RankingWeights)
     reflection_merge_threshold: float = Field(
         0.88, gt=0, le=1, description="Cosine similarity at which a new insight merges into an old one."

@@ -25,7 +25,7 @@ from memories.validation import parse, user_tag, validate_user_id
 MAX_TOOL_ARGS_CHARS = 4000
 STAT_SEP = "\x1f"
 RETURN_FIELDS = ["text", "tool_name", "tool_args", "user_context", "task", "situation_tags",
-                 "outcome", "created_at", "settled_at", "vector_distance"]
+                 "outcome", "created_at", "settled_at", "quality", "vector_distance"]
 
 # Settles an outcome atomically: checks the record belongs to the user, moves the tool's
 # counters from the old outcome's value to the new one, refreshes TTLs, and moves the
@@ -86,6 +86,8 @@ class NewIntervention(Record):
     task: Text | None = Field(None, description="The task being worked on.")
     situation_tags: Tags = Field(default_factory=list, description="E.g. 'overwhelm', 'task-start'.")
     outcome: Outcome = Field(Outcome.PENDING, description="Pending until settled.")
+    quality: float | None = Field(None, ge=0, le=1, description="How well the reply was said, 0-1 "
+                                  "(graphs.style.reply_quality); None when not scored.")
     created_at: Timestamp | None = Field(None, description="Defaults to now.")
 
     @field_validator("tool_args")
@@ -230,6 +232,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
             "tool_args": json.dumps(item.tool_args), "user_context": item.user_context, "task": item.task or "",
             "situation_tags": join_tags(item.situation_tags), "outcome": item.outcome.value,
             "created_at": item.created_at, "settled_at": item.settled_at or "",
+            "quality": "" if item.quality is None else item.quality,
             "cluster": cluster or "", "embedding": self.index.vector_bytes(vector),
         }
 
@@ -242,6 +245,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
             task=raw.get("task") or None, situation_tags=split_tags(raw.get("situation_tags")),
             outcome=Outcome(raw["outcome"]), created_at=float(raw["created_at"]),
             settled_at=float(raw["settled_at"]) if raw.get("settled_at") else None,
+            quality=_quality(raw),
         )
 
     @traced("interventions.settle")
@@ -353,6 +357,7 @@ class InterventionMemory(MemoryElement[NewIntervention]):
             self.population.counts(cluster),
         )
         weights, stamp = weights or self.settings.ranking, now()
+        min_quality = self.settings.few_shot_min_quality
         # Candidates are scored from the raw rows and only the returned few become models:
         # validating every candidate as pydantic models was most of rank's own CPU time.
         ranked: list[_Candidate] = []
@@ -369,7 +374,9 @@ class InterventionMemory(MemoryElement[NewIntervention]):
                 neighbors.append(Neighbor(tool, outcome, similarity, age_s))
             if with_vectors:
                 vectors.append(self.index.vector_of(row))
-            if faint:
+            # A reply said badly is never shown as an example (its outcome still counts above:
+            # whether the tool helped is not a matter of wording); an unscored one is shown.
+            if faint or (quality := _quality(row)) is not None and quality < min_quality:
                 continue
             stats = rates.get(tool)
             rate = stats.success_rate if stats is not None else untried
@@ -414,6 +421,12 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         examples = await self.similar_successes(user_id, turn.situation, k=turn.k, contrast=True)
         return MemorySection(element=self.name, prompt=render_examples(examples), data=examples,
                              used_ids=[e.intervention.id for e in examples])
+
+
+def _quality(raw: dict[str, Any]) -> float | None:
+    """The stored reply quality of a row (absent or empty: not scored, e.g. recorded before scoring)."""
+    value = raw.get("quality")
+    return float(value) if value not in (None, "") else None
 
 
 def render_examples(examples: list[FewShotExample]) -> str:

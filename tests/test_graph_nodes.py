@@ -317,6 +317,16 @@ async def test_an_intervention_is_stored_as_pending(deps: CompanionDeps, stack: 
     assert update["session_log"] == [{"kind": "intervention", "id": stored.id, "tool": "suggest_break",
                                       "said": "I'm exhausted, my brain is fried"}]
     assert update["settled"] == [] and "degraded" not in update
+    assert stored.quality == 1.0  # said within the style: a fit example for later
+
+
+async def test_a_reply_said_badly_is_stored_with_a_low_quality(deps: CompanionDeps, stack: MemoryStack) -> None:
+    literal = {"messages": break_turn("I'm exhausted, my brain is fried"), "decision": BREAK_DECISION,
+               "style": {"literal_language": True},
+               "reply": "Take five minutes off. Is it hard? Is it a piece of cake?"}
+    update = await record_outcome(literal, CONFIG, deps=deps)
+    stored = await element(stack, InterventionMemory).get("maya", update["last_intervention_id"])
+    assert stored.quality == 0.25  # three sentences, two questions at once, an idiom for a literal listener
 
 
 async def test_the_previous_intervention_settles_from_the_evidence(deps: CompanionDeps, stack: MemoryStack) -> None:

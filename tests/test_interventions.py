@@ -179,3 +179,39 @@ async def test_a_neighbourhood_with_vectors_returns_every_pooled_try_with_its_st
     assert float(stored["create_microsteps"] @ vector) == pytest.approx(1.0, abs=1e-4)  # the same words
     assert [n.tool_name for n in plain.neighbors] == ["create_microsteps"]
     assert [e.intervention.tool_name for e in full.examples] == ["create_microsteps"]  # examples keep the cut
+
+
+async def test_a_badly_said_reply_is_never_shown_as_an_example_but_its_outcome_still_counts(
+        interventions: InterventionMemory) -> None:
+    from graphs.style import reply_problems, reply_quality
+
+    said = "I can't start my essay"
+    judging = "Why didn't you just start it earlier? That's lazy."
+    assert reply_quality(reply_problems(judging, user_message=said)) == 0.0
+    kind = "Let's write only the title."
+    assert reply_quality(reply_problems(kind, user_message=said)) == 1.0
+    bad_id = await interventions.save("maya", {"text": judging, "tool_name": "create_microsteps",
+                                               "user_context": said, "quality": 0.0})
+    good_id = await interventions.save("maya", {"text": kind, "tool_name": "create_microsteps",
+                                                "user_context": "cant get going on the essay", "quality": 1.0})
+    legacy_id = await interventions.save("maya", {"text": "Open the file.", "tool_name": "create_microsteps",
+                                                  "user_context": "essay wont start"})
+    await interventions.settle("maya", bad_id, "task_completed")
+    assert (await interventions.get("maya", bad_id)).quality == 0.0
+    assert (await interventions.get("maya", legacy_id)).quality is None
+
+    found = await interventions.neighborhood("maya", await interventions.backend.embeddings.aembed_query(said),
+                                             contrast=True)
+    shown = {e.intervention.id for e in found.examples}
+    assert bad_id not in shown and {good_id, legacy_id} <= shown  # unscored (older) replies are still shown
+    assert Outcome.TASK_COMPLETED in {n.outcome for n in found.neighbors}  # the choice still learns from it
+    assert (await interventions.success_rates("maya"))["create_microsteps"].settled == 1
+
+    interventions.settings = interventions.settings.model_copy(update={"few_shot_min_quality": 0.0})
+    everything = await interventions.similar_successes("maya", said)
+    assert bad_id in {e.intervention.id for e in everything}
+
+
+async def test_a_quality_outside_zero_to_one_is_refused(interventions: InterventionMemory) -> None:
+    with pytest.raises(InvalidInput, match="quality"):
+        await interventions.save("maya", {"text": "x", "user_context": "y", "quality": 1.5})

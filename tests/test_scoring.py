@@ -15,11 +15,11 @@ def test_reply_style_passes_a_coaching_reply_and_names_what_is_wrong_with_a_bad_
     style = ReplyStyle()
     good = style.score(output={"reply": "Let's take one tiny step: open the document. Want to try?"},
                        message="I can't start my essay")
-    assert good == {"ok": True, "problems": []}
+    assert good == {"ok": True, "quality": 1.0, "problems": []}
     bad = style.score(output={"reply": "Why didn't you just do it? You always say I can't start my essay. "
                                        "Is it hard? Is it boring? Come on."},
                       message="I can't start my essay")
-    assert not bad["ok"]
+    assert not bad["ok"] and bad["quality"] == 0.0  # judgement disqualifies it as an example
     joined = " ".join(bad["problems"])
     for expected in ("too long", "questions at once", "judgmental", "repeats the user's words"):
         assert expected in joined, (expected, bad["problems"])

@@ -20,6 +20,7 @@ from graphs.deps import CompanionDeps
 from graphs.nodes.common import current_exchange, ms_since, subject_text, write_id
 from graphs.outbox import OutboxFull, RecordIntervention, SettleOutcome
 from graphs.state import CompanionState
+from graphs.style import reply_problems, reply_quality
 from graphs.tracing import traced
 from memories.errors import MemoryUnavailable, RecordNotFound
 from memories.interventions import InterventionMemory, NewIntervention
@@ -124,9 +125,12 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
             update["session_log"].append(entry)
             last_id = None
         if decision.get("intervention") and registry.get(InterventionMemory) is not None:
-            record = NewIntervention(text=state.get("reply") or "(no reply)", tool_name=decision.get("tool"),
-                                     tool_args=decision.get("args") or {},
-                                     user_context=subject_text(state)[:2000] or "(silence)")
+            reply = state.get("reply") or "(no reply)"
+            said = subject_text(state)[:2000] or "(silence)"
+            record = NewIntervention(text=reply, tool_name=decision.get("tool"), tool_args=decision.get("args") or {},
+                                     user_context=said, quality=reply_quality(reply_problems(
+                                         reply, user_message=said,
+                                         literal=bool((state.get("style") or {}).get("literal_language")))))
             last_id = write_id(user, state, "intervention")
             await deps.outbox.run_or_queue(RecordIntervention(user_id=user, intervention_id=last_id, record=record),
                                            registry)
