@@ -103,7 +103,7 @@ def test_eval_run_plays_the_dataset_and_writes_a_table_json_and_a_report(env: No
 
     as_json = runner.invoke(app, ["eval", "run", "--conversations", str(HELDOUT), "--json"])
     assert as_json.exit_code == 0, as_json.output
-    run = json.loads(as_json.output.strip().splitlines()[-1])
+    run = json.loads(as_json.stdout)
     assert len(run["rows"]) == len(load_conversations(HELDOUT).conversations) and not run["failed"]
     totals = run["totals"]
     assert totals["safety"]["crises"] >= 2 and totals["safety"]["missed_crisis"] == 0
@@ -141,4 +141,4 @@ def test_with_weave_configured_but_unreachable_the_evaluation_still_runs(
     monkeypatch.setenv("WF_TRACE_SERVER_URL", "http://127.0.0.1:9")
     result = runner.invoke(app, ["eval", "run", "--limit", "2", "--json"])
     assert result.exit_code == 0, result.output
-    assert len(json.loads(result.output.strip().splitlines()[-1])["rows"]) == 2
+    assert len(json.loads(result.stdout)["rows"]) == 2

@@ -296,6 +296,32 @@ async def test_a_plan_is_followed_from_start_to_finish(rig: Rig) -> None:
     assert greeting.plan == done.plan
 
 
+async def test_frozen_again_on_a_new_day_ticks_no_step_off(rig: Rig) -> None:
+    # Found by `sam2voice eval run`: a struggle the classifier also half-read as progress ticked the
+    # old plan's step off ("That step is ticked off") for someone saying they were frozen again.
+    session = rig.session("ria", seed="4")
+    made = await session.send("i have 40 pages to read for class and cant start")
+    assert made.tool == "create_microsteps" and made.plan and "start" not in made.plan["task"]
+    await session.send("read 5 pages!")
+    await session.end()
+    before = (await session.send("hi")).plan
+    frozen = await session.send("another 40 pages to read and im frozen again")
+    assert frozen.plan and before and frozen.plan["current"] == before["current"]
+    assert "ticked off" not in frozen.reply and "step is done" not in frozen.reply
+    assert frozen.tool  # something to try, for the struggle
+
+
+def test_says_done_and_tasks_that_name_nothing() -> None:
+    from graphs.understanding.rules import says_done
+    from tools.catalog import task_from_message
+
+    assert says_done("did the first step but now im stuck") and says_done("finished the title")
+    assert not says_done("another 40 pages to read and im frozen again") and not says_done("cant start")
+    assert task_from_message("i have 40 pages to read for class and cant start") is None  # not "start"
+    assert task_from_message("i need to focus") is None
+    assert task_from_message("I can't start my essay") == "your essay"
+
+
 async def test_an_unclear_answer_gets_one_brief_check_never_two(rig: Rig) -> None:
     session = rig.session("ola", seed="3")
     first = await session.send("I'm so overwhelmed, everything is too much")

@@ -98,7 +98,9 @@ _STUCK_ON = re.compile(
     r"(?:(?:start(?:ed|ing)?(?:\s+on|\s+with)?|begin(?:ning)?|do(?:ing)?|finish(?:ing)?|work(?:ing)? on|"
     r"get(?:ting)? started on|going on|going with)\s+)?"
     r"(?P<task>[^,.;!?]+)", re.IGNORECASE)
-_VAGUE = {"it", "this", "that", "anything", "something", "things", "myself", "going", "started", "focus"}
+# Words that name no task: "i cant start", "i need to focus" say they are stuck, not on what.
+_VAGUE = {"it", "this", "that", "anything", "something", "things", "myself", "going", "started", "focus", "start",
+          "begin", "do it", "think", "concentrate", "move", "cope", "get going", "get started"}
 
 
 # "this homework is killing me", "the laundry pile is huge": a common task named anywhere.

@@ -122,6 +122,14 @@ def says_it_helped(text: str) -> bool:
     return any(w in _SUCCESS_WORDS for w in words) and not says_it_failed(text)
 
 
+_SAYS_DONE = re.compile(r"\b(?:did|done|finished|completed|wrote|sent|ticked off|got through|knocked out|managed)\b")
+
+
+def says_done(text: str) -> bool:
+    """The message says something got done ("did the first step", "finished the title")."""
+    return bool(_SAYS_DONE.search(normalise(text)))
+
+
 def steps_done(text: str) -> tuple[int | None, bool]:
     """How many steps a progress report counts, and whether it says everything is done."""
     low = normalise(text)
