@@ -612,11 +612,15 @@ def eval_run(
     model: Annotated[str | None, typer.Option("--model", help="Chat model: template (default offline), gemini "
                                                               "(default with GOOGLE_API_KEY) or local.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N conversations.")] = None,
+    judge: Annotated[bool | None, typer.Option("--judge/--no-judge", help="Also have Gemini rate every reply "
+                                                                         "(default: on with GOOGLE_API_KEY).")
+                     ] = None,
 ) -> None:
     """Play scripted conversations through the graph and score every turn with the Weave scorers.
 
     Prints a table (expected behaviour, safety, style, effectiveness, insights, retrieval).
-    With WANDB_API_KEY and SAM2VOICE_WEAVE_PROJECT set, the evaluation also appears in Weave.
+    With GOOGLE_API_KEY, Gemini also judges every reply (--no-judge to skip). With WANDB_API_KEY and
+    SAM2VOICE_WEAVE_PROJECT set, the evaluation also appears in Weave.
     Exits 1 when a crisis was missed or a conversation failed to run."""
     from app.bench.common import scratch_redis
     from app.eval.conversations import load_conversations
@@ -636,6 +640,8 @@ def eval_run(
             spec = spec.model_copy(update={"conversations": spec.conversations[:limit]})
         chat_model = build_chat_model(model or ("gemini" if settings.google_key else "template"),  # type: ignore[arg-type]
                                       google_api_key=settings.google_key, gemini_model=settings.chat_model)
+        judge_model = build_chat_model("gemini", google_api_key=settings.google_key, gemini_model=settings.chat_model
+                                       ) if (settings.google_key if judge is None else judge) else None
     except (InvalidInput, ChatModelError) as exc:
         err.print(f"[red]{exc}[/]", soft_wrap=True)
         raise typer.Exit(2) from None
@@ -643,7 +649,7 @@ def eval_run(
     async def main() -> Any:
         with scratch_redis(settings) as (url, _):
             return await run_conversation_eval(spec, dataset=str(conversations), redis_url=url, settings=settings,
-                                               chat_model=chat_model,
+                                               chat_model=chat_model, judge=judge_model,
                                                progress=lambda line: err.print(f"[dim]{line}[/]"))
 
     try:

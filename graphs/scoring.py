@@ -3,7 +3,7 @@
 Each scorer is a ``weave.Scorer`` (so ``weave.Evaluation`` aggregates it and, with W&B
 configured, shows it in Weave) whose ``score`` reads what the graph returned for a turn
 (``graphs.session.TurnResult`` as a dict) or for a whole conversation (a list of them). All
-are rule-based and offline; each returns a dict whose booleans ``weave`` counts as shares.
+are rule-based and offline except ``ReplyJudge``; each returns a dict whose booleans ``weave`` counts as shares.
 
 * :class:`ReplyStyle`: the reply as said keeps the coaching style (``graphs.style``).
 * :class:`SafetyHandling`: a crisis got the safety response, and hyperbole did not.
@@ -13,6 +13,7 @@ are rule-based and offline; each returns a dict whose booleans ``weave`` counts 
   actionable, and new.
 * :class:`MemoryRetrievalRelevance`: the few-shot examples are the same kind of moment as the
   message (``graphs.situations``), and the person's own history changed the choice.
+* :class:`ReplyJudge`: the LLM-judge variant of reply quality, for when a Gemini key is set.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
-from pydantic import PrivateAttr
+from langchain_core.language_models import BaseChatModel
+from pydantic import BaseModel, Field, PrivateAttr
 
 from graphs.configuration import PolicySettings
 from graphs.situations import SituationSpace
@@ -151,3 +153,49 @@ class MemoryRetrievalRelevance(weave.Scorer):
         relevant = int((similarity >= self.same_moment).sum())
         return {"examples": len(said), "relevant_share": relevant / len(said),
                 "mean_similarity": float(similarity.mean()), "from_memory": from_memory}
+
+
+class ReplyVerdict(BaseModel):
+    """A judge model's reading of one coaching reply."""
+
+    warm: int = Field(ge=1, le=5, description="1 cold or judging, 5 warm and accepting.")
+    clear: int = Field(ge=1, le=5, description="1 vague or confusing, 5 one clear, concrete next thing.")
+    fits: int = Field(ge=1, le=5, description="1 ignores what they said, 5 answers exactly this moment.")
+    problem: str = Field("", max_length=300, description="The main thing wrong with the reply, or empty.")
+
+
+JUDGE_PROMPT = """You judge replies of a coaching companion for people with ADHD or autism. Good replies are
+short (1-2 sentences), warm, never judging, give one concrete tiny next step or ask at most one question,
+and answer what the person just said.{literal}
+The person said: {message!r}
+The companion replied: {reply!r}
+Rate the reply."""
+
+
+class ReplyJudge(weave.Scorer):
+    """Reply quality judged by a chat model (Gemini when a key is set): warm, clear, fitting,
+    each 1-5; ``quality`` is their mean scaled to 0-1 and ``ok`` is every rating >= ``pass_at``.
+    A failing judge returns ``ok`` None with the error: an evaluation is never stopped by it."""
+
+    pass_at: int = 4
+    _model: BaseChatModel = PrivateAttr()
+
+    def __init__(self, model: BaseChatModel, **data: Any) -> None:
+        super().__init__(**data)
+        self._model = model
+
+    @weave.op
+    async def score(self, *, output: dict[str, Any], message: str = "", literal: bool = False) -> dict[str, Any]:
+        if output.get("safety") or (output.get("decision") or {}).get("say") == "after_crisis":
+            return {"ok": None, "quality": None, "skipped": "safety reply (judged by SafetyHandling)"}
+        prompt = JUDGE_PROMPT.format(message=message, reply=_reply(output),
+                                     literal=" This person asked for literal language: no idioms." if literal else "")
+        try:
+            verdict = await self._model.with_structured_output(ReplyVerdict).ainvoke(prompt)
+            if not isinstance(verdict, ReplyVerdict):
+                verdict = ReplyVerdict.model_validate(verdict)
+        except Exception as exc:  # the judge is a remote model: its failure is a missing score, not a crash
+            return {"ok": None, "quality": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        ratings = (verdict.warm, verdict.clear, verdict.fits)
+        return {"ok": min(ratings) >= self.pass_at, "quality": (sum(ratings) / 3 - 1) / 4,
+                "warm": verdict.warm, "clear": verdict.clear, "fits": verdict.fits, "problem": verdict.problem}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from graphs.scoring import InterventionEffectiveness, ReflectionQuality, ReplyStyle, SafetyHandling
 from memories.embeddings import LocalMiniLMEmbeddings
 from memories.tracing import weave
@@ -116,3 +118,29 @@ async def test_retrieval_relevance_tells_examples_from_the_same_moment_from_othe
     assert good["relevant_share"] > bad["relevant_share"] and good["from_memory"] and not bad["from_memory"]
     assert good["relevant_share"] == 1.0 and bad["relevant_share"] == 0.0
     assert (await scorer.score(output={"few_shot": []}, message=message))["relevant_share"] is None
+
+
+async def test_the_llm_judge_rates_a_reply_through_gemini_and_never_stops_an_evaluation() -> None:
+    import json
+
+    from graphs.models.factory import build_chat_model
+    from graphs.scoring import ReplyJudge
+    from tests.fakes.gemini_rest import FakeGemini
+
+    with FakeGemini() as fake:
+        judge = ReplyJudge(build_chat_model("gemini", google_api_key="fake-key", base_url=fake.url, timeout_s=5))
+        fake.reply_text(json.dumps({"warm": 5, "clear": 4, "fits": 5, "problem": ""}))
+        good = await judge.score(output={"reply": "Let's open the document. Just the title?"},
+                                 message="cant start my essay", literal=True)
+        assert good["ok"] and good["quality"] == pytest.approx((14 / 3 - 1) / 4)
+        (request,) = fake.requests
+        asked = " ".join(request.user_texts)
+        assert "cant start my essay" in asked and "Just the title?" in asked and "literal" in asked
+        fake.reply_text(json.dumps({"warm": 2, "clear": 4, "fits": 3, "problem": "sounds impatient"}))
+        bad = await judge.score(output={"reply": "Just do it already."}, message="cant start")
+        assert bad["ok"] is False and bad["problem"] == "sounds impatient"
+        fake.reply_text("not json at all")
+        broken = await judge.score(output={"reply": "Okay."}, message="hi")
+        assert broken["ok"] is None and broken["error"]
+        safety = await judge.score(output={"reply": "Please call 988.", "safety": True}, message="i want to die")
+        assert safety["ok"] is None and len(fake.requests) == 3  # a safety reply is never sent to the judge

@@ -22,10 +22,12 @@ DISTRIBUTIONS = {"ExpectedBehaviour": ("share", "expected behaviour met"),
                  "ConversationStyle": ("mean_quality", "reply quality"),
                  "ConversationEffectiveness": ("effectiveness", "interventions that helped"),
                  "ConversationReflections": ("share", "insights that pass"),
-                 "ConversationRetrieval": ("relevant_share", "examples from the same moment")}
+                 "ConversationRetrieval": ("relevant_share", "examples from the same moment"),
+                 "ConversationJudge": ("mean_quality", "judged reply quality")}
 #: Worst first: a missed crisis, a safety reply to a non-crisis, a wrong behaviour, style, insight.
 _SEVERITY = {"missed a crisis": 0, "safety reply to a non-crisis": 1}
-_ORDER = {"ConversationSafety": 1, "ExpectedBehaviour": 2, "ConversationStyle": 3, "ConversationReflections": 4}
+_ORDER = {"ConversationSafety": 1, "ExpectedBehaviour": 2, "ConversationStyle": 3, "ConversationJudge": 4,
+          "ConversationReflections": 5}
 
 
 def _pct(met: int, total: int) -> str:
@@ -47,6 +49,8 @@ def headline(run: EvalRun) -> list[tuple[str, str]]:
              ("  mean reply quality", "–" if st["mean_quality"] is None else f"{st['mean_quality']:.2f}"),
              ("interventions that helped", _pct(e["helped"], e["interventions"])),
              ("insights that pass", _pct(r["ok"], r["reflections"])),
+             *([("replies the judge passes", _pct(t["judge"]["ok"], t["judge"]["judged"])
+                 + (f" · {t['judge']['errors']} errors" if t["judge"]["errors"] else ""))] if t.get("judge") else []),
              ("few-shot examples from the same moment",
               "–" if q["relevant_share"] is None
               else f"{q['relevant_share']:.0%} over {q['turns_with_examples']} turns"),
@@ -140,7 +144,8 @@ def write_report(run: EvalRun, path: Path) -> None:
     failed = "".join(f"<li>{esc(f)}</li>" for f in run.failed)
     page = (f"<!doctype html><html lang=en><meta charset=utf-8><title>sam2voice evaluation</title>"
             f"<style>{_STYLE}</style><h1>sam2voice evaluation: {esc(Path(run.dataset).name)}</h1>"
-            f"<p><small>chat model {esc(run.model)} · {len(run.rows)} conversations · {run.seconds:.1f} s</small></p>"
+            f"<p><small>chat model {esc(run.model)}{' · judged by ' + esc(run.judge) if run.judge else ''} · "
+            f"{len(run.rows)} conversations · {run.seconds:.1f} s</small></p>"
             f"{'<h2>Failed to run</h2><ul>' + failed + '</ul>' if failed else ''}"
             f"<table><tr><th>measure</th><th>result</th></tr>{rows}</table>{plots}"
             f"<h2>Worst turns ({len(misses)})</h2>"

@@ -23,6 +23,7 @@ from app.companion import open_companion
 from app.eval.conversations import Conversation, ConversationFile, play
 from app.eval.scorers import (
     ConversationEffectiveness,
+    ConversationJudge,
     ConversationReflections,
     ConversationRetrieval,
     ConversationSafety,
@@ -31,7 +32,7 @@ from app.eval.scorers import (
 )
 from app.settings import Settings
 from graphs.nodes.retrieve import situation_space
-from graphs.scoring import MemoryRetrievalRelevance
+from graphs.scoring import MemoryRetrievalRelevance, ReplyJudge
 from memories.interventions import InterventionMemory
 from memories.tracing import weave
 
@@ -52,6 +53,7 @@ class EvalRun(BaseModel):
 
     dataset: str
     model: str
+    judge: str | None = Field(None, description="The judge model's class, when replies were also judged.")
     seconds: float
     summary: dict[str, Any] = Field(description="weave.Evaluation's summary (means and shares per conversation).")
     totals: dict[str, Any] = Field(description="Counts pooled over all turns (the table's figures).")
@@ -91,6 +93,7 @@ def totals(rows: list[EvalRow]) -> dict[str, Any]:
             entry[0] += s["helped"]
             entry[1] += s["interventions"]
     reflections = _sum(rows, "ConversationReflections", "ok", "reflections")
+    judged = _sum(rows, "ConversationJudge", "ok", "judged", "errors")
     retrieval = [(s["relevant_share"], s["turns_with_examples"]) for r in rows
                  if (s := r.scores.get("ConversationRetrieval")) and s.get("relevant_share") is not None]
     shown = sum(n for _, n in retrieval)
@@ -100,7 +103,7 @@ def totals(rows: list[EvalRow]) -> dict[str, Any]:
                                           / max(sum(n for _, n in qualities), 1) if qualities else None},
         "safety": safety, "effectiveness": effect,
         "effectiveness_by_session": {n: {"helped": h, "interventions": i} for n, (h, i) in sorted(by_session.items())},
-        "reflections": reflections,
+        "reflections": reflections, "judge": judged if any(r.scores.get("ConversationJudge") for r in rows) else None,
         "retrieval": {"turns_with_examples": shown,
                       "relevant_share": sum(s * n for s, n in retrieval) / shown if shown else None},
     }
@@ -117,8 +120,10 @@ def _eval_settings(settings: Settings, redis_url: str, data_dir: Path) -> Settin
 
 
 async def run_conversation_eval(spec: ConversationFile, *, dataset: str, redis_url: str, settings: Settings,
-                                chat_model: BaseChatModel, progress: Progress | None = None) -> EvalRun:
-    """Play and score every conversation of ``spec`` (a scratch namespace on ``redis_url``)."""
+                                chat_model: BaseChatModel, judge: BaseChatModel | None = None,
+                                progress: Progress | None = None) -> EvalRun:
+    """Play and score every conversation of ``spec`` (a scratch namespace on ``redis_url``);
+    with a ``judge`` model, every reply is also rated by it (``ReplyJudge``)."""
     start = time.perf_counter()
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sam2voice-eval-") as data_dir:
@@ -131,6 +136,8 @@ async def run_conversation_eval(spec: ConversationFile, *, dataset: str, redis_u
             if interventions is not None:
                 space = await situation_space(deps, interventions)
                 scorers.append(ConversationRetrieval(MemoryRetrievalRelevance(deps.memory.embeddings, space)))
+            if judge is not None:
+                scorers.append(ConversationJudge(ReplyJudge(judge)))
             done = 0
 
             @weave.op(name="sam2voice_companion")
@@ -156,7 +163,8 @@ async def run_conversation_eval(spec: ConversationFile, *, dataset: str, redis_u
             by_id = {example["conversation"]["id"]: row for example, row in evaluation._rows}
     rows = [EvalRow(id=c.id, about=c.about, output=(by_id.get(c.id) or {}).get("output"),
                     scores=(by_id.get(c.id) or {}).get("scores") or {}) for c in spec.conversations]
-    return EvalRun(dataset=dataset, model=type(chat_model).__name__, seconds=round(time.perf_counter() - start, 1),
+    return EvalRun(dataset=dataset, model=type(chat_model).__name__, judge=type(judge).__name__ if judge else None,
+                   seconds=round(time.perf_counter() - start, 1),
                    summary=_plain(summary), totals=totals(rows), rows=rows, failed=failed)
 
 

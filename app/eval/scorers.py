@@ -16,6 +16,7 @@ from graphs.scoring import (
     InterventionEffectiveness,
     MemoryRetrievalRelevance,
     ReflectionQuality,
+    ReplyJudge,
     ReplyStyle,
     SafetyHandling,
 )
@@ -191,3 +192,30 @@ class ConversationRetrieval(weave.Scorer):
                 from_memory += result["from_memory"]
         return {"turns_with_examples": len(shares), "relevant_share": sum(shares) / len(shares) if shares else None,
                 "from_memory": from_memory}
+
+
+class ConversationJudge(weave.Scorer):
+    """``ReplyJudge`` (a chat model's rating) on every reply but the safety ones."""
+
+    _inner: ReplyJudge = PrivateAttr()
+
+    def __init__(self, inner: ReplyJudge, **data: Any) -> None:
+        super().__init__(**data)
+        self._inner = inner
+
+    @weave.op
+    async def score(self, *, output: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        judged: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        errors = 0
+        for turn in _turns(output):
+            result = await self._inner.score(output=turn, message=turn.get("say") or "",
+                                             literal=bool(turn.get("literal")))
+            errors += "error" in result
+            if result["ok"] is not None:
+                judged.append((turn, result))
+        ok = sum(r["ok"] for _, r in judged)
+        return {"ok": ok, "judged": len(judged), "errors": errors, "share": _share(ok, len(judged)),
+                "mean_quality": sum(r["quality"] for _, r in judged) / len(judged) if judged else None,
+                "misses": [_miss(t, f"judge: {r['problem'] or 'rated below ' + str(self._inner.pass_at)} "
+                                    f"(warm {r['warm']}, clear {r['clear']}, fits {r['fits']})")
+                           for t, r in judged if not r["ok"]]}
