@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from graphs.session import CompanionSession, TurnResult
+from graphs.tracing import turn_scope
 from memories.errors import InvalidInput
 
 HELP = ("Type what's going on. Commands: [bold]/end[/] ends the session (I'll reflect on it), "
@@ -85,7 +86,8 @@ async def run_jsonl(session: CompanionSession) -> None:
         warning = {"input_warning": warned} if warned else {}
         try:
             require_readable(text)
-            result = await (session.end() if text.strip() == "/end" else session.send(text))
+            with turn_scope("end" if text.strip() == "/end" else "text"):  # the turn's id on its log lines
+                result = await (session.end() if text.strip() == "/end" else session.send(text))
         except InvalidInput as exc:
             print(json.dumps({"said": text, "error": str(exc), "ended": False, **warning}), flush=True)
             continue
@@ -172,12 +174,12 @@ async def run_chat(session: CompanionSession, console: Console, *, show_memory: 
             console.print("[dim]Bye for now. Your session will be here when you come back.[/]")
             return
         if line == "/end":
-            with console.status("Reflecting on this session..."):
+            with console.status("Reflecting on this session..."), turn_scope("end"):
                 result = await session.end()
             show(console, result, show_memory=False)
             return
         try:
-            with console.status("..."):
+            with console.status("..."), turn_scope("text"):
                 result = await session.send(line)
         except InvalidInput as exc:
             console.print(f"[yellow]{escape(str(exc))}[/]")

@@ -50,7 +50,9 @@ def _settings() -> Settings:
     except ValidationError as exc:
         err.print(f"[red]Invalid settings[/] (environment or .env):\n{exc}")
         raise typer.Exit(2) from None
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    from app.logs import configure_logging
+
+    configure_logging(settings)  # text or JSON lines (SAM2VOICE_LOG_FORMAT), turn ids on a turn's lines
     return settings
 
 
@@ -138,8 +140,10 @@ def chat(
     except ValueError as exc:
         raise _fail(exc) from None
     if jsonl:
+        from app.logs import configure_logging
+
         logging.getLogger().handlers.clear()  # logs go to stderr only; stdout carries JSON lines
-        logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+        configure_logging(_settings(), level="WARNING", stream=sys.stderr)
         _run_companion(lambda companion: run_jsonl(companion.session(user, seed=seed)), model=model)
         return
     _chat_logs_to_file()
@@ -150,6 +154,8 @@ def chat(
 def _chat_logs_to_file() -> None:
     """In a conversation the person sees the calm one-line notices, not library warnings: log
     records go to ``<data dir>/logs/chat.log``; only errors still reach the terminal."""
+    from app.logs import TurnFilter, formatter
+
     settings = _settings()
     path = settings.data_dir / "logs" / "chat.log"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +163,8 @@ def _chat_logs_to_file() -> None:
     for handler in root.handlers:
         handler.setLevel(logging.ERROR)
     to_file = logging.FileHandler(path, encoding="utf-8")
-    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    to_file.setFormatter(formatter(settings.log_format, timestamps=True))
+    to_file.addFilter(TurnFilter())
     to_file.setLevel(settings.log_level)
     root.addHandler(to_file)
 
@@ -424,14 +431,36 @@ def memory_forget(user: UserOption, yes: Annotated[bool, typer.Option("--yes", h
     _with_registry(forget, as_json=True)
 
 
+@memory_app.command("inspect")
+def memory_inspect(
+    user: UserOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    limit: Annotated[int, typer.Option(help="Recent interventions and reflections to show.", min=1, max=500)] = 10,
+) -> None:
+    """Debugging view of a person's memory: records per element, recent interventions with outcomes and
+    quality scores, results per tool, reflections, and each element's index size."""
+    from app.memory_inspect import MemoryInspection, inspect_person, show_inspection
+
+    async def inspect(registry: MemoryRegistry) -> MemoryInspection:
+        return await inspect_person(registry, user, limit=limit)
+
+    found = _with_registry(inspect, as_json=False)  # a malformed id is reported like any memory error
+    assert isinstance(found, MemoryInspection)
+    if as_json:
+        print(found.model_dump_json())
+    else:
+        show_inspection(found, console)
+
+
 def _coaching_store(registry: MemoryRegistry) -> CoachingStore:
     from tools.store import CoachingStore
 
     return CoachingStore(registry.backend.client, registry.backend.settings.namespace)
 
 
-def _with_registry(action: Callable[[MemoryRegistry], Awaitable[object]], *, as_json: bool) -> None:
-    """Open the memory layer, run ``action`` on its registry, report known errors cleanly."""
+def _with_registry(action: Callable[[MemoryRegistry], Awaitable[object]], *, as_json: bool) -> object:
+    """Open the memory layer, run ``action`` on its registry, report known errors cleanly;
+    returns what ``action`` returned (printed as JSON when ``as_json``)."""
     from app.embedded_redis import EmbeddedRedisError
     from app.runtime import open_app_memory
     from memories.errors import MemoryLayerError
@@ -449,6 +478,7 @@ def _with_registry(action: Callable[[MemoryRegistry], Awaitable[object]], *, as_
         raise _fail(exc) from None
     if as_json:
         print(json.dumps(result, indent=2, default=str))
+    return result
 
 
 @bench_app.command("memory")
@@ -602,16 +632,20 @@ DEFAULT_CONVERSATIONS = Path(__file__).resolve().parent.parent / "tests" / "data
 
 @eval_app.command("run")
 def eval_run(
-    conversations: Annotated[Path, typer.Option("--conversations", help="Conversation dataset JSON (see "
-                                                                        "tests/data/conversations.json).")
-                             ] = DEFAULT_CONVERSATIONS,
+    conversations: Annotated[Path | None, typer.Option("--conversations", help="Conversation dataset JSON (default "
+                                                                               "tests/data/conversations.json unless "
+                                                                               "--personas is given).")] = None,
+    personas: Annotated[Path | None, typer.Option("--personas", help="Also (or only) simulated personas, each "
+                                                                     "played through every session (see "
+                                                                     "tests/data/personas.json).")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Also write a self-contained HTML page: plots "
                                                                  "and the worst turns.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (totals, summary, every row); "
                                                          "progress goes to stderr.")] = False,
     model: Annotated[str | None, typer.Option("--model", help="Chat model: template (default offline), gemini "
                                                               "(default with GOOGLE_API_KEY) or local.")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N conversations.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N conversations (and "
+                                                                     "personas).")] = None,
     judge: Annotated[bool | None, typer.Option("--judge/--no-judge", help="Also have Gemini rate every reply "
                                                                          "(default: on with GOOGLE_API_KEY).")
                      ] = None,
@@ -626,6 +660,7 @@ def eval_run(
     from app.eval.conversations import load_conversations
     from app.eval.report import table, write_report
     from app.eval.run import run_conversation_eval
+    from app.learning_eval import load_personas
     from graphs.models.errors import ChatModelError
     from graphs.models.factory import build_chat_model
     from memories.errors import InvalidInput, MemoryLayerError
@@ -635,9 +670,14 @@ def eval_run(
         err.print(f"[red]--model must be template, gemini or local, not {model!r}[/]")
         raise typer.Exit(2)
     try:
-        spec = load_conversations(conversations)
-        if limit is not None:
+        if conversations is None and personas is None:
+            conversations = DEFAULT_CONVERSATIONS
+        spec = load_conversations(conversations) if conversations is not None else None
+        people = load_personas(personas) if personas is not None else None
+        if limit is not None and spec is not None:
             spec = spec.model_copy(update={"conversations": spec.conversations[:limit]})
+        if limit is not None and people is not None:
+            people = people.model_copy(update={"personas": people.personas[:limit]})
         chat_model = build_chat_model(model or ("gemini" if settings.google_key else "template"),  # type: ignore[arg-type]
                                       google_api_key=settings.google_key, gemini_model=settings.chat_model)
         judge_model = build_chat_model("gemini", google_api_key=settings.google_key, gemini_model=settings.chat_model
@@ -648,8 +688,9 @@ def eval_run(
 
     async def main() -> Any:
         with scratch_redis(settings) as (url, _):
-            return await run_conversation_eval(spec, dataset=str(conversations), redis_url=url, settings=settings,
-                                               chat_model=chat_model, judge=judge_model,
+            return await run_conversation_eval(spec, dataset=str(conversations or personas), redis_url=url,
+                                               settings=settings, chat_model=chat_model, judge=judge_model,
+                                               personas=people,
                                                progress=lambda line: err.print(f"[dim]{line}[/]"))
 
     try:

@@ -3,6 +3,8 @@ graph with its Redis checkpointer). Every entry point opens one of these."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,8 +30,10 @@ from graphs.session import CompanionSession
 from graphs.tracing import init_tracing
 from graphs.understanding.reader import UnderstandingReader
 from memories.embeddings import LocalMiniLMEmbeddings
-from memories.errors import MemoryUnavailable
+from memories.errors import MemoryLayerError, MemoryUnavailable
+from memories.registry import MemoryRegistry
 from memories.stack import MemoryStack
+from memories.stats import memory_stats
 from tools import build_tools
 from tools.context import ToolContext
 from tools.store import CoachingStore
@@ -96,8 +100,9 @@ async def checkpointer_for(stack: MemoryStack) -> AsyncShallowRedisSaver:
 async def open_companion(
     settings: Settings, *, chat_provider: ChatProvider | None = None, chat_model: BaseChatModel | None = None
 ) -> AsyncIterator[Companion]:
-    """Open memory, build the chat model and tools, compile the graph; close everything after."""
-    init_tracing(settings.weave_project)
+    """Open memory, build the chat model and tools, compile the graph; close everything after.
+    With tracing on, the memory statistics go to Weave every ``weave_stats_interval_s`` and at close."""
+    tracing = init_tracing(settings.weave_project)
     stack = await open_app_memory(settings)
     try:
         model = chat_model or build_chat_model(
@@ -108,11 +113,35 @@ async def open_companion(
             deps = await build_deps(stack, model, settings, outbox=outbox)
             await replay_leftovers(deps)
             graph = build_companion_graph(deps, checkpointer=await checkpointer_for(stack))
-            yield Companion(deps=deps, graph=graph)
+            stats = asyncio.create_task(log_memory_stats(stack.registry, settings.weave_stats_interval_s),
+                                        name="memory-stats") if tracing else None
+            try:
+                yield Companion(deps=deps, graph=graph)
+            finally:
+                if stats is not None:
+                    stats.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await stats
+                    await log_memory_stats_once(stack.registry)
         finally:
             outbox.close()
     finally:
         await stack.aclose()
+
+
+async def log_memory_stats_once(registry: MemoryRegistry) -> None:
+    """The memory statistics as one weave call (``memory_stats`` is an op: tracing logs it)."""
+    try:
+        await memory_stats(registry)
+    except MemoryLayerError as exc:  # statistics are worth a line, never a failure
+        log.info("memory statistics not logged: %s", exc)
+
+
+async def log_memory_stats(registry: MemoryRegistry, interval_s: float) -> None:
+    """Log the memory statistics to Weave now and every ``interval_s`` (until cancelled)."""
+    while True:
+        await log_memory_stats_once(registry)
+        await asyncio.sleep(interval_s)
 
 
 def open_outbox(settings: Settings) -> Outbox:

@@ -24,7 +24,8 @@ class Check:
     detail: str
 
 
-async def _timed(part: str, probe: Callable[[], Awaitable[str]]) -> Check:
+async def timed_check(part: str, probe: Callable[[], Awaitable[str]]) -> Check:
+    """Run ``probe``: its detail and how long it took, or the error it raised, as a check."""
     start = time.perf_counter()
     try:
         detail = await probe()
@@ -53,7 +54,7 @@ async def run_checks(settings: Settings) -> list[Check]:
         return (f"{where} {redact(url)}, server {version}, "
                 f"search {modules['search']}, json {modules['ReJSON']}")
 
-    checks.append(await _timed("Redis + Search + JSON", redis_probe))
+    checks.append(await timed_check("Redis + Search + JSON", redis_probe))
 
     async def layout_probe() -> str:
         from app.migrate import migrate_keys
@@ -72,7 +73,7 @@ async def run_checks(settings: Settings) -> list[Check]:
                                "invisible to this version: run `sam2voice redis migrate`")
         return f"cluster-ready: {report.current} per-person keys, each in its person's hash slot"
 
-    checks.append(await _timed("Key layout", layout_probe))
+    checks.append(await timed_check("Key layout", layout_probe))
 
     async def embedder_probe() -> str:
         built = build_base_embeddings(
@@ -85,7 +86,7 @@ async def run_checks(settings: Settings) -> list[Check]:
             raise RuntimeError(f"{model_id} returned {len(vector)} dimensions, expected {dims}")
         return f"{settings.embedding_provider}: {model_id}, {dims} dimensions"
 
-    checks.append(await _timed("Embeddings", embedder_probe))
+    checks.append(await timed_check("Embeddings", embedder_probe))
 
     async def memory_probe() -> str:
         if "url" not in found or "embeddings" not in found:
@@ -108,7 +109,7 @@ async def run_checks(settings: Settings) -> list[Check]:
             await stack.aclose()
         return f"{len(stack.registry.elements)} elements: {', '.join(stack.registry.elements)}"
 
-    checks.append(await _timed("Memory elements", memory_probe))
+    checks.append(await timed_check("Memory elements", memory_probe))
 
     if settings.google_key:
         async def chat_probe() -> str:
@@ -118,7 +119,7 @@ async def run_checks(settings: Settings) -> list[Check]:
             reply = await model.ainvoke("Reply with the single word: ready")
             return f"{settings.chat_model}: {str(reply.content)[:40]!r}"
 
-        checks.append(await _timed("Gemini chat model", chat_probe))
+        checks.append(await timed_check("Gemini chat model", chat_probe))
     else:
         checks.append(Check("Gemini chat model", None, "skipped: GOOGLE_API_KEY is not set (offline mode)"))
     checks.append(voice_check(settings))

@@ -80,4 +80,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout_keep_alive": 5,
         "h11_max_incomplete_event_size": 16 * 1024,  # a longer request line or header block: 400
         "log_level": settings.log_level.lower(),
+        # JSON logs: uvicorn's own loggers go through the root handler (app.logs) instead of its text config.
+        **({"log_config": None} if settings.log_format == "json" else {}),
     }

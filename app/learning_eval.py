@@ -53,7 +53,7 @@ from app.settings import Settings
 from graphs.graph import build_companion_graph
 from graphs.models.template import TemplateChatModel
 from graphs.policy import turn_rng
-from graphs.session import CompanionSession
+from graphs.session import CompanionSession, TurnResult
 from memories.config import MemorySettings
 from memories.errors import InvalidInput
 from memories.profile import ProfileMemory
@@ -286,8 +286,16 @@ class PersonRun(BaseModel):
 
 async def run_person(graph: Any, deps: Any, stack: MemoryStack, persona: Persona, key: tuple[Any, ...], *,
                      seed: int, sessions: int, turns: int, memory_on: bool, label: str,
-                     progress: Progress | None = None) -> PersonRun:
-    """One person through every session; ``key`` names them in every random draw."""
+                     progress: Progress | None = None,
+                     record: Callable[[dict[str, Any]], None] | None = None) -> PersonRun:
+    """One person through every session; ``key`` names them in every random draw. ``record``
+    sees every turn's result and each session's end (``sam2voice eval run --personas``)."""
+    def sent(session_no: int, said: str, result: TurnResult, **extra: Any) -> TurnResult:
+        if record is not None:
+            record({**result.model_dump(mode="json", exclude={"thread_id", "timings"}), "kind": "turn",
+                    "session": session_no + 1, "say": said, "expect": {}, **extra})
+        return result
+
     if memory_on and (profiles := stack.registry.get(ProfileMemory)) is not None and persona.profile:
         await profiles.update(persona.user_id, persona.profile)
     done: list[Turn] = []
@@ -299,10 +307,12 @@ async def run_person(graph: Any, deps: Any, stack: MemoryStack, persona: Persona
             pick = turn_rng(seed, *key, session_no, turn, "situation")
             which = pick.randrange(len(persona.situations))
             situation = persona.situations[which]
-            result = await session.send(pick.choice(situation.utterances))
+            said = pick.choice(situation.utterances)
+            result = sent(session_no, said, await session.send(said))
             if result.safety and (result.understanding or {}).get("source") == "classifier":
                 # Asked "are you safe right now?" about an everyday struggle, a person says so.
-                result = await session.send(pick.choice(ALL_CLEAR_ANSWERS))
+                said = pick.choice(ALL_CLEAR_ANSWERS)
+                result = sent(session_no, said, await session.send(said))
             decision = result.decision or {}
             # What the person received: the policy's choice, or the tool they asked for ("remind me
             # at 5" gets a reminder, recorded and learnt from like any intervention). A celebration
@@ -313,14 +323,20 @@ async def run_person(graph: Any, deps: Any, stack: MemoryStack, persona: Persona
             helped = turn_rng(seed, *key, session_no, turn, "draw").random() < p
             helped_here += helped
             replies = persona.success_replies if helped else persona.failure_replies
-            reply = await session.send(pick.choice(replies))
+            said = pick.choice(replies)
+            reply = sent(session_no, said, await session.send(said), simulated={"tool": tool, "p": p, "helped": helped})
             asked = (reply.decision or {}).get("say") == "ask_outcome"
             # Asked "did that help?", a person answers (in their own words again); nobody ignores it.
-            answer = await session.send(pick.choice(replies)) if asked else None
+            answer = None
+            if asked:
+                said = pick.choice(replies)
+                answer = sent(session_no, said, await session.send(said))
             done.append(Turn(session=session_no + 1, situation=which, tool=tool, p=p, helped=helped,
                              read=(reply.evidence or {}).get("outcome"), asked=asked,
                              answer_read=(answer.evidence or {}).get("outcome") if answer else None))
-        await session.end()
+        ended = await session.end()
+        if record is not None:
+            record({"kind": "end", "session": session_no + 1, "reflection": ended.reflection})
         if progress:
             progress(f"{label} · {persona.user_id} · session {session_no + 1}/{sessions}: "
                      f"{helped_here / turns:.0%} helped")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, WebSocket
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from google import genai
 from pydantic import BaseModel, Field
@@ -31,8 +32,11 @@ from app.accounts import AccountError, AccountStore, RateLimit, TooManyAttempts
 from app.audit import AuditEvent, AuditKind, AuditLog
 from app.companion import Companion, open_companion
 from app.hardening import install_hardening
+from app.logs import configure_logging
+from app.metrics import CONTENT_TYPE_LATEST, ObservedApp, ServerMetrics
 from app.person_data import PersonData, PersonExport, PersonMemories
 from app.presence import VoicePresence
+from app.readiness import Readiness, ReadyReport
 from app.settings import Settings
 from app.voice_setup import OfflineSpeech, VoiceMode, live_client, live_options, offline_speech, session_factory
 from app.voice_socket import VoiceSocket
@@ -190,14 +194,22 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
                                                checkpointer=app.state.companion.graph.checkpointer,
                                                accounts=app.state.accounts, audit=app.state.audit,
                                                outbox=deps.outbox)
+            app.state.readiness = Readiness(app.state.companion, settings, mode=app.state.mode,
+                                            speech=app.state.speech)
+            metrics.watch(outbox=lambda: len(deps.outbox), sockets=lambda: len(open_sockets),
+                          degraded=lambda: sum(1 for s in open_sockets if s.degraded),
+                          embeddings=deps.memory.embeddings)
             log.info("voice server ready (%s voice)", app.state.mode)
             yield
 
     app = FastAPI(title="sam2voice", summary="The voice companion's web page and voice websocket.",
                   lifespan=lifespan)
     install_hardening(app, settings)
+    metrics = app.state.metrics = ServerMetrics()  # this app's own registry: two apps never share figures
+    app.add_middleware(ObservedApp, metrics=metrics)  # every request, socket and the lifespan report to it
     options = live_options(settings)
     penalties: dict[str, float] = {}  # user tag -> until when its new sockets are refused (it flooded)
+    open_sockets: set[VoiceSocket] = set()  # this process's voice sockets (for /metrics)
 
     def accounts() -> AccountStore:
         return app.state.accounts  # type: ignore[no-any-return]
@@ -240,6 +252,20 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
     async def healthz() -> dict[str, Any]:
         """Liveness, and which voice the server speaks with."""
         return {"ok": True, "mode": app.state.mode}
+
+    @app.get("/readyz", response_model=ReadyReport,
+             responses={503: {"model": ReadyReport, "description": "Not ready: a check failed (see its detail)."}})
+    async def readyz() -> JSONResponse:
+        """Readiness: Redis answers and has Search and JSON, the embedder embeds, the chat model
+        is built, the voice can speak. 200 when every check passes, else 503; each check's detail."""
+        report = await app.state.readiness.report()
+        return JSONResponse(report.model_dump(), status_code=200 if report.ok else 503)
+
+    @app.get("/metrics", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics (text format): node and memory-operation latency, turns, outcomes
+        settled by kind, safety replies (a count), outbox depth, degraded sessions, open sockets."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/api/signup", status_code=201, responses={409: {"description": "The name has an account already."},
                                                           422: {"description": "Bad name or too short a password."}})
@@ -454,10 +480,12 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
                                options=options, speech=app.state.speech)
         socket = VoiceSocket(websocket, user, make)
         await presence().enter(socket, cookie)
+        open_sockets.add(socket)
         watch = asyncio.create_task(presence().watch(socket, cookie))  # revoked or expired: closes it
         try:
             await socket.serve()
         finally:
+            open_sockets.discard(socket)
             watch.cancel()
             await presence().leave(socket)
             if socket.penalized:
@@ -474,5 +502,5 @@ def app_from_environment() -> FastAPI:
     """``sam2voice serve --workers N``: each worker process builds its app from the environment
     (the CLI has put the served host and port there), and loads its own models."""
     settings = Settings()
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     return create_app(settings)

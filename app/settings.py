@@ -92,9 +92,16 @@ class Settings(BaseSettings):
     weave_project: str | None = Field(
         None, description="W&B project for weave traces; tracing is on only with this and WANDB_API_KEY."
     )
+    weave_stats_interval_s: float = Field(
+        300.0, ge=5, le=86_400, description="With tracing on: how often the memory statistics (records per "
+        "element, embedding cache hit rate) are logged to Weave (also once when the companion closes).")
 
     # --- Logging -----------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="Log level of the CLI.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text: 'LEVEL logger: message' lines; json: one JSON object per line (ts, level, "
+        "logger, message, turn, exc) for log shippers, also from `serve` and its workers. Lines logged during a "
+        "turn carry its id either way; nothing at INFO or above carries what a person said.")
 
     @property
     def allowed_origin_list(self) -> list[str]:

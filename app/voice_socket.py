@@ -122,6 +122,11 @@ class VoiceSocket:
         self.penalized = False
         self._last_rate_error = 0.0
 
+    @property
+    def degraded(self) -> bool:
+        """True while this socket's voice session runs without memory."""
+        return self.session is not None and self.session.degraded
+
     async def send(self, event: VoiceEvent) -> None:
         """Send one event (audio as a binary frame); a closed socket is ignored."""
         if self.websocket.client_state != WebSocketState.CONNECTED:

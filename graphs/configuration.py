@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from memories.errors import InvalidInput
 from memories.validation import validate_user_id
@@ -69,6 +69,9 @@ class CompanionSettings(BaseModel):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     model_proposal: bool = Field(True, description="Ask the chat model which tool it would pick (constrained).")
     idle_timeout_minutes: float = Field(30, gt=0, le=24 * 60, description="A session idle this long is ended.")
+    ended_thread_ttl_days: float | None = Field(
+        30, gt=0, le=3650, description="An ended session's conversation (its checkpoints) is deleted this many "
+        "days after it ended (`never`: kept until `memory forget`). What was learnt from it stays in memory.")
     history_messages: int = Field(6, ge=0, le=50, description="Earlier messages the reply model sees.")
     keep_messages: int = Field(
         40, ge=8, le=1000, description="Messages a session's checkpoint keeps (older ones are dropped)."
@@ -77,6 +80,12 @@ class CompanionSettings(BaseModel):
         180, gt=0, le=7 * 24 * 60, description="A pending intervention older than this is not settled by a message."
     )
     outbox_limit: int = Field(1000, ge=1, le=100_000, description="Writes kept while Redis is unreachable.")
+
+    @field_validator("ended_thread_ttl_days", mode="before")
+    @classmethod
+    def _never_expire(cls, value: Any) -> Any:
+        # An environment variable cannot say None: "never" (or "none", "null") does.
+        return None if isinstance(value, str) and value.strip().lower() in ("never", "none", "null") else value
 
 
 class Configuration(BaseModel):

@@ -4,7 +4,7 @@ and able to carry on when Redis goes away.
 * Which thread is a person's current session lives in Redis (:class:`SessionDirectory`),
   so a second process, or this one after a restart, resumes the same conversation.
 * A session idle longer than ``idle_timeout_minutes`` is ended (the reflect step runs)
-  before a new one starts.
+  before a new one starts. An ended session's thread expires ``ended_thread_ttl_days`` later.
 * If Redis stops answering mid-session, the session switches to an in-process
   checkpointer seeded with the last known state and keeps talking (memory writes wait in
   the outbox); when Redis answers again, the state is written back and it switches back.
@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from graphs.deps import CompanionDeps
 from graphs.graph import build_companion_graph
 from graphs.nodes.common import END_COMMAND, MEMORY_OFFLINE_NOTICE
+from graphs.thread_ttl import expire_thread
 from memories.connection import REDIS_DOWN
 from memories.errors import InvalidInput, MemoryUnavailable
 from memories.keys import person_key
@@ -209,7 +210,7 @@ class CompanionSession:
         result = self._result(await self.run({"messages": [HumanMessage(content=END_COMMAND)], "live": None}))
         try:
             if self.thread_id:
-                await self.directory.close(self.user_id, self.thread_id)
+                await self._retire(self.thread_id)
         except OUTAGE:
             # Closed once Redis answers: resuming the ended thread would replay its stale log
             # (its end ran in memory), re-settling outcomes reported during the outage as unknown.
@@ -306,8 +307,15 @@ class CompanionSession:
     async def _close_unclosed(self) -> None:
         if self._unclosed is not None:
             await self._drop_idle_connections()
-            await self.directory.close(self.user_id, self._unclosed)
+            await self._retire(self._unclosed)
             self._unclosed = None
+
+    async def _retire(self, thread_id: str) -> None:
+        """An ended session: no longer the person's current one, and its thread expires."""
+        await self.directory.close(self.user_id, thread_id)
+        ttl_days = self.deps.settings.ended_thread_ttl_days
+        if ttl_days is not None:
+            await expire_thread(self.graph.checkpointer, thread_id, ttl_s=max(1, round(ttl_days * 86400)))
 
     def _result(self, values: dict[str, Any]) -> TurnResult:
         notice = values.get("notice")

@@ -7,13 +7,14 @@ import asyncio
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_google_genai import ChatGoogleGenerativeAI
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from graphs.models.errors import ChatModelUnavailable, OfflineModelMissing, StructuredOutputError
 from graphs.models.factory import build_chat_model
@@ -144,6 +145,49 @@ def test_cut_off_structured_output_raises_a_typed_error(local: LocalChatModel) -
     assert caught.value.raw  # the partial text is kept for the log
 
 
+class Joke(BaseModel):
+    """Joke to tell user."""
+
+    setup: str = Field(description="question to set up a joke")
+    punchline: str = Field(description="answer to resolve the joke")
+
+
+def test_structured_output_ends_instead_of_looping(local: LocalChatModel) -> None:
+    # Greedy decoding made this "A cat is a cat, a cat is a cat, ..." until the 256 tokens ran out
+    # and the JSON was cut off; DRY and the grammar's string bound make it close.
+    answer = local.with_structured_output(Joke, include_raw=True).invoke(
+        "Give me the setup to a joke about cats, no punchline.")
+    assert answer["parsing_error"] is None and isinstance(answer["parsed"], Joke)
+    assert answer["raw"].response_metadata["finish_reason"] == "stop"
+
+
+def test_typed_dict_and_json_schema_output_are_dicts(local: LocalChatModel) -> None:
+    class MoodDict(TypedDict):
+        """How the user feels right now."""
+
+        mood: Annotated[Literal["calm", "stressed", "sad", "happy"], ..., "The user's mood"]
+
+    for schema in (MoodDict, Mood.model_json_schema()):
+        answer = local.with_structured_output(schema).invoke("I'm so stressed about my exam.")
+        assert isinstance(answer, dict) and answer["mood"] in ("calm", "stressed", "sad", "happy")
+
+
+def test_a_stream_comes_token_by_token_and_stops_when_closed(local: LocalChatModel) -> None:
+    chunks = list(local.stream([COACH, HumanMessage("I can't start my homework.")], max_tokens=12))
+    assert len(chunks) > 3 and all(isinstance(c, AIMessageChunk) for c in chunks)
+    assert chunks[-1].chunk_position == "last" and chunks[-1].usage_metadata["output_tokens"] <= 12
+    stream = local.stream([COACH, HumanMessage("Tell me a long story.")], max_tokens=200)
+    assert next(stream).text
+    stream.close()  # cancels the generation and frees the model for the next call
+    assert local.invoke("hi", max_tokens=4).text
+
+
+def test_a_per_call_model_switch_is_refused(local: LocalChatModel) -> None:
+    with pytest.raises(ChatModelUnavailable, match="cannot switch"):
+        local.invoke("hi", model="gpt-4o")
+    assert local._get_ls_params()["ls_model_name"] == "SmolLM2-135M-Instruct.Q4_1"
+
+
 # -- template model -------------------------------------------------------------------------
 
 
@@ -160,14 +204,20 @@ async def test_the_template_model_says_the_last_draft_line() -> None:
     assert model.invoke([SystemMessage("Draft reply:"), HumanMessage("hi")]).text == NEUTRAL_REPLY
 
 
-async def test_the_template_model_has_no_tools_or_structured_output() -> None:
+def test_the_template_model_refuses_tools_and_structured_output() -> None:
+    # Refused when asked, not pretended: a bound "tool model" that never calls would look like one.
     model = TemplateChatModel()
-    reply = await model.bind_tools([StartTimer], tool_choice="StartTimer").ainvoke(
-        [SystemMessage("Draft reply: Timer?"), HumanMessage("timer")]
-    )
-    assert reply.tool_calls == [] and reply.text == "Timer?"
-    with pytest.raises(StructuredOutputError, match="template model has no structured output"):
-        await model.with_structured_output(Mood).ainvoke("hi")
+    with pytest.raises(NotImplementedError, match="no tool calls"):
+        model.bind_tools([StartTimer], tool_choice="StartTimer")
+    with pytest.raises(NotImplementedError, match="no tool calls or structured output"):
+        model.with_structured_output(Mood)
+
+
+async def test_the_template_model_streams_the_draft_word_by_word() -> None:
+    messages = [SystemMessage("Draft reply: Let's open the book."), HumanMessage("I can't start.")]
+    chunks = [chunk async for chunk in TemplateChatModel().astream(messages)]
+    assert [c.text for c in chunks] == ["Let's", " open", " the", " book.", ""]
+    assert chunks[-1].chunk_position == "last"
 
 
 # -- factory and Gemini ---------------------------------------------------------------------

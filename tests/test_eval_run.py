@@ -164,3 +164,21 @@ async def test_with_a_gemini_key_every_reply_is_also_judged(env: None, redis_url
     assert ("replies the judge passes", "0/1 (0%)") in headline(run)
     write_report(run, tmp_path / "r.html")
     assert "a bit flat" in (tmp_path / "r.html").read_text()
+
+
+def test_eval_run_scores_simulated_personas_with_the_same_scorers(env: None, tmp_path: Path) -> None:
+    spec = json.loads((DEFAULT_CONVERSATIONS.parent / "personas.json").read_text())
+    spec.update(sessions=3, turns_per_session=2, personas=spec["personas"][:1])
+    spec.pop("population", None)
+    path = tmp_path / "personas.json"
+    path.write_text(json.dumps(spec))
+    report = tmp_path / "report.html"
+    result = runner.invoke(app, ["eval", "run", "--personas", str(path), "--json", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)
+    [row] = run["rows"]
+    assert row["id"] == f"persona-{spec['personas'][0]['user_id']}"
+    assert [e["session"] for e in row["output"] if e["kind"] == "end"] == [1, 2, 3]
+    by_session = run["totals"]["simulated_success_by_session"]
+    assert list(by_session) == ["1", "2", "3"] and all(s["turns"] == 2 for s in by_session.values())
+    assert row["scores"]["ConversationStyle"]["turns"] >= 6 and "Simulated people" in report.read_text()

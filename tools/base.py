@@ -22,6 +22,7 @@ from langchain_core.tools import StructuredTool, ToolException
 from pydantic import BaseModel, ValidationError
 
 from memories.errors import MemoryLayerError, MemoryUnavailable
+from memories.tracing import timing, within_turn
 from memories.validation import validate_user_id
 
 if TYPE_CHECKING:
@@ -81,6 +82,11 @@ def coaching_tool(name: str, description: str, schema: type[A], handler: Handler
     ``(content, artifact)`` output, and errors returned as error messages, never raised."""
 
     async def run(config: RunnableConfig, **kwargs: Any) -> Result:
+        # The turn key names the turn in the logs (when no front end did) and the observer times the tool.
+        with within_turn(((config or {}).get("configurable") or {}).get("turn_key")), timing("tool", name):
+            return await run_for(config, **kwargs)
+
+    async def run_for(config: RunnableConfig, **kwargs: Any) -> Result:
         user_id = user_from(config)
         args = schema.model_validate(kwargs)  # typed access, defaults filled in
         token = _call_key.set(_turn_key(config, name, args, user_id))
@@ -121,7 +127,9 @@ async def ask_model(ctx: ToolContext, schema: type[A], prompt: list[tuple[str, s
         raw = await asyncio.wait_for(runnable.ainvoke(prompt), ctx.model_timeout_s)
         return schema.model_validate(raw.model_dump() if isinstance(raw, BaseModel) else raw)
     except Exception as exc:  # small offline models often cannot do it; the rules always can
-        log.info("chat model gave no usable %s (%s: %s); using rules", schema.__name__, type(exc).__name__, exc)
+        # A validation error repeats the model's output, which can repeat the person's words: details at DEBUG.
+        log.info("chat model gave no usable %s (%s); using rules", schema.__name__, type(exc).__name__)
+        log.debug("chat model's %s failed: %s", schema.__name__, exc)
         return None
 
 

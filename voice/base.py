@@ -18,6 +18,10 @@ class VoiceUnavailable(RuntimeError):
 class VoiceSession(Protocol):
     """One person's voice conversation; events go to the sink given at construction."""
 
+    @property
+    def degraded(self) -> bool:
+        """True while memory is unavailable (the last turn ran without it)."""
+
     async def run(self) -> None:
         """Open the session and serve it until :meth:`end` (raises VoiceUnavailable if it cannot)."""
 

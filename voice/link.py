@@ -5,6 +5,8 @@ outcomes go through the same nodes whichever way the person talks.
 Runs are serialised (one at a time per session, in arrival order): a tool call in the same
 spoken turn must see the outcome its heard words settled. A run that fails does not end
 the voice session: the link answers with what it has and says the session is degraded.
+Each run is one turn (``graphs.tracing.turn_scope``): its log lines carry the turn's id and
+the server's metrics time it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from graphs.nodes.common import message_text
 from graphs.session import OUTAGE, CompanionSession, TurnResult
+from graphs.tracing import turn_scope
 from memories.errors import InvalidInput
 from voice.events import FeedbackNoted, PlanInfo
 from voice.instructions import live_instruction, safety_prompt
@@ -67,6 +70,7 @@ class CompanionLink:
         self.user_id = session.user_id
         self._lock = asyncio.Lock()
         self.instruction = ""
+        self.degraded = False  # the last run went without memory (a gauge of /metrics counts these)
 
     async def open(self) -> tuple[str, list[dict[str, Any]]]:
         """Load the person's context: the first system instruction, and anything already due."""
@@ -132,7 +136,10 @@ class CompanionLink:
     async def send_text(self, text: str) -> TurnResult:
         """A whole text turn (the offline voice path: speech-to-text in, the graph's reply out)."""
         async with self._lock:
-            return await self.session.send(text)
+            with turn_scope("text"):
+                result = await self.session.send(text)
+            self.degraded = result.degraded
+            return result
 
     async def plan_info(self) -> PlanInfo:
         """The current step and the next check-in, for the page."""
@@ -151,7 +158,9 @@ class CompanionLink:
     async def feedback(self, helped: bool) -> FeedbackNoted:
         """A thumbs up or down on the last suggestion: explicit feedback, read as its outcome."""
         async with self._lock:
-            result = await self.session.send("/yes" if helped else "/no")
+            with turn_scope("feedback"):
+                result = await self.session.send("/yes" if helped else "/no")
+            self.degraded = result.degraded
         return FeedbackNoted(helped=helped, settled=bool(result.settled))
 
     async def due_now(self) -> list[dict[str, Any]]:
@@ -167,7 +176,8 @@ class CompanionLink:
         """End the session: the reflect step runs; returns its insight."""
         async with self._lock:
             try:
-                return (await self.session.end()).reflection
+                with turn_scope("end"):
+                    return (await self.session.end()).reflection
             except OUTAGE as exc:
                 log.warning("voice: could not end the session cleanly (%s); its writes wait in the outbox", exc)
                 return None
@@ -175,11 +185,14 @@ class CompanionLink:
     async def _run(self, payload: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         async with self._lock:
             start = time.perf_counter()
-            try:
-                return await self.session.run(payload, **kwargs)
-            except OUTAGE as exc:
-                # The session already fell back to memory and failed again: answer without the graph.
-                log.error("voice: graph run failed (%s); carrying on without memory this turn", exc)
-                return {}
-            finally:
-                log.debug("voice: %s run took %.1f ms", payload.get("live"), (time.perf_counter() - start) * 1000)
+            with turn_scope(str(payload.get("live") or "text")):
+                try:
+                    values = await self.session.run(payload, **kwargs)
+                except OUTAGE as exc:
+                    # The session already fell back to memory and failed again: answer without the graph.
+                    log.error("voice: graph run failed (%s); carrying on without memory this turn", exc)
+                    values = {}
+                finally:
+                    log.debug("voice: %s run took %.1f ms", payload.get("live"), (time.perf_counter() - start) * 1000)
+            self.degraded = bool(values.get("degraded")) or not values
+            return values

@@ -111,6 +111,11 @@ class LiveVoiceSession:
         self._first_audio_seen = False
 
     # ------------------------------------------------------------------ front-end API
+    @property
+    def degraded(self) -> bool:
+        """True while memory is unavailable (the last turn ran without it)."""
+        return self.link.degraded
+
     async def run(self) -> None:
         """Connect and serve until :meth:`end`; reconnect on goAway or a dropped connection."""
         _, due = await self.link.open()

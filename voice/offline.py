@@ -61,8 +61,9 @@ class OfflineVoiceSession:
     async def run(self) -> None:
         """Open the person's session and answer turns until :meth:`end` or :meth:`close`."""
         ended = await self.link.session.open()
-        if ended is not None and ended.reflection:
-            log.info("offline voice: an idle session was closed first: %s", ended.reflection)
+        if ended is not None and ended.reflection:  # the insight can quote the person: DEBUG only
+            log.info("offline voice: an idle session was closed first (its reflection was saved)")
+            log.debug("offline voice: the idle session's reflection: %s", ended.reflection)
         await self.sink(Ready(user=self.link.user_id, mode="offline"))
         await self.sink(await self.link.plan_info())
         await self.sink(Status(state="listening", text="Listening (I answer when you pause)"))
@@ -93,6 +94,11 @@ class OfflineVoiceSession:
     async def send_text(self, text: str) -> None:
         """A typed turn."""
         await self._turns.put(("text", (text, time.perf_counter())))
+
+    @property
+    def degraded(self) -> bool:
+        """True while memory is unavailable (the last turn ran without it)."""
+        return self.link.degraded
 
     @property
     def pending_turns(self) -> int:

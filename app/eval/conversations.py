@@ -106,7 +106,7 @@ def load_conversations(path: Path) -> ConversationFile:
         raise InvalidInput(f"{path}: {where}: {first['msg']}", field="conversations") from None
 
 
-def _tried(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def tried_in(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The session's interventions with the outcome the next turns settled for them."""
     tried: list[dict[str, Any]] = []
     for i, turn in enumerate(turns):
@@ -137,5 +137,5 @@ async def play(conversation: Conversation, session_for: Any, registry: MemoryReg
                            "expect": scripted.expect.model_dump(mode="json"), "literal": conversation.literal})
         end = await session.end()
         records.extend(played)
-        records.append({"kind": "end", "session": number, "reflection": end.reflection, "tried": _tried(played)})
+        records.append({"kind": "end", "session": number, "reflection": end.reflection, "tried": tried_in(played)})
     return records

@@ -34,12 +34,20 @@ def _pct(met: int, total: int) -> str:
     return f"{met}/{total} ({met / total:.0%})" if total else "–"
 
 
+def _simulated(by_session: dict[str, dict[str, int]]) -> list[tuple[str, str]]:
+    if not by_session:
+        return []
+    first, last = next(iter(by_session.values())), list(by_session.values())[-1]
+    return [("simulated people: turns helped, first · last session",
+             f"{first['helped'] / first['turns']:.0%} · {last['helped'] / last['turns']:.0%}")]
+
+
 def headline(run: EvalRun) -> list[tuple[str, str]]:
     """The figures of the table, as (what, value) pairs."""
     t = run.totals
     b, s, st, e, r, q = (t["behaviour"], t["safety"], t["style"], t["effectiveness"], t["reflections"],
                          t["retrieval"])
-    rows = [("conversations · turns", f"{len(run.rows)} · {t['turns']}"),
+    rows = [("conversations or people · turns", f"{len(run.rows)} · {t['turns']}"),
             ("expected behaviour met", _pct(b["met"], b["checked"]))]
     rows += [(f"  {kind}", _pct(b[f"{kind}_met"], b[f"{kind}_checked"])) for kind in ("tool", "settles", "plan", "act")
              if b[f"{kind}_checked"]]
@@ -54,6 +62,7 @@ def headline(run: EvalRun) -> list[tuple[str, str]]:
              ("few-shot examples from the same moment",
               "–" if q["relevant_share"] is None
               else f"{q['relevant_share']:.0%} over {q['turns_with_examples']} turns"),
+             *_simulated(t.get("simulated_success_by_session") or {}),
              ("seconds", f"{run.seconds:.1f}")]
     return rows
 
@@ -107,6 +116,15 @@ def _plots(run: EvalRun) -> list[tuple[str, str]]:
         ax.set(xlabel="session", ylabel="interventions that helped", ylim=(0, 1.1), xticks=[int(n) for n in sessions])
         plots.append(("Success per session", _png(fig)))
         plt.close(fig)
+    simulated = run.totals.get("simulated_success_by_session") or {}
+    if simulated:
+        fig, ax = plt.subplots(figsize=(6, 3), dpi=110, layout="constrained")
+        sessions = [int(n) for n in simulated]
+        ax.plot(sessions, [s["helped"] / s["turns"] for s in simulated.values()], marker="o", color="#e45756")
+        ax.set(xlabel="session", ylabel="simulated turns helped", ylim=(0, 1.05))
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        plots.append(("Simulated people: turns helped per session (memory on)", _png(fig)))
+        plt.close(fig)
     drawn = [(label, [v for r in run.rows if isinstance(v := (r.scores.get(name) or {}).get(key), int | float)])
              for name, (key, label) in DISTRIBUTIONS.items()]
     drawn = [(label, values) for label, values in drawn if values]
@@ -119,7 +137,7 @@ def _plots(run: EvalRun) -> list[tuple[str, str]]:
             ax.set_xlim(0, 1)
             ax.tick_params(labelsize=7)
         axes[0][0].set_ylabel("conversations", fontsize=8)
-        plots.append(("Scores per conversation", _png(fig)))
+        plots.append(("Scores per conversation or person", _png(fig)))
         plt.close(fig)
     return plots
 

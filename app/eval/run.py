@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from app.companion import open_companion
 from app.eval.conversations import Conversation, ConversationFile, play
+from app.eval.personas import play_persona, success_by_session
 from app.eval.scorers import (
     ConversationEffectiveness,
     ConversationJudge,
@@ -30,9 +31,11 @@ from app.eval.scorers import (
     ConversationStyle,
     ExpectedBehaviour,
 )
+from app.learning_eval import PersonaFile
 from app.settings import Settings
 from graphs.nodes.retrieve import situation_space
 from graphs.scoring import MemoryRetrievalRelevance, ReplyJudge
+from memories.errors import InvalidInput
 from memories.interventions import InterventionMemory
 from memories.tracing import weave
 
@@ -103,6 +106,7 @@ def totals(rows: list[EvalRow]) -> dict[str, Any]:
                                           / max(sum(n for _, n in qualities), 1) if qualities else None},
         "safety": safety, "effectiveness": effect,
         "effectiveness_by_session": {n: {"helped": h, "interventions": i} for n, (h, i) in sorted(by_session.items())},
+        "simulated_success_by_session": success_by_session([r.output for r in rows]),
         "reflections": reflections, "judge": judged if any(r.scores.get("ConversationJudge") for r in rows) else None,
         "retrieval": {"turns_with_examples": shown,
                       "relevant_share": sum(s * n for s, n in retrieval) / shown if shown else None},
@@ -119,13 +123,20 @@ def _eval_settings(settings: Settings, redis_url: str, data_dir: Path) -> Settin
                                        "companion": companion})
 
 
-async def run_conversation_eval(spec: ConversationFile, *, dataset: str, redis_url: str, settings: Settings,
+async def run_conversation_eval(spec: ConversationFile | None, *, dataset: str, redis_url: str, settings: Settings,
                                 chat_model: BaseChatModel, judge: BaseChatModel | None = None,
-                                progress: Progress | None = None) -> EvalRun:
-    """Play and score every conversation of ``spec`` (a scratch namespace on ``redis_url``);
-    with a ``judge`` model, every reply is also rated by it (``ReplyJudge``)."""
+                                personas: PersonaFile | None = None, progress: Progress | None = None) -> EvalRun:
+    """Play and score every conversation of ``spec`` and every persona of ``personas`` (a
+    scratch namespace on ``redis_url``); with a ``judge`` model, every reply is also rated by
+    it (``ReplyJudge``)."""
     start = time.perf_counter()
     failed: list[str] = []
+    rows_in: list[dict[str, Any]] = [{"row_id": c.id, "about": c.about, "kind": "conversation",
+                                      "data": c.model_dump(mode="json")} for c in (spec.conversations if spec else [])]
+    rows_in += [{"row_id": f"persona-{p.user_id}", "about": ", ".join(s.kind for s in p.situations),
+                 "kind": "persona", "data": {"index": i}} for i, p in enumerate(personas.personas if personas else [])]
+    if not rows_in:
+        raise InvalidInput("nothing to evaluate: no conversations and no personas", field="conversations")
     with tempfile.TemporaryDirectory(prefix="sam2voice-eval-") as data_dir:
         async with open_companion(_eval_settings(settings, redis_url, Path(data_dir)),
                                   chat_model=chat_model) as companion:
@@ -140,29 +151,33 @@ async def run_conversation_eval(spec: ConversationFile, *, dataset: str, redis_u
                 scorers.append(ConversationJudge(ReplyJudge(judge)))
             done = 0
 
+            async def played(row_id: str, kind: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+                if kind == "persona":
+                    assert personas is not None
+                    return await play_persona(personas.personas[data["index"]], personas, companion.graph, deps,
+                                              data["index"])
+                return await play(Conversation.model_validate(data),
+                                  lambda user, seed: companion.session(user, seed=seed), deps.memory.registry)
+
             @weave.op(name="sam2voice_companion")
-            async def companion_model(conversation: dict[str, Any]) -> list[dict[str, Any]]:
+            async def companion_model(row_id: str, kind: str, data: dict[str, Any]) -> list[dict[str, Any]]:
                 nonlocal done
-                scripted = Conversation.model_validate(conversation)
                 try:
-                    played = await play(scripted, lambda user, seed: companion.session(user, seed=seed),
-                                        deps.memory.registry)
-                except Exception as exc:  # one broken conversation is reported, the rest still run
-                    failed.append(f"{scripted.id}: {type(exc).__name__}: {exc}")
+                    records = await played(row_id, kind, data)
+                except Exception as exc:  # one broken row is reported, the rest still run
+                    failed.append(f"{row_id}: {type(exc).__name__}: {exc}")
                     raise
                 done += 1
                 if progress:
-                    progress(f"conversation {done}/{len(spec.conversations)} · {scripted.id}: "
-                             f"{sum(t['kind'] == 'turn' for t in played)} turns")
-                return played
+                    progress(f"{kind} {done}/{len(rows_in)} · {row_id}: "
+                             f"{sum(t['kind'] == 'turn' for t in records)} turns")
+                return records
 
-            evaluation = _RecordedEvaluation(
-                name=f"sam2voice-{Path(dataset).stem}",
-                dataset=[{"conversation": c.model_dump(mode="json")} for c in spec.conversations], scorers=scorers)
+            evaluation = _RecordedEvaluation(name=f"sam2voice-{Path(dataset).stem}", dataset=rows_in, scorers=scorers)
             summary = await evaluation.evaluate(companion_model)
-            by_id = {example["conversation"]["id"]: row for example, row in evaluation._rows}
-    rows = [EvalRow(id=c.id, about=c.about, output=(by_id.get(c.id) or {}).get("output"),
-                    scores=(by_id.get(c.id) or {}).get("scores") or {}) for c in spec.conversations]
+            by_id = {example["row_id"]: row for example, row in evaluation._rows}
+    rows = [EvalRow(id=r["row_id"], about=r["about"], output=(by_id.get(r["row_id"]) or {}).get("output"),
+                    scores=(by_id.get(r["row_id"]) or {}).get("scores") or {}) for r in rows_in]
     return EvalRun(dataset=dataset, model=type(chat_model).__name__, judge=type(judge).__name__ if judge else None,
                    seconds=round(time.perf_counter() - start, 1),
                    summary=_plain(summary), totals=totals(rows), rows=rows, failed=failed)

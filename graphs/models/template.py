@@ -7,19 +7,20 @@ the last-resort model. Contract: the reply is the text after the LAST line start
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable, RunnableLambda
-
-from graphs.models.errors import StructuredOutputError
+from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
 
 DRAFT_PREFIX = "Draft reply:"
 NEUTRAL_REPLY = "I'm here with you. What's one tiny thing we could try next?"
+MODEL_NAME = "template"
+_METADATA = {"model_name": MODEL_NAME, "finish_reason": "stop"}
 
 
 def draft_from(messages: Sequence[BaseMessage]) -> str | None:
@@ -36,7 +37,12 @@ def draft_from(messages: Sequence[BaseMessage]) -> str | None:
 
 
 class TemplateChatModel(BaseChatModel):
-    """Replies with the graph's draft (see module doc); no tool calls, no structured output."""
+    """Replies with the graph's draft (see module doc), whole or word by word.
+
+    It has no tools and no structured output: ``bind_tools`` and ``with_structured_output``
+    raise NotImplementedError (LangChain's own answer for a model without them), so callers
+    take their deterministic path instead of receiving replies that only look like calls.
+    """
 
     @property
     def _llm_type(self) -> str:
@@ -44,7 +50,15 @@ class TemplateChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": "template"}
+        return {"model_name": MODEL_NAME}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        """Tracing's standard parameters: no sampling, so provider and model name only."""
+        params = LangSmithParams(ls_provider="sam2voice", ls_model_name=str(kwargs.get("model") or MODEL_NAME),
+                                 ls_model_type="chat")
+        if stop:
+            params["ls_stop"] = stop
+        return params
 
     def _generate(
         self,
@@ -53,8 +67,7 @@ class TemplateChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        text = draft_from(messages) or NEUTRAL_REPLY
-        message = AIMessage(content=text, response_metadata={"model_name": "template", "finish_reason": "stop"})
+        message = AIMessage(content=reply_to(messages), response_metadata=dict(_METADATA))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _agenerate(
@@ -67,23 +80,47 @@ class TemplateChatModel(BaseChatModel):
         # A string scan: no worker thread (the base class would hop to an executor).
         return self._generate(messages, stop, **kwargs)
 
-    def bind_tools(
+    def _stream(
         self,
-        tools: Sequence[dict[str, Any] | type | Any],
-        *,
-        tool_choice: str | dict[str, Any] | bool | None = None,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """This model unchanged: its replies never carry tool calls (callers pick tools in code)."""
-        return self
+    ) -> Iterator[ChatGenerationChunk]:
+        for word in _words(reply_to(messages)):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(word, chunk=chunk)
+            yield chunk
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=dict(_METADATA),
+                                                         chunk_position="last"))
 
-    def with_structured_output(  # type: ignore[override]
-        self, schema: Any, *, include_raw: bool = False, **kwargs: Any
-    ) -> Runnable[LanguageModelInput, Any]:
-        """A runnable that raises StructuredOutputError when invoked, so callers fall back to
-        their deterministic code path."""
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        for word in _words(reply_to(messages)):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word))
+            if run_manager is not None:
+                await run_manager.on_llm_new_token(word, chunk=chunk)
+            yield chunk
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=dict(_METADATA),
+                                                         chunk_position="last"))
 
-        def refuse(_: Any) -> Any:
-            raise StructuredOutputError("template model has no structured output")
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Runnable[Any, Any]:
+        """Always NotImplementedError: the template model only says drafts (so it has no
+        structured output either, which LangChain builds on tool calls)."""
+        raise NotImplementedError("the template model has no tool calls or structured output: it says the draft")
 
-        return RunnableLambda(refuse, name="template_structured_output")
+
+def reply_to(messages: Sequence[BaseMessage]) -> str:
+    """What the template model says to ``messages``: the draft, else the neutral line."""
+    return draft_from(messages) or NEUTRAL_REPLY
+
+
+def _words(text: str) -> list[str]:
+    """``text`` in pieces that join back to it (each word with the space before it)."""
+    return re.findall(r"\s*\S+", text) or [text]

@@ -124,7 +124,8 @@ async def respond(state: CompanionState, config: RunnableConfig, *, deps: Compan
         try:
             words = message_text(await deps.chat_model.ainvoke(messages))
         except Exception as exc:  # a model outage degrades the wording, never the turn
-            log.warning("respond: chat model failed (%s); using the draft", exc)
+            log.warning("respond: chat model failed (%s); using the draft", type(exc).__name__)
+            log.debug("respond: the chat model's error: %s", exc)  # may quote the prompt, so never above DEBUG
     model_ms = ms_since(model_start)
     reply = draft if exact else enforce_style(words, draft=draft, profile=profile, user_message=message).text
     if before and reply.strip() == before:

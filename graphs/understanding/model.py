@@ -47,7 +47,9 @@ async def read_with_model(model: BaseChatModel, text: str, timeout_s: float = TI
                                      timeout_s)
         return raw if isinstance(raw, ModelReading) else ModelReading.model_validate(raw)
     except Exception as exc:  # outage, timeout, bad output: the offline reader is enough on its own
-        log.info("understanding: no model reading (%s: %s)", type(exc).__name__, exc)
+        # A validation error repeats the model's output, which can repeat the message: details at DEBUG.
+        log.info("understanding: no model reading (%s)", type(exc).__name__)
+        log.debug("understanding: the model reading failed: %s", exc)
         return None
 
 
