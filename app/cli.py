@@ -652,9 +652,12 @@ def eval_run(
 ) -> None:
     """Play scripted conversations through the graph and score every turn with the Weave scorers.
 
-    Prints a table (expected behaviour, safety, style, effectiveness, insights, retrieval).
-    With GOOGLE_API_KEY, Gemini also judges every reply (--no-judge to skip). With WANDB_API_KEY and
-    SAM2VOICE_WEAVE_PROJECT set, the evaluation also appears in Weave.
+    Prints a table: expected behaviour, safety, style, effectiveness, insights, retrieval.
+
+    With GOOGLE_API_KEY, Gemini also judges every reply (--no-judge to skip).
+
+    With WANDB_API_KEY and SAM2VOICE_WEAVE_PROJECT set, the evaluation also appears in Weave.
+
     Exits 1 when a crisis was missed or a conversation failed to run."""
     from app.bench.common import scratch_redis
     from app.eval.conversations import load_conversations
