@@ -11,8 +11,6 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from graphs.style import StyleProfile
 
-MAX_HISTORY = 6
-
 COACH_RULES = (
     "You are Sam, a kind coach for people with ADHD. "
     "Rewrite the draft reply for the user in one or two short sentences. "
@@ -25,12 +23,12 @@ def reply_messages(
     *, context: str, history: list[BaseMessage], message: str, draft: str, profile: StyleProfile
 ) -> list[BaseMessage]:
     """The messages the reply model gets: rules, memory ``context`` (rendered; may be empty) and
-    ``Draft reply: {draft}`` as the system message's last line; then the last few ``history``
-    messages and the user's ``message``."""
+    ``Draft reply: {draft}`` as the system message's last line; then the ``history`` messages (the
+    caller keeps ``CompanionSettings.history_messages`` of them) and the user's ``message``."""
     parts = [COACH_RULES]
     if profile.literal:
         parts.append(LITERAL_RULES)
     if context.strip():
         parts.append(context.strip())
     parts.append(f"Draft reply: {' '.join(draft.split())}")
-    return [SystemMessage("\n".join(parts)), *history[-MAX_HISTORY:], HumanMessage(message)]
+    return [SystemMessage("\n".join(parts)), *history, HumanMessage(message)]

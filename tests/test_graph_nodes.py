@@ -320,6 +320,17 @@ async def test_an_intervention_is_stored_as_pending(deps: CompanionDeps, stack: 
     assert stored.quality == 1.0  # said within the style: a fit example for later
 
 
+async def test_tool_arguments_over_the_limit_are_dropped_and_the_intervention_still_kept(
+        deps: CompanionDeps, stack: MemoryStack) -> None:
+    # A voice model's tool call can carry anything: 5,000 characters of arguments used to fail
+    # the whole run (a ValidationError out of record_outcome).
+    decision = {**BREAK_DECISION, "args": {"minutes": 5, "activity": "x" * 5000}}
+    state = {"messages": break_turn("I'm exhausted, my brain is fried"), "decision": decision, "reply": BREAK_RESULT}
+    update = await record_outcome(state, CONFIG, deps=deps)
+    stored = await element(stack, InterventionMemory).get("maya", update["last_intervention_id"])
+    assert stored.tool_name == "suggest_break" and stored.tool_args == {} and stored.quality == 1.0
+
+
 async def test_a_reply_said_badly_is_stored_with_a_low_quality(deps: CompanionDeps, stack: MemoryStack) -> None:
     literal = {"messages": break_turn("I'm exhausted, my brain is fried"), "decision": BREAK_DECISION,
                "style": {"literal_language": True},

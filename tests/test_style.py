@@ -6,7 +6,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from graphs.models.template import TemplateChatModel
-from graphs.prompts import MAX_HISTORY, reply_messages
+from graphs.prompts import reply_messages
 from graphs.style import MAX_CHARS, StyleProfile, enforce_style, transition_warning
 
 PLAIN = StyleProfile()
@@ -151,7 +151,7 @@ def test_reply_messages_end_the_system_prompt_with_the_draft() -> None:
     assert system.text.splitlines()[-1] == f"Draft reply: {DRAFT}"
     assert "Helped before: a 5-minute timer." in system.text
     assert "literal" in system.text and "heads-up" in system.text.lower()
-    assert rest[:-1] == history[-MAX_HISTORY:]
+    assert rest[:-1] == history  # as many as the caller kept (history_messages), not capped again
     assert rest[-1] == HumanMessage("I can't start.")
     plain = reply_messages(context="", history=[], message="hi", draft=DRAFT, profile=PLAIN)
     assert "literal" not in plain[0].text

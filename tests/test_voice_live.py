@@ -152,6 +152,24 @@ async def test_a_due_checkin_is_spoken_without_being_asked(rig: Rig, fake: FakeL
     await asyncio.wait_for(runner, 5)
 
 
+async def test_a_failed_checkin_poll_does_not_stop_check_ins(rig: Rig, fake: FakeLiveServer) -> None:
+    session, sink, runner = await start(rig, fake)
+    real_due_now, calls = session.link.due_now, []
+
+    async def flaky_due_now() -> Any:  # the first poll fails (e.g. Redis blinked), later ones work
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return await real_due_now()
+
+    session.link.due_now = flaky_due_now  # type: ignore[method-assign]
+    await rig.deps.store.add_checkin(USER, time.time() - 1, "the essay")
+    await fake.wait_turns(1)  # before: the ticker died with the first error and nothing was ever said
+    assert any("the essay" in turn["text"] for turn in _history(fake)) and len(calls) >= 2
+    await session.end()
+    await asyncio.wait_for(runner, 5)
+
+
 def _history(fake: FakeLiveServer) -> list[dict[str, str]]:
     return [turn for session in fake._handles.values() for turn in session.history] + [  # noqa: SLF001
         turn for conn in [fake._live] if conn is not None for turn in conn.session.history]  # noqa: SLF001

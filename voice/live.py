@@ -339,11 +339,15 @@ class LiveVoiceSession:
         await self.sink(await self.link.plan_info())
 
     async def _due_loop(self) -> None:
-        """Speak check-ins and reminders when they fall due, without waiting for the person."""
+        """Speak check-ins and reminders when they fall due, without waiting for the person.
+        A failed poll is logged and the next one tried: one error never stops check-ins."""
         while True:
             await asyncio.sleep(self.options.checkin_poll_s)
-            if due := await self.link.due_now():
-                await self._speak_due(due)
+            try:
+                if due := await self.link.due_now():
+                    await self._speak_due(due)
+            except Exception as exc:
+                log.warning("live: a check-in poll failed (%s); trying again at the next", type(exc).__name__)
 
     async def _speak_due(self, due: list[dict[str, Any]]) -> None:
         if self._live is None:

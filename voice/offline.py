@@ -207,14 +207,22 @@ class OfflineVoiceSession:
             await self.sink(AudioOut(pcm=pcm[offset:offset + CHUNK_BYTES]))
 
     async def _due_loop(self) -> None:
-        """Say check-ins and reminders out loud when they fall due."""
+        """Say check-ins and reminders out loud when they fall due. A failed poll is logged and
+        the next one tried: one error never stops check-ins."""
         while True:
             await asyncio.sleep(self.checkin_poll_s)
-            if not (due := await self.link.due_now()):
-                continue
-            for item in due:
-                line = DueItem.model_validate(item).message
-                await self.sink(Transcript(role="assistant", turn=self._turn, text=line, final=True))
-                self._turn += 1
-                await self._say(line, None)
-            await self.sink(await self.link.plan_info())
+            try:
+                await self._say_due()
+            except Exception as exc:
+                log.warning("offline voice: a check-in poll failed (%s); trying again at the next",
+                            type(exc).__name__)
+
+    async def _say_due(self) -> None:
+        if not (due := await self.link.due_now()):
+            return
+        for item in due:
+            line = DueItem.model_validate(item).message
+            await self.sink(Transcript(role="assistant", turn=self._turn, text=line, final=True))
+            self._turn += 1
+            await self._say(line, None)
+        await self.sink(await self.link.plan_info())

@@ -14,6 +14,7 @@ from typing import Any
 
 from langchain_core.messages import RemoveMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
+from pydantic import ValidationError
 
 from graphs.configuration import Configuration
 from graphs.deps import CompanionDeps
@@ -31,6 +32,24 @@ from tools.writes import KeepSafetyEvent, latest_plan
 log = logging.getLogger(__name__)
 OUTBOX_FULL_NOTICE = ("My memory is offline and can't hold any more for now, so I couldn't save this moment; "
                       "the conversation goes on.")
+
+
+def intervention_record(state: CompanionState, decision: dict[str, Any]) -> NewIntervention:
+    """This turn's intervention as it is stored, with its reply's quality. Arguments that fail
+    validation (a voice model's tool call can carry anything, e.g. 5,000 characters) are
+    dropped rather than losing the intervention or failing the turn."""
+    reply = state.get("reply") or "(no reply)"
+    said = subject_text(state)[:2000] or "(silence)"
+    quality = reply_quality(reply_problems(reply, user_message=said,
+                                           literal=bool((state.get("style") or {}).get("literal_language"))))
+    fields = {"text": reply, "tool_name": decision.get("tool"), "user_context": said, "quality": quality}
+    try:
+        return NewIntervention(**fields, tool_args=decision.get("args") or {})
+    except ValidationError as exc:
+        # Only where it failed: pydantic's message repeats the input, which can be what they said.
+        log.warning("record_outcome: %s's arguments not stored (%s)", decision.get("tool"),
+                    ", ".join(".".join(map(str, e["loc"])) for e in exc.errors()))
+        return NewIntervention(**fields)
 
 
 def plan_summary(plan: Any) -> dict[str, Any] | None:
@@ -125,12 +144,7 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
             update["session_log"].append(entry)
             last_id = None
         if decision.get("intervention") and registry.get(InterventionMemory) is not None:
-            reply = state.get("reply") or "(no reply)"
-            said = subject_text(state)[:2000] or "(silence)"
-            record = NewIntervention(text=reply, tool_name=decision.get("tool"), tool_args=decision.get("args") or {},
-                                     user_context=said, quality=reply_quality(reply_problems(
-                                         reply, user_message=said,
-                                         literal=bool((state.get("style") or {}).get("literal_language")))))
+            record = intervention_record(state, decision)
             last_id = write_id(user, state, "intervention")
             await deps.outbox.run_or_queue(RecordIntervention(user_id=user, intervention_id=last_id, record=record),
                                            registry)
