@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.websockets import WebSocketState
 
 from app.hardening import VoiceLimits
+from graphs.session import MAX_MESSAGE_CHARS
 from voice.audio import AudioFormatError, validate_pcm16
 from voice.base import EventSink, VoiceSession, VoiceUnavailable
 from voice.events import INPUT_RATE, AudioOut, ErrorEvent, VoiceEvent
@@ -46,7 +47,7 @@ class TypedTurn(BaseModel):
     """A typed turn."""
 
     type: Literal["text"]
-    text: str = Field(min_length=1, max_length=2000, description="What the person typed.")
+    text: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, description="What the person typed.")
 
 
 class Feedback(BaseModel):

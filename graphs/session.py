@@ -31,10 +31,11 @@ from graphs.thread_ttl import expire_thread
 from memories.connection import REDIS_DOWN
 from memories.errors import InvalidInput, MemoryUnavailable
 from memories.keys import person_key
+from memories.records import MAX_TEXT_CHARS
 from memories.validation import user_tag, validate_user_id
 
 log = logging.getLogger(__name__)
-MAX_MESSAGE_CHARS = 2000
+MAX_MESSAGE_CHARS = MAX_TEXT_CHARS  # one text limit, the memory layer's
 #: What counts as "memory is offline": connection trouble and timeouts only. Any other error
 #: (a ``ResponseError`` from a bug, a busy pool) is raised and logged, never silently degraded.
 OUTAGE = (MemoryUnavailable, *REDIS_DOWN)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from memories.records import MAX_TEXT_CHARS
 from tools.wording import clean_task, is_noun_phrase, second_person, shorten, task_phrase
 
 
@@ -168,5 +169,5 @@ def default_args(tool_name: str, *, message: str, task: str | None) -> dict[str,
         rating = re.search(r"(?<![\d.])([1-5])(?:\s*(?:/|out of)\s*5)?(?![\d.])", message)
         if rating is None:
             raise ValueError("rate_response needs a rating from 1 to 5 in the message")
-        return {"rating": int(rating.group(1)), "comment": shorten(message, 2000)}
+        return {"rating": int(rating.group(1)), "comment": shorten(message, MAX_TEXT_CHARS)}
     raise ValueError(f"unknown tool {tool_name!r}; known: {sorted(TOOL_SPECS)}")

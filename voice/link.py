@@ -22,7 +22,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from pydantic import BaseModel, Field
 
 from graphs.nodes.common import message_text
-from graphs.session import OUTAGE, CompanionSession, TurnResult
+from graphs.session import MAX_MESSAGE_CHARS, OUTAGE, CompanionSession, TurnResult
 from graphs.tracing import turn_scope
 from memories.errors import InvalidInput
 from voice.events import FeedbackNoted, PlanInfo
@@ -87,7 +87,7 @@ class CompanionLink:
         """The person said ``text`` (after the companion said ``said``): retrieve few-shot context and
         settle outcomes. ``on_context`` gets the new instruction as soon as it is known, before
         the run's checkpoint is written."""
-        text = text.strip()[:2000]
+        text = text.strip()[:MAX_MESSAGE_CHARS]
         if not text:
             raise InvalidInput("nothing was heard", field="text")
         messages: list[Any] = [AIMessage(content=said.strip())] if said.strip() else []

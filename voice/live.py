@@ -38,6 +38,7 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 from websockets.exceptions import WebSocketException
 
+from graphs.session import MEMORY_OFFLINE_NOTICE
 from voice.base import EventSink, VoiceUnavailable
 from voice.events import (
     INPUT_RATE,
@@ -316,7 +317,7 @@ class LiveVoiceSession:
         await self.sink(MemoryUsed(turn=turn, suggested=heard.suggested, why=heard.why, memories=[
             {k: m.get(k) for k in ("id", "tool", "outcome", "said")} for m in heard.memories]))
         if heard.degraded:
-            await self.sink(Status(state="degraded", text="Memory is offline for a moment; nothing is lost."))
+            await self.sink(Status(state="degraded", text=MEMORY_OFFLINE_NOTICE))
         if heard.due:
             await self._speak_due(heard.due)
 

@@ -19,7 +19,7 @@ from graphs.understanding.safety import country_of
 from memories.errors import MemoryUnavailable
 from memories.interventions import InterventionMemory
 from memories.profile import Diagnosis, Profile
-from memories.records import MemorySection, TurnInputs
+from memories.records import MAX_TEXT_CHARS, MemorySection, TurnInputs
 
 log = logging.getLogger(__name__)
 TITLES = {"profile": "About them", "current_state": "How they are doing", "reflections": "What you have learned",
@@ -54,7 +54,7 @@ async def load_context(state: CompanionState, config: RunnableConfig, *, deps: C
     try:
         if len(deps.outbox):
             await deps.outbox.flush(registry)
-        turn = TurnInputs(message=last_human_text(state["messages"])[:2000])
+        turn = TurnInputs(message=last_human_text(state["messages"])[:MAX_TEXT_CHARS])
         elements = [e for e in registry if not isinstance(e, InterventionMemory)]
         *sections, due = await asyncio.gather(*(e.load(user, turn) for e in elements),
                                               deps.store.pop_due(user, time.time()))

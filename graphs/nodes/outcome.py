@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from graphs.configuration import Configuration
 from graphs.deps import CompanionDeps
-from graphs.nodes.common import current_exchange, ms_since, subject_text, write_id
+from graphs.nodes.common import MEMORY_OFFLINE_NOTICE, current_exchange, ms_since, subject_text, write_id
 from graphs.outbox import OutboxFull, RecordIntervention, SettleOutcome
 from graphs.state import CompanionState
 from graphs.style import reply_problems, reply_quality
@@ -26,6 +26,7 @@ from graphs.tracing import traced
 from memories.errors import MemoryUnavailable, RecordNotFound
 from memories.interventions import InterventionMemory, NewIntervention
 from memories.ranking import Outcome
+from memories.records import MAX_TEXT_CHARS
 from tools.store import SafetyEvent
 from tools.writes import KeepSafetyEvent, latest_plan
 
@@ -39,7 +40,7 @@ def intervention_record(state: CompanionState, decision: dict[str, Any]) -> NewI
     validation (a voice model's tool call can carry anything, e.g. 5,000 characters) are
     dropped rather than losing the intervention or failing the turn."""
     reply = state.get("reply") or "(no reply)"
-    said = subject_text(state)[:2000] or "(silence)"
+    said = subject_text(state)[:MAX_TEXT_CHARS] or "(silence)"
     quality = reply_quality(reply_problems(reply, user_message=said,
                                            literal=bool((state.get("style") or {}).get("literal_language"))))
     fields = {"text": reply, "tool_name": decision.get("tool"), "user_context": said, "quality": quality}
@@ -126,7 +127,7 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
         reading = state.get("understanding") or {}
         # Only the classifier saw it: the reply asked "are you safe?", and an all-clear next turn
         # goes back to this message (graphs.nodes.understand).
-        check = subject_text(state)[:2000] if reading.get("source") == "classifier" else None
+        check = subject_text(state)[:MAX_TEXT_CHARS] if reading.get("source") == "classifier" else None
         return {"settled": [], "session_log": [], "asked_outcome": False, "last_intervention_id": last_id,
                 "safety_check": check, "subject": None, "after_crisis": check is None,
                 "plan": state.get("plan"), "notice": notice or state.get("notice"),
@@ -154,7 +155,7 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
         log.error("record_outcome: %s", exc)
     if len(deps.outbox):
         update.update(degraded=True, notice=state.get("notice")
-                      or "My memory is offline for a moment; I'll save this as soon as it's back.")
+                      or MEMORY_OFFLINE_NOTICE)
     if deps.outbox.take_refused(user):  # this turn's tools or writes found the outbox full: say so, plainly
         update["notice"] = OUTBOX_FULL_NOTICE
     messages = state["messages"]

@@ -20,6 +20,7 @@ from graphs.state import CompanionState
 from graphs.tracing import traced
 from memories.errors import MemoryUnavailable
 from memories.interventions import FewShotExample, InterventionMemory, render_examples
+from memories.records import MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ async def retrieve_few_shot(state: CompanionState, config: RunnableConfig, *, de
                              "neighbors": {"near": [], "rates": {}}}
     if not message:
         return {**empty, "timings": {"retrieve_few_shot": ms_since(start)}}
-    vector = await deps.memory.embeddings.aembed_query(message[:2000])  # cached: understand embedded it
+    vector = await deps.memory.embeddings.aembed_query(message[:MAX_TEXT_CHARS])  # cached: understand embedded it
     relevance = await deps.relevance.scores(vector)
     update: dict[str, Any] = {**empty, "relevance": relevance}
     interventions = deps.memory.registry.get(InterventionMemory)

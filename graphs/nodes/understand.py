@@ -28,6 +28,7 @@ from graphs.understanding import safety
 from graphs.understanding.acts import Act, Sign, Understanding
 from graphs.understanding.model import merge, read_with_model
 from memories.ranking import Outcome
+from memories.records import MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
 _DISTRACTED = re.compile(r"\b(?:distract\w*|phone|youtube|tiktok|insta\w*|reddit|scroll\w*|netflix|game|games|"
@@ -70,7 +71,7 @@ async def understand(state: CompanionState, config: RunnableConfig, *, deps: Com
         reading = Understanding(act=Act.CRISIS, confidence=1.0, crisis=True, crisis_kind=None, source="check")
         return {"understanding": reading.model_dump(mode="json"), "evidence": _SETTLES_NOTHING,
                 "timings": {"understand": ms_since(start)}}
-    vector = await _embed(message[:2000], deps)
+    vector = await _embed(message[:MAX_TEXT_CHARS], deps)
     embedded = time.perf_counter()
     reading = deps.understanding.read(message, vector, answering_check=bool(state.get("asked_outcome")))
     model_ms = 0.0
@@ -103,7 +104,7 @@ async def _embed(text: str, deps: CompanionDeps) -> list[float]:
 async def _after_all_clear(held: str, deps: CompanionDeps, start: float) -> dict[str, Any]:
     """The reading of the moment they described before the safety check (it settles nothing:
     the all-clear is about safety, not about the last suggestion)."""
-    text = held[:2000]
+    text = held[:MAX_TEXT_CHARS]
     vector = await _embed(text, deps)
     embedded = time.perf_counter()
     reading = deps.understanding.read(text, vector, classifier_danger=False)

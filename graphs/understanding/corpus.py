@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from graphs.understanding.acts import Act, CrisisKind, Question, Request, Sign
 from memories.errors import InvalidInput
+from memories.records import MAX_TEXT_CHARS
 
 CORPUS_DIR = Path(__file__).with_name("corpus")
 TRAIN_FILES = ("train_a.jsonl", "train_b.jsonl", "train_c.jsonl", "train_outcomes.jsonl", "train_prototypes.jsonl",
@@ -36,7 +37,7 @@ class Split(StrEnum):
 class Labelled(BaseModel):
     """One labelled message."""
 
-    text: str = Field(min_length=1, max_length=2000)
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     act: Act
     also: list[Act] = Field(default_factory=list)
     outcome: Sign

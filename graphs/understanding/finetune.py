@@ -26,6 +26,7 @@ from graphs.understanding.acts import ACTS
 from graphs.understanding.corpus import Split, load_corpus
 from graphs.understanding.encoder import ENCODER, original_layers, save_top, stored_layers
 from memories.embeddings import LAYER_PARAMS, TRUNK_LAYERS, LocalMiniLMEmbeddings
+from memories.records import MAX_TEXT_CHARS
 
 Progress = Callable[[str], None]
 EPOCHS, BATCH, LR, HEAD_LR, SEED = 4, 32, 1e-4, 1e-3, 0
@@ -97,7 +98,7 @@ def finetune_encoder(*, out: Path = ENCODER, progress: Progress | None = None) -
     start = time.perf_counter()
     train = load_corpus(heldout=False)[Split.TRAIN]
     say(f"computing the frozen trunk's states for {len(train)} training messages")
-    states = LocalMiniLMEmbeddings().trunk_states([i.text[:2000] for i in train])
+    states = LocalMiniLMEmbeddings().trunk_states([i.text[:MAX_TEXT_CHARS] for i in train])
     net = top_class(original_layers())
     acts = torch.tensor([ACTS.index(i.act.value) for i in train])
     crisis = torch.tensor([float(i.act.value == "crisis") for i in train])

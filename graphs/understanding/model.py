@@ -12,6 +12,7 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
 from graphs.understanding.acts import Act, CrisisKind, Question, Request, Sign, Understanding
+from memories.records import MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 4.0
@@ -43,7 +44,7 @@ class ModelReading(BaseModel):
 async def read_with_model(model: BaseChatModel, text: str, timeout_s: float = TIMEOUT_S) -> ModelReading | None:
     """The model's reading, or None when it fails in any way (the offline reading then stands alone)."""
     try:
-        raw = await asyncio.wait_for(model.with_structured_output(ModelReading).ainvoke(PROMPT + text[:2000]),
+        raw = await asyncio.wait_for(model.with_structured_output(ModelReading).ainvoke(PROMPT + text[:MAX_TEXT_CHARS]),
                                      timeout_s)
         return raw if isinstance(raw, ModelReading) else ModelReading.model_validate(raw)
     except Exception as exc:  # outage, timeout, bad output: the offline reader is enough on its own

@@ -21,6 +21,7 @@ from langchain_core.embeddings import Embeddings
 from graphs.understanding import features
 from graphs.understanding.corpus import Labelled, Split, load_corpus
 from graphs.understanding.heads import HEADS, WEIGHTS, Head, Neighbours, save_heads
+from memories.records import MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -95,7 +96,7 @@ async def embed_all(embeddings: Embeddings, texts: list[str]) -> np.ndarray:
     """Unit-length embeddings of the corpus texts, in batches."""
     vectors: list[list[float]] = []
     for start in range(0, len(texts), 64):
-        vectors.extend(await embeddings.aembed_documents([t[:2000] for t in texts[start:start + 64]]))
+        vectors.extend(await embeddings.aembed_documents([t[:MAX_TEXT_CHARS] for t in texts[start:start + 64]]))
     array = np.asarray(vectors, dtype=np.float32)
     return array / np.maximum(np.linalg.norm(array, axis=1, keepdims=True), 1e-12)
 
