@@ -44,6 +44,7 @@ from memories.errors import InvalidInput, RecordNotFound
 from memories.interventions import Intervention
 from memories.profile import Profile, ProfileMemory, ProfileUpdate
 from memories.ranking import Outcome
+from voice.events import ErrorEvent
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).parent / "web"
@@ -472,8 +473,9 @@ def create_app(settings: Settings, *, companion: Companion | None = None, client
         await websocket.accept()
         user = await accounts().session_user(cookie)
         if user is None or cookie is None:
-            await websocket.send_json({"type": "error", "code": "bad_session",
-                                       "message": "Please sign in again: your sign-in has expired or is not valid."})
+            expired = ErrorEvent(code="bad_session",
+                                 message="Please sign in again: your sign-in has expired or is not valid.")
+            await websocket.send_json(expired.model_dump())
             await websocket.close(code=4401)
             return
         make = session_factory(app.state.companion, user, mode=app.state.mode, client=app.state.client,

@@ -33,7 +33,6 @@ from starlette.applications import Starlette
 from app.companion import build_deps, open_outbox, replay_leftovers
 from app.runtime import open_app_memory, resolve_redis_url
 from app.settings import Settings
-from graphs.configuration import Configuration
 from graphs.graph import build_companion_graph
 from graphs.models.factory import build_chat_model
 from graphs.tracing import init_tracing
@@ -61,9 +60,9 @@ async def open_studio_graph(settings: Settings) -> AsyncIterator[CompiledStateGr
         await replay_leftovers(deps)
         log.info("studio: companion graph ready (chat model %s, namespace %s)",
                  type(model).__name__, settings.memory.namespace)
-        # The context schema only tells Studio to show a form with ``user_id`` (and ``seed``);
-        # the server mirrors a run's context into ``configurable``, where the nodes read it.
-        yield build_companion_graph(deps).copy(update={"context_schema": Configuration})
+        # The graph declares its context schema (Configuration): Studio shows a form with
+        # ``user_id`` and ``seed``, and the server mirrors a run's context into ``configurable``.
+        yield build_companion_graph(deps)
     finally:
         outbox.close()
         await stack.aclose()

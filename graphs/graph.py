@@ -28,6 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
 
+from graphs.configuration import Configuration
 from graphs.deps import CompanionDeps
 from graphs.nodes.agent import choose_intervention
 from graphs.nodes.common import is_end_command
@@ -67,7 +68,9 @@ def build_companion_graph(
     deps: CompanionDeps, *, checkpointer: BaseCheckpointSaver[Any] | None = None, name: str = "companion"
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the companion graph over ``deps`` (with a checkpointer for durable sessions)."""
-    builder = StateGraph(CompanionState, input_schema=InputState)
+    # The context schema is what Studio shows as the run's form (``user_id``, ``seed``); nodes
+    # read the same fields from ``configurable`` (``Configuration.from_runnable_config``).
+    builder = StateGraph(CompanionState, context_schema=Configuration, input_schema=InputState)
     builder.add_node("load_context", partial(load_context, deps=deps))
     builder.add_node("understand", partial(understand, deps=deps))
     builder.add_node("retrieve_few_shot", partial(retrieve_few_shot, deps=deps))
