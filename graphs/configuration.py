@@ -8,8 +8,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field, field_validator
 
-from memories.errors import InvalidInput
-from memories.validation import validate_user_id
+from memories.validation import run_user_id
 
 
 class PolicySettings(BaseModel):
@@ -99,10 +98,6 @@ class Configuration(BaseModel):
     def from_runnable_config(cls, config: RunnableConfig | None) -> Configuration:
         """Read and validate ``config["configurable"]``; a missing user id is a clear error."""
         configurable: dict[str, Any] = (config or {}).get("configurable", {}) or {}
-        user_id = configurable.get("user_id")
-        if not isinstance(user_id, str):
-            raise InvalidInput('missing config["configurable"]["user_id"]: every turn belongs to one person',
-                               field="user_id")
         seed = configurable.get("seed")
-        return cls(user_id=validate_user_id(user_id), thread_id=configurable.get("thread_id"),
+        return cls(user_id=run_user_id(config), thread_id=configurable.get("thread_id"),
                    seed=None if seed is None else str(seed))

@@ -8,7 +8,7 @@ sure no input can reach another user's records.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -78,3 +78,13 @@ def parse(model: type[M], data: M | dict[str, Any]) -> M:
         where = ".".join(str(p) for p in first["loc"]) or model.__name__
         more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
         raise InvalidInput(f"{first['msg']}{more}", field=where) from None
+
+
+def run_user_id(config: Mapping[str, Any] | None) -> str:
+    """The validated user id of a LangChain/LangGraph run, ``config["configurable"]["user_id"]``:
+    the one parser the graph's configuration and the tools share."""
+    user_id = ((config or {}).get("configurable") or {}).get("user_id")
+    if not isinstance(user_id, str):
+        raise InvalidInput('missing config["configurable"]["user_id"]: every turn belongs to one person',
+                           field="user_id")
+    return validate_user_id(user_id)

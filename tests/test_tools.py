@@ -360,3 +360,20 @@ def test_a_struggle_is_never_echoed_back_as_a_win(said: str) -> None:
         "you showed up and kept going"
     assert default_args("log_micro_win", message="I answered two emails", task="your inbox")["win"] == \
         "you made progress on your inbox"
+
+
+@pytest.mark.parametrize("config", [None, {"configurable": {}}, {"configurable": {"user_id": 7}},
+                                    {"configurable": {"user_id": "bad\tid"}}])
+def test_a_run_without_a_usable_person_is_refused_the_same_way_by_tools_and_graph(config: Any) -> None:
+    from langchain_core.tools import ToolException
+
+    from graphs.configuration import Configuration
+    from memories.errors import InvalidInput
+    from tools.base import user_from
+
+    with pytest.raises(InvalidInput, match="user_id") as graph_error:
+        Configuration.from_runnable_config(config)
+    with pytest.raises(ToolException, match="not usable") as tool_error:
+        user_from(config)
+    assert str(graph_error.value) in str(tool_error.value)  # one parser, one message
+    assert user_from({"configurable": {"user_id": "maya"}}) == "maya"

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from memories.errors import MemoryLayerError, MemoryUnavailable
 from memories.tracing import timing, within_turn
-from memories.validation import validate_user_id
+from memories.validation import run_user_id
 
 if TYPE_CHECKING:
     from tools.context import ToolContext
@@ -59,11 +59,8 @@ def _turn_key(config: RunnableConfig | None, name: str, args: BaseModel, user_id
 
 def user_from(config: RunnableConfig | None) -> str:
     """The validated user id of a run, from ``config["configurable"]["user_id"]``."""
-    user_id = ((config or {}).get("configurable") or {}).get("user_id")
-    if user_id is None:
-        raise ToolException("No user is set for this run: pass config={'configurable': {'user_id': ...}}.")
     try:
-        return validate_user_id(user_id)
+        return run_user_id(config)  # memories.validation: the one parser, shared with the graph
     except MemoryLayerError as exc:
         raise ToolException(f"The user id of this run is not usable: {exc}") from exc
 
