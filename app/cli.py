@@ -683,8 +683,9 @@ def eval_run(
             people = people.model_copy(update={"personas": people.personas[:limit]})
         chat_model = build_chat_model(model or ("gemini" if settings.google_key else "template"),  # type: ignore[arg-type]
                                       google_api_key=settings.google_key, gemini_model=settings.chat_model)
-        judge_model = build_chat_model("gemini", google_api_key=settings.google_key, gemini_model=settings.chat_model
-                                       ) if (settings.google_key if judge is None else judge) else None
+        wants_judge = bool(settings.google_key) if judge is None else judge
+        judge_model = build_chat_model("gemini", google_api_key=settings.google_key,
+                                       gemini_model=settings.chat_model) if wants_judge else None
     except (InvalidInput, ChatModelError) as exc:
         err.print(f"[red]{exc}[/]", soft_wrap=True)
         raise typer.Exit(2) from None

@@ -35,7 +35,6 @@ The figures are computed in :mod:`app.learning_report`.
 from __future__ import annotations
 
 import asyncio
-import json
 import multiprocessing
 import queue as queue_module
 import random
@@ -46,16 +45,16 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.companion import build_deps, checkpointer_for
+from app.eval.files import load_json_model
 from app.settings import Settings
 from graphs.graph import build_companion_graph
 from graphs.models.template import TemplateChatModel
 from graphs.policy import turn_rng
 from graphs.session import CompanionSession, TurnResult
 from memories.config import MemorySettings
-from memories.errors import InvalidInput
 from memories.profile import ProfileMemory
 from memories.records import ShortText, Text
 from memories.stack import MemoryStack, open_memory
@@ -189,19 +188,7 @@ class PersonaFile(BaseModel):
 
 def load_personas(path: Path) -> PersonaFile:
     """Read and validate a personas file; errors say what is wrong and where."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(f"no such file: {path}", field="personas") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{path} is not valid JSON: {exc}", field="personas") from None
-    try:
-        return PersonaFile.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "file"
-        raise InvalidInput(f"{path}: {where}: {first['msg']} ({exc.error_count()} problem(s))",
-                           field="personas") from None
+    return load_json_model(path, PersonaFile, field="personas")
 
 
 def success_probability(situation: Situation, tool: str | None, session: int = 1) -> float:

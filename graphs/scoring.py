@@ -58,6 +58,18 @@ def _reply(output: dict[str, Any]) -> str:
     return str(output.get("reply") or "")
 
 
+def _safety_reply(output: dict[str, Any]) -> bool:
+    """The safety reply, or the one right after a crisis that says the resources again."""
+    return bool(output.get("safety")) or (output.get("decision") or {}).get("say") == "after_crisis"
+
+
+def settled_after(turns: Sequence[dict[str, Any]], index: int, window: int = 2) -> str | None:
+    """The outcome of the intervention at ``turns[index]``: the first one settled within the
+    next ``window`` turns (None: nothing was)."""
+    later = [s.get("outcome") for t in turns[index + 1: index + 1 + window] for s in t.get("settled") or []]
+    return later[0] if later else None
+
+
 class ReplyStyle(weave.Scorer):
     """The reply keeps the style: short (1-2 sentences besides notices), no judgement, no echo of
     the person's words, no unsafe topic, literal when consented, at most one question. ``quality``
@@ -66,8 +78,7 @@ class ReplyStyle(weave.Scorer):
     @weave.op
     def score(self, *, output: dict[str, Any], message: str = "", literal: bool = False) -> dict[str, Any]:
         # Right after a crisis the resources are said again: as long as a safety reply may be.
-        safety = bool(output.get("safety")) or (output.get("decision") or {}).get("say") == "after_crisis"
-        problems = reply_problems(_reply(output), user_message=message, literal=literal, safety=safety)
+        problems = reply_problems(_reply(output), user_message=message, literal=literal, safety=_safety_reply(output))
         return {"ok": not problems, "quality": reply_quality(problems), "problems": problems}
 
 
@@ -95,10 +106,9 @@ class InterventionEffectiveness(weave.Scorer):
             if not (turn.get("decision") or {}).get("intervention"):
                 continue
             tried += 1
-            later = [s.get("outcome") for t in output[i + 1: i + 1 + self.window] for s in t.get("settled") or []]
-            if later:  # the first outcome settled after it is the one about it
-                helped += later[0] in _SUCCESS
-                failed += later[0] in _FAILURE
+            outcome = settled_after(output, i, self.window)  # the first settled after it is about it
+            helped += outcome in _SUCCESS
+            failed += outcome in _FAILURE
         return {"interventions": tried, "helped": helped, "failed": failed, "unsettled": tried - helped - failed,
                 "effectiveness": helped / tried if tried else None}
 
@@ -186,7 +196,7 @@ class ReplyJudge(weave.Scorer):
 
     @weave.op
     async def score(self, *, output: dict[str, Any], message: str = "", literal: bool = False) -> dict[str, Any]:
-        if output.get("safety") or (output.get("decision") or {}).get("say") == "after_crisis":
+        if _safety_reply(output):
             return {"ok": None, "quality": None, "skipped": "safety reply (judged by SafetyHandling)"}
         prompt = JUDGE_PROMPT.format(message=message, reply=_reply(output),
                                      literal=" This person asked for literal language: no idioms." if literal else "")

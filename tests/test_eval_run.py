@@ -46,7 +46,7 @@ def test_the_datasets_in_the_repo_load_and_mark_crises_and_hyperbole() -> None:
 
 
 @pytest.mark.parametrize(("content", "expected"), [
-    ("{", "not readable JSON"),
+    ("{", "not valid JSON"),
     ('{"conversations": []}', "conversations"),
     ('{"conversations": [{"id": "Bad Id", "sessions": [[{"say": "hi"}]]}]}', "conversations.0.id"),
     ('{"conversations": [{"id": "a", "sessions": [[]]}]}', "every session needs at least one turn"),

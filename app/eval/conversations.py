@@ -9,16 +9,16 @@ one per session end (the reflection, with the tools tried and how they went): th
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 
+from app.eval.files import load_json_model
+from graphs.scoring import settled_after
 from graphs.session import MAX_MESSAGE_CHARS, CompanionSession
 from graphs.understanding.acts import Act
-from memories.errors import InvalidInput
 from memories.profile import ProfileMemory
 from memories.registry import MemoryRegistry
 from memories.validation import validate_user_id
@@ -92,18 +92,7 @@ class ConversationFile(BaseModel):
 
 def load_conversations(path: Path) -> ConversationFile:
     """Read and validate a dataset; errors say which file, where, and what is wrong."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: no such file", field="conversations") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"{path}: not readable JSON ({exc})", field="conversations") from None
-    try:
-        return ConversationFile.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"{path}: {where}: {first['msg']}", field="conversations") from None
+    return load_json_model(path, ConversationFile, field="conversations")
 
 
 def tried_in(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -113,8 +102,7 @@ def tried_in(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
         decision = turn.get("decision") or {}
         if not decision.get("intervention"):
             continue
-        later = [s.get("outcome") for t in turns[i + 1:i + 3] for s in t.get("settled") or []]
-        tried.append({"tool": decision.get("tool"), "outcome": later[0] if later else None})
+        tried.append({"tool": decision.get("tool"), "outcome": settled_after(turns, i)})
     return tried
 
 

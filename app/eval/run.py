@@ -70,6 +70,11 @@ class _RecordedEvaluation(weave.Evaluation):
 
     _rows: list[tuple[dict[str, Any], dict[str, Any]]] = PrivateAttr(default_factory=list)
 
+    @property
+    def played(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Each dataset row with what ``predict_and_score`` made of it (output and scores)."""
+        return self._rows
+
     async def predict_and_score(self, model: Any, example: dict[str, Any]) -> dict[str, Any]:
         row = await super().predict_and_score(model, example)
         self._rows.append((example, row))
@@ -175,7 +180,7 @@ async def run_conversation_eval(spec: ConversationFile | None, *, dataset: str, 
 
             evaluation = _RecordedEvaluation(name=f"sam2voice-{Path(dataset).stem}", dataset=rows_in, scorers=scorers)
             summary = await evaluation.evaluate(companion_model)
-            by_id = {example["row_id"]: row for example, row in evaluation._rows}
+            by_id = {example["row_id"]: row for example, row in evaluation.played}
     rows = [EvalRow(id=r["row_id"], about=r["about"], output=(by_id.get(r["row_id"]) or {}).get("output"),
                     scores=(by_id.get(r["row_id"]) or {}).get("scores") or {}) for r in rows_in]
     return EvalRun(dataset=dataset, model=type(chat_model).__name__, judge=type(judge).__name__ if judge else None,

@@ -302,10 +302,6 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
         asks = (reading.act is Act.REQUEST or (Act.REQUEST in reading.also and reading.act is not Act.STRUGGLE)) \
             and not (reading.request in (None, Request.OTHER) and Act.STRUGGLE in reading.also)
         progress = reading.has(Act.PROGRESS) and reading.sign is not Sign.NOT_HELPED
-        if progress and reading.act is Act.STRUGGLE and not rules.says_done(message):
-            # A struggle that only sounds like a report ("another 40 pages to read and im frozen
-            # again") ticks nothing off; one that says what got done ("did step one but now...") does.
-            progress = False
         if progress and active and not (intent and intent.tool == "mark_step_complete"):
             before.append(ToolCallSpec(name="mark_step_complete",
                                        args={"steps": reading.steps or 1, "all_steps": reading.all_done}))

@@ -114,6 +114,10 @@ class UnderstandingReader:
             # a moment to help with, never a win to celebrate.
             act, sign, sign_p, source = Act.STRUGGLE, Sign.NONE, 1.0, "rule"
             also = [a for a in also if a not in (Act.OUTCOME, Act.PROGRESS, Act.STRUGGLE)]
+        if act is Act.STRUGGLE and Act.PROGRESS in also and not rules.says_done(text):
+            # A struggle that only sounds like a report ("another 40 pages to read and im frozen
+            # again") tells of no progress; one that says what got done ("did step one but...") does.
+            also = [a for a in also if a is not Act.PROGRESS]
         steps, all_done = (None, False)
         if act is Act.PROGRESS or Act.PROGRESS in also:
             steps, all_done = rules.steps_done(text)
