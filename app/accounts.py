@@ -355,7 +355,7 @@ class AccountStore:
         return revoked
 
     async def claim_voice(self, user: str) -> int:
-        """The next generation of the person's voice socket (app.presence): the newest one wins."""
+        """The next generation of the person's voice socket (app.web.presence): the newest one wins."""
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.incr(self._voice(user))
             pipe.expire(self._voice(user), self.session_ttl_s)

@@ -1,5 +1,6 @@
 """Composition: turn :class:`Settings` into a running companion (memory, tools, chat model,
-graph with its Redis checkpointer). Every entry point opens one of these."""
+graph with its Redis checkpointer): ``async with Companion.build(settings) as companion``, then
+``companion.session(user)``. Every entry point and the test fixtures open one this way."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.redis.ashallow import AsyncShallowRedisSaver
@@ -17,13 +18,15 @@ from langgraph.graph.state import CompiledStateGraph
 from redis.exceptions import ResponseError
 from redisvl.exceptions import RedisSearchError
 
+from app.accounts import AccountStore
+from app.audit import AuditLog
+from app.person_data import PersonData
 from app.runtime import open_app_memory
 from app.settings import Settings
 from graphs.deps import CompanionDeps
 from graphs.graph import build_companion_graph
+from graphs.models.capabilities import capabilities_of
 from graphs.models.factory import ChatProvider, build_chat_model
-from graphs.models.offline import LocalChatModel
-from graphs.models.template import TemplateChatModel
 from graphs.outbox import Outbox
 from graphs.relevance import ToolRelevance
 from graphs.session import CompanionSession
@@ -43,14 +46,78 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Companion:
-    """A ready companion: its dependencies and the compiled, checkpointed graph."""
+    """A ready companion: its dependencies and the compiled graph. Every entry point (the CLI,
+    the web server, Studio, the evaluations, the benchmarks, the test fixtures) opens one with
+    :meth:`build` and talks through :meth:`session`."""
 
     deps: CompanionDeps
     graph: CompiledStateGraph[Any, Any, Any, Any]
 
+    @property
+    def stack(self) -> MemoryStack:
+        """The memory layer under the companion."""
+        return self.deps.memory
+
     def session(self, user_id: str, *, seed: int | str | None = None) -> CompanionSession:
         """A session for one person (call ``await session.open()`` or just ``send``)."""
         return CompanionSession(self.graph, self.deps, user_id, seed=None if seed is None else str(seed))
+
+    def person_data(self, *, accounts: AccountStore | None = None, audit: AuditLog | None = None) -> PersonData:
+        """Export, show, correct and forget one person's data, with this companion's stores: its
+        checkpointer (conversations) and outbox (writes still queued for them). The sign-in stores
+        default to this namespace's, so forgetting someone also deletes their account and log."""
+        client, namespace = self.stack.client, self.stack.registry.backend.settings.namespace
+        return PersonData(self.stack.registry, self.deps.store, checkpointer=self.graph.checkpointer,
+                          accounts=accounts or AccountStore(client, namespace),
+                          audit=audit or AuditLog(client, namespace), outbox=self.deps.outbox)
+
+    @classmethod
+    @asynccontextmanager
+    async def build(cls, settings: Settings, *, chat_provider: ChatProvider | None = None,
+                    chat_model: BaseChatModel | None = None, checkpointer: Literal["redis", "none"] = "redis"
+                    ) -> AsyncIterator[Companion]:
+        """Open memory, build the chat model and tools, compile the graph; close everything after.
+
+        The entry point of every process (the CLI, ``serve``, Studio, ``eval run``, the load and
+        chaos benchmarks). ``checkpointer="none"``: the graph is compiled without one (LangGraph's
+        API server brings its own). This process's outbox is the data dir's, adopting what earlier
+        processes left (replayed now). With tracing on, the memory statistics go to Weave every
+        ``weave_stats_interval_s`` and at close."""
+        tracing = init_tracing(settings.weave_project)
+        async with contextlib.AsyncExitStack() as closing:
+            stack = await open_app_memory(settings)
+            closing.push_async_callback(stack.aclose)
+            model = chat_model or build_chat_model(
+                chat_provider or settings.chat_provider, google_api_key=settings.google_key,
+                gemini_model=settings.chat_model)
+            # The data dir is touched in a thread: LangGraph's dev server refuses blocking calls in its loop.
+            outbox = await asyncio.to_thread(open_outbox, settings)
+            closing.callback(outbox.close)
+            companion = await cls.assemble(stack, settings, chat_model=model, outbox=outbox,
+                                           checkpointer=checkpointer)
+            if tracing:
+                stats = asyncio.create_task(log_memory_stats(stack.registry, settings.weave_stats_interval_s),
+                                            name="memory-stats")
+                closing.push_async_callback(_stop_stats, stats, stack.registry)
+            yield companion
+
+    @classmethod
+    async def assemble(cls, stack: MemoryStack, settings: Settings, *, chat_model: BaseChatModel,
+                       outbox: Outbox | None = None, checkpointer: Literal["redis", "none"] = "redis") -> Companion:
+        """The composition step of :meth:`build`, on a memory layer the caller owns (a test
+        fixture's, an evaluation's or a benchmark's scratch namespace). It opens nothing that
+        needs closing: without ``outbox``, writes wait in an in-memory queue."""
+        deps = await build_deps(stack, chat_model, settings, outbox=outbox)
+        await replay_leftovers(deps)
+        saver = await checkpointer_for(stack) if checkpointer == "redis" else None
+        return cls(deps=deps, graph=build_companion_graph(deps, checkpointer=saver))
+
+
+async def _stop_stats(stats: asyncio.Task[None], registry: MemoryRegistry) -> None:
+    stats.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await stats
+    await log_memory_stats_once(registry)
 
 
 async def build_deps(
@@ -58,9 +125,10 @@ async def build_deps(
 ) -> CompanionDeps:
     """Wire tools, the understanding step and tool relevance onto an open memory layer."""
     store = CoachingStore(stack.client, stack.registry.backend.settings.namespace)
-    # The 135M offline model writes step lists and reframes badly and slowly (12-60 s, often
-    # invalid); the tools' rule-based writers are better, so only a capable model gets them.
-    tools_model = None if isinstance(chat_model, LocalChatModel | TemplateChatModel) else chat_model
+    # Only a model that says it writes well gets the tools' writing and the second reading
+    # (graphs.models.capabilities); the rest get the tools' rule-based writers.
+    can = capabilities_of(chat_model)
+    tools_model = chat_model if can.writes else None
     outbox = outbox if outbox is not None else Outbox(limit=settings.companion.outbox_limit)
     tools = build_tools(ToolContext(store=store, memory=stack.registry, chat_model=tools_model, queue=outbox))
     understanding = UnderstandingReader()
@@ -72,7 +140,7 @@ async def build_deps(
     await relevance.setup()
     return CompanionDeps(memory=stack, store=store, tools=tools, chat_model=chat_model, understanding=understanding,
                          relevance=relevance, settings=settings.companion,
-                         reword_replies=not isinstance(chat_model, LocalChatModel), understanding_model=tools_model,
+                         reword_replies=can.rewords, understanding_model=tools_model,
                          outbox=outbox)
 
 
@@ -94,39 +162,6 @@ async def checkpointer_for(stack: MemoryStack) -> AsyncShallowRedisSaver:
             if "already exists" not in str(exc).lower() or attempt == 2:
                 raise
     return saver
-
-
-@asynccontextmanager
-async def open_companion(
-    settings: Settings, *, chat_provider: ChatProvider | None = None, chat_model: BaseChatModel | None = None
-) -> AsyncIterator[Companion]:
-    """Open memory, build the chat model and tools, compile the graph; close everything after.
-    With tracing on, the memory statistics go to Weave every ``weave_stats_interval_s`` and at close."""
-    tracing = init_tracing(settings.weave_project)
-    stack = await open_app_memory(settings)
-    try:
-        model = chat_model or build_chat_model(
-            chat_provider or settings.chat_provider, google_api_key=settings.google_key,
-            gemini_model=settings.chat_model)
-        outbox = open_outbox(settings)
-        try:
-            deps = await build_deps(stack, model, settings, outbox=outbox)
-            await replay_leftovers(deps)
-            graph = build_companion_graph(deps, checkpointer=await checkpointer_for(stack))
-            stats = asyncio.create_task(log_memory_stats(stack.registry, settings.weave_stats_interval_s),
-                                        name="memory-stats") if tracing else None
-            try:
-                yield Companion(deps=deps, graph=graph)
-            finally:
-                if stats is not None:
-                    stats.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await stats
-                    await log_memory_stats_once(stack.registry)
-        finally:
-            outbox.close()
-    finally:
-        await stack.aclose()
 
 
 async def log_memory_stats_once(registry: MemoryRegistry) -> None:

@@ -27,8 +27,9 @@ from graphs.session import SessionDirectory
 from memories.current_state import CurrentState, CurrentStateMemory
 from memories.errors import InvalidInput, RecordNotFound
 from memories.interventions import Intervention, InterventionMemory
+from memories.outcomes import Outcome
 from memories.profile import Profile, ProfileMemory
-from memories.ranking import Outcome, ToolStats
+from memories.ranking import ToolStats
 from memories.reflections import Reflection, ReflectionMemory
 from memories.registry import MemoryRegistry
 from memories.validation import validate_user_id

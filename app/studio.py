@@ -30,12 +30,9 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 from starlette.applications import Starlette
 
-from app.companion import build_deps, open_outbox, replay_leftovers
-from app.runtime import open_app_memory, resolve_redis_url
+from app.companion import Companion
+from app.runtime import resolve_redis_url
 from app.settings import Settings
-from graphs.graph import build_companion_graph
-from graphs.models.factory import build_chat_model
-from graphs.tracing import init_tracing
 
 log = logging.getLogger(__name__)
 
@@ -47,25 +44,15 @@ class StudioNotStarted(RuntimeError):
 async def open_studio_graph(settings: Settings) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
     """Open memory, chat model and tools for ``settings`` and compile the graph without a
     checkpointer (the API server brings its own); close the memory layer afterwards."""
-    init_tracing(settings.weave_project)
     # The dev server raises on blocking calls in its event loop: starting the embedded Redis
-    # and touching files happen in a worker thread.
+    # happens in a worker thread (Companion.build opens the outbox file in one too).
     settings = settings.model_copy(update={"redis_url": await asyncio.to_thread(resolve_redis_url, settings)})
-    outbox = await asyncio.to_thread(open_outbox, settings)  # its own file, next to the CLI's
-    stack = await open_app_memory(settings)
-    try:
-        model = build_chat_model(settings.chat_provider, google_api_key=settings.google_key,
-                                 gemini_model=settings.chat_model)
-        deps = await build_deps(stack, model, settings, outbox=outbox)
-        await replay_leftovers(deps)
+    async with Companion.build(settings, checkpointer="none") as companion:
         log.info("studio: companion graph ready (chat model %s, namespace %s)",
-                 type(model).__name__, settings.memory.namespace)
+                 type(companion.deps.chat_model).__name__, settings.memory.namespace)
         # The graph declares its context schema (Configuration): Studio shows a form with
         # ``user_id`` and ``seed``, and the server mirrors a run's context into ``configurable``.
-        yield build_companion_graph(deps)
-    finally:
-        outbox.close()
-        await stack.aclose()
+        yield companion.graph
 
 
 @asynccontextmanager

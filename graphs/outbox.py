@@ -43,7 +43,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from memories.current_state import CurrentStateMemory, CurrentStateUpdate
 from memories.errors import MemoryBusy, MemoryLayerError, MemoryUnavailable, RecordNotFound
 from memories.interventions import InterventionMemory, NewIntervention
-from memories.ranking import Outcome
+from memories.outcomes import Outcome
 from memories.reflections import NewReflection, ReflectionMemory
 from memories.registry import MemoryRegistry
 from tools.store import CoachingStore

@@ -38,8 +38,9 @@ from pydantic import BaseModel, Field
 
 from graphs.configuration import PolicySettings
 from memories.interventions import Neighbor
+from memories.outcomes import FAILED, SUCCEEDED
 from memories.population import PoolCount
-from memories.ranking import FAILED, SUCCEEDED, ToolStats, recency
+from memories.ranking import ToolStats, recency
 
 
 class ArmBelief(BaseModel):

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 from graphs.configuration import PolicySettings
 from graphs.situations import SituationSpace
 from graphs.style import reply_problems, reply_quality
-from memories.ranking import FAILED, SUCCEEDED
+from memories.outcomes import FAILED, SUCCEEDED
 from memories.tracing import weave  # sets weave's offline defaults before it is imported
 
 _SUCCESS = {o.value for o in SUCCEEDED}

@@ -28,17 +28,20 @@ from graphs.deps import CompanionDeps
 from graphs.graph import build_companion_graph
 from graphs.nodes.common import END_COMMAND, MEMORY_OFFLINE_NOTICE
 from graphs.thread_ttl import expire_thread
-from memories.connection import REDIS_DOWN
-from memories.errors import InvalidInput, MemoryUnavailable
+from graphs.turn import Decision, DueItem, Evidence, FewShot, PlanView
+from graphs.understanding.acts import Understanding
+from memories.connection import OUTAGE
+from memories.errors import InvalidInput
 from memories.keys import person_key
 from memories.records import MAX_TEXT_CHARS
 from memories.validation import user_tag, validate_user_id
+from tools.store import Plan
+
+__all__ = ["MAX_MESSAGE_CHARS", "MEMORY_OFFLINE_NOTICE", "OUTAGE", "CompanionSession", "InvalidInput",
+           "SessionDirectory", "SessionInfo", "TurnResult"]
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = MAX_TEXT_CHARS  # one text limit, the memory layer's
-#: What counts as "memory is offline": connection trouble and timeouts only. Any other error
-#: (a ``ResponseError`` from a bug, a busy pool) is raised and logged, never silently degraded.
-OUTAGE = (MemoryUnavailable, *REDIS_DOWN)
 UpdateHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
@@ -51,21 +54,21 @@ class SessionInfo(BaseModel):
 
 
 class TurnResult(BaseModel):
-    """What one turn produced, for the UI."""
+    """What one turn produced: the turn contract (``graphs.turn``) every front end reads as it is."""
 
     reply: str = Field(description="What the companion says.")
     thread_id: str = Field(description="The session's thread.")
-    decision: dict[str, Any] | None = Field(None, description="Tool chosen and why.")
-    few_shot: list[dict[str, Any]] = Field(default_factory=list, description="Past interventions shown to the model.")
+    decision: Decision | None = Field(None, description="Tool chosen and why (``suggested``: the policy's choice).")
+    few_shot: list[FewShot] = Field(default_factory=list, description="Past interventions shown to the model.")
     used_memory_ids: list[str] = Field(default_factory=list, description="Memory records the reply drew on.")
-    evidence: dict[str, Any] | None = Field(None, description="What the message said about the last intervention.")
-    understanding: dict[str, Any] | None = Field(None, description="How the message was read (act, sign, safety).")
+    evidence: Evidence | None = Field(None, description="What the message said about the last intervention.")
+    understanding: Understanding | None = Field(None, description="How the message was read (act, sign, safety).")
     act: str | None = Field(None, description="The message's main act (greeting, struggle, progress, ...).")
     tool: str | None = Field(None, description="The coaching tool run this turn, or None.")
-    plan: dict[str, Any] | None = Field(None, description="The plan after the turn: task, steps, current, done.")
+    plan: PlanView | None = Field(None, description="The plan after the turn: task, steps, current, done.")
     safety: bool = Field(False, description="True when this turn got the safety reply.")
     settled: list[dict[str, Any]] = Field(default_factory=list, description="Outcomes settled this turn.")
-    due: list[dict[str, Any]] = Field(default_factory=list, description="Check-ins/reminders that fell due.")
+    due: list[DueItem] = Field(default_factory=list, description="Check-ins/reminders that fell due (``message``).")
     notice: str | None = Field(None, description="A calm one-line notice (e.g. memory offline).")
     degraded: bool = Field(False, description="True while memory is unavailable.")
     ended: bool = Field(False, description="True when this turn ended the session.")
@@ -164,6 +167,14 @@ class CompanionSession:
         self._log_at_outage = 0
         self._unclosed: str | None = None  # a session ended while Redis was down: still listed as current
         self._turn_key: str | None = None  # the running turn's message id
+
+    async def plan(self) -> Plan | None:
+        """The person's current plan (raises :data:`OUTAGE` while memory is out of reach)."""
+        return await self.deps.store.plan(self.user_id)
+
+    async def upcoming(self, limit: int = 1) -> list[DueItem]:
+        """The person's next check-ins and reminders, soonest first (raises :data:`OUTAGE`)."""
+        return await self.deps.store.upcoming(self.user_id, limit)
 
     @property
     def values(self) -> dict[str, Any]:
@@ -323,16 +334,17 @@ class CompanionSession:
         if self._fallback is not None and not notice:
             notice = MEMORY_OFFLINE_NOTICE
         last = values["messages"][-1].content if values.get("messages") else ""
-        understanding = values.get("understanding") if not values.get("ended") else None
-        decision = values.get("decision") or {}
-        calls = [c["name"] for c in decision.get("calls") or []]
+        ended = bool(values.get("ended"))
+        understanding = Understanding.model_validate(values["understanding"]) \
+            if values.get("understanding") and not ended else None
+        decision: Decision | None = values.get("decision")
         return TurnResult(
-            understanding=understanding, act=(understanding or {}).get("act"),
-            tool=None if values.get("ended") else (
-                decision.get("tool") if decision.get("tool") in calls else (calls[-1] if calls else None)),
-            plan=values.get("plan"), safety=decision.get("source") == "safety" and not values.get("ended"),
-            reply=values.get("reply") if not values.get("ended") else str(last),
-            thread_id=self.thread_id or "", decision=values.get("decision"), few_shot=values.get("few_shot", []),
+            understanding=understanding, act=understanding.act.value if understanding else None,
+            tool=decision.ran if decision is not None and not ended else None,
+            plan=PlanView.model_validate(values["plan"]) if values.get("plan") else None,
+            safety=decision is not None and decision.safety and not ended,
+            reply=values.get("reply") if not ended else str(last),
+            thread_id=self.thread_id or "", decision=decision, few_shot=values.get("few_shot", []),
             used_memory_ids=values.get("used_memory_ids", []), evidence=values.get("evidence"),
             settled=values.get("settled", []), due=values.get("due", []), notice=notice,
             degraded=bool(values.get("degraded")) or self._fallback is not None, ended=bool(values.get("ended")),

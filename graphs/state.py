@@ -1,5 +1,10 @@
 """The companion graph's state: the conversation plus what each step of a turn worked out.
 
+What a resumed session needs (the messages, the pending intervention, the safety check,
+the plan, the session log) is checkpointed. The turn's scratch (``Scratch`` channels: the
+decision, the neighbours, the few-shot rows, the evidence, the due items, the timings) is
+typed (``graphs.turn``) and never checkpointed: it is there during the run and in its result.
+
 ``typing_extensions.TypedDict`` (not ``typing``) because LangGraph's API server derives
 the JSON schema Studio shows from it, which needs the extensions' version on 3.11.
 """
@@ -12,6 +17,8 @@ from typing import Annotated, Any, Literal, NotRequired
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
+
+from graphs.turn import Decision, DueItem, Evidence, FewShot, PolicyEvidence, Scratch, ScratchSum
 
 #: What a Gemini Live voice session asks of the graph (``voice.link``); None is a text turn.
 #: ``refresh``: load the context only (system instruction, due check-ins).
@@ -42,7 +49,7 @@ class CompanionState(InputState, total=False):
     # load_context
     context: str  # every memory element's prompt section, rendered
     style: dict[str, bool]  # StyleProfile fields from the consented profile
-    due: list[dict[str, Any]]  # check-ins and reminders that fell due before this turn
+    due: Annotated[list[DueItem], Scratch(list)]  # check-ins and reminders that fell due before this turn
     country: str | None  # ISO country from the profile's locale or time zone (crisis resources)
     pool_consent: bool  # their outcomes may count in the population pool (Profile.consent_pooled_learning)
     # understand
@@ -52,20 +59,20 @@ class CompanionState(InputState, total=False):
     subject: str | None  # this turn: that message again, when they answered the check with an all-clear
     after_crisis: bool | None  # the last reply was the safety reply to a crisis they said plainly
     # retrieve_few_shot (the message's embedding is computed once, in understand)
-    few_shot: list[dict[str, Any]]  # the examples shown to the model (ids, tool, outcome, scores)
+    few_shot: Annotated[list[FewShot], Scratch(list)]  # the examples shown to the model
     few_shot_prompt: str  # the same examples as prompt lines
     used_memory_ids: list[str]  # every memory record this turn's reply drew on
-    evidence: dict[str, Any] | None  # what the message says about the last intervention
-    relevance: dict[str, float]  # situation-to-tool similarity (the general prior)
-    neighbors: dict[str, Any]  # similar past interventions with outcomes + per-tool results (personal evidence)
+    evidence: Annotated[Evidence | None, Scratch(object)]  # what the message says about the last intervention
+    relevance: Annotated[dict[str, float], Scratch(dict)]  # situation-to-tool similarity (the general prior)
+    neighbors: Annotated[PolicyEvidence | None, Scratch(object)]  # similar past tries, per-tool results, the pool
     # choose_intervention
-    decision: dict[str, Any] | None  # the tool chosen (or none), its arguments, why
+    decision: Annotated[Decision | None, Scratch(object)]  # the tool chosen (or none), its arguments, why
     # respond
     reply: str
-    timings: Annotated[dict[str, float], merge_timings]  # milliseconds per step; "model" = chat-model time
+    timings: Annotated[dict[str, float], ScratchSum(dict, merge_timings)]  # ms per step; "model" = chat-model time
     # record_outcome
     last_intervention_id: str | None  # the newest intervention of this session, pending until settled
-    settled: list[dict[str, Any]]  # outcomes settled this turn
+    settled: Annotated[list[dict[str, Any]], Scratch(list)]  # outcomes settled this turn
     session_log: Annotated[list[dict[str, Any]], operator.add]  # every intervention and outcome this session
     plan: dict[str, Any] | None  # the plan after this turn: task, steps, current (1-based), done
     # degraded mode

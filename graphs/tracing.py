@@ -65,7 +65,7 @@ def report_turn_events(watcher: Observer, update: Any) -> None:
         return
     for entry in update.get("settled") or []:
         watcher.counted("outcome_settled", str(entry.get("outcome") or "unknown"))
-    if (update.get("decision") or {}).get("source") == "safety":
+    if (decision := update.get("decision")) is not None and decision.safety:
         watcher.counted("safety_event")
 
 

@@ -31,6 +31,11 @@ REDIS_DOWN = (
     TimeoutError,
     OSError,
 )
+#: The one name for "memory is out of reach": the memory layer's typed error, or the raw
+#: connection errors of a call that went to Redis directly. Connection trouble and timeouts
+#: only: any other error (a ``ResponseError`` from a bug, a busy pool) is raised and logged,
+#: never silently degraded.
+OUTAGE = (MemoryUnavailable, *REDIS_DOWN)
 
 
 def redact(url: str) -> str:

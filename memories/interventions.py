@@ -15,8 +15,9 @@ from memories.base import MemoryElement
 from memories.config import RankingWeights
 from memories.connection import unavailable_as_typed_error
 from memories.errors import InvalidInput, RecordNotFound
+from memories.outcomes import FAILED, OUTCOME_VALUE, Outcome
 from memories.population import PoolCount, Population
-from memories.ranking import FAILED, NO_TOOL, OUTCOME_VALUE, Outcome, ToolStats, score
+from memories.ranking import NO_TOOL, ToolStats, score
 from memories.records import MemorySection, Record, ShortText, Tags, Text, Timestamp, TurnInputs, now
 from memories.storage import UserScopedIndex, join_tags, split_tags, tag_field
 from memories.tracing import traced
@@ -211,16 +212,23 @@ class InterventionMemory(MemoryElement[NewIntervention]):
         stored = [Intervention(**i.model_dump(exclude={"created_at"}), id=name,
                                created_at=i.created_at if i.created_at is not None else stamp)
                   for i, name in zip(items, names, strict=True)]
-        clusters = [await self.population.clusters.nearest(v) for v in vectors]
+        clusters = await self.population.clusters.nearest_many(vectors)
         docs = [self._to_hash(user_id, s, v, c) for s, v, c in zip(stored, vectors, clusters, strict=True)]
         await self.index.index.load(docs, keys=[self.index.key(user_id, s.id) for s in stored], ttl=self.ttl_s)
         settled = [s for s in stored if OUTCOME_VALUE[s.outcome] is not None]
         if settled:  # recorded with a known outcome (imports, synthetic data): count it now
+            # Summed per tool first: two commands per tool, not two per record (each costs
+            # ~70 µs of client CPU in a pipeline).
+            tries: dict[str, int] = {}
+            values: dict[str, float] = {}
+            for s in settled:
+                tool = s.tool_name or NO_TOOL
+                tries[tool] = tries.get(tool, 0) + 1
+                values[tool] = values.get(tool, 0.0) + (OUTCOME_VALUE[s.outcome] or 0.0)
             async with self.backend.client.pipeline(transaction=True) as pipe:
-                for s in settled:
-                    tool = s.tool_name or NO_TOOL
-                    pipe.hincrby(self._stats_key(user_id), f"{tool}{STAT_SEP}n", 1)
-                    pipe.hincrbyfloat(self._stats_key(user_id), f"{tool}{STAT_SEP}v", OUTCOME_VALUE[s.outcome] or 0.0)
+                for tool, n in tries.items():
+                    pipe.hincrby(self._stats_key(user_id), f"{tool}{STAT_SEP}n", n)
+                    pipe.hincrbyfloat(self._stats_key(user_id), f"{tool}{STAT_SEP}v", values[tool])
                 pipe.expire(self._stats_key(user_id), self.ttl_s)
                 await pipe.execute()
         return stored

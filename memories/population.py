@@ -30,6 +30,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from memories.base import MemoryBackend
@@ -186,12 +187,18 @@ class SituationClusters:
 
     async def nearest(self, vector: Sequence[float]) -> str | None:
         """The kind of moment ``vector`` is closest to, or None when it is close to none."""
-        best, best_sim = None, MIN_CLUSTER_SIMILARITY
-        for name, centroid in (await self.centroids()).items():
-            sim = sum(a * b for a, b in zip(vector, centroid, strict=True))
-            if sim >= best_sim:
-                best, best_sim = name, sim
-        return best
+        return (await self.nearest_many([vector]))[0]
+
+    async def nearest_many(self, vectors: Sequence[Sequence[float]]) -> list[str | None]:
+        """:meth:`nearest` of each vector, as one matrix product (a Python loop over the
+        centroids cost ~0.3 ms per vector, most of a batched write's time outside the model)."""
+        if not vectors:
+            return []
+        centroids = await self.centroids()
+        names = list(centroids)
+        sims = np.asarray(vectors, dtype=np.float64) @ np.asarray(list(centroids.values()), dtype=np.float64).T
+        best = len(names) - 1 - np.argmax(sims[:, ::-1], axis=1)  # on a tie the later kind, as before
+        return [names[b] if sims[i, b] >= MIN_CLUSTER_SIMILARITY else None for i, b in enumerate(best.tolist())]
 
 
 class Population:

@@ -11,37 +11,11 @@ one may be shown separately as a contrast.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from pydantic import BaseModel, Field, computed_field
 
 from memories.config import RankingWeights
+from memories.outcomes import OUTCOME_VALUE, Outcome
 
-
-class Outcome(StrEnum):
-    """How an intervention turned out."""
-
-    PENDING = "pending"
-    TASK_COMPLETED = "task_completed"
-    TASK_PROGRESS = "task_progress"
-    RE_ENGAGED = "re_engaged"
-    DISTRACTED = "distracted"
-    ABANDONED = "abandoned"
-    UNKNOWN = "unknown"
-
-
-#: How much each settled outcome counts as success (None: tells nothing yet).
-OUTCOME_VALUE: dict[Outcome, float | None] = {
-    Outcome.PENDING: None,
-    Outcome.UNKNOWN: None,
-    Outcome.TASK_COMPLETED: 1.0,
-    Outcome.TASK_PROGRESS: 0.75,
-    Outcome.RE_ENGAGED: 0.6,
-    Outcome.DISTRACTED: 0.1,
-    Outcome.ABANDONED: 0.0,
-}
-FAILED = frozenset({Outcome.DISTRACTED, Outcome.ABANDONED})
-SUCCEEDED = frozenset({Outcome.TASK_COMPLETED, Outcome.TASK_PROGRESS, Outcome.RE_ENGAGED})
 NEUTRAL = 0.5
 PRIOR_STRENGTH = 2.0
 NO_TOOL = "none"

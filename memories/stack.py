@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from langchain_core.embeddings import Embeddings
-from redisvl.extensions.cache.embeddings import EmbeddingsCache
 
 from memories.base import MemoryBackend
 from memories.config import MemorySettings
 from memories.connection import check_modules, connect
+from memories.embedding_cache import CompactEmbeddingsCache
 from memories.embeddings import CachedEmbeddings, EmbeddingProvider, build_base_embeddings
 from memories.registry import MemoryRegistry
 
@@ -57,8 +57,8 @@ async def open_memory(
             embedding_provider, google_api_key=google_api_key,
             google_model=google_embedding_model, google_dims=google_embedding_dims,
         )
-        cache = EmbeddingsCache(name=f"{settings.namespace}:embedcache", ttl=settings.embedding_cache_ttl_s,
-                                async_redis_client=client)
+        cache = CompactEmbeddingsCache(name=f"{settings.namespace}:embedcache", ttl=settings.embedding_cache_ttl_s,
+                                       async_redis_client=client)
         embeddings = CachedEmbeddings(inner, model_id=model_id, dims=dims, cache=cache)
         registry = MemoryRegistry(MemoryBackend(client=client, embeddings=embeddings, settings=settings))
         if create_indexes:

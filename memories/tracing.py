@@ -8,7 +8,7 @@ crash reporting to a third party is off unless the person opts in with
 
 **Observing.** Every ``traced`` operation also reports how long it took to the
 :class:`Observer` of the running context, if there is one (``with observing(obs): ...``;
-the web server installs a Prometheus one, ``app.metrics``). It is a context variable, not a
+the web server installs a Prometheus one, ``app.web.metrics``). It is a context variable, not a
 global: each server app observes only its own requests, and without one the cost is a
 single lookup. The observer hears names and durations only, never arguments.
 

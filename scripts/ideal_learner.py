@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.learning_eval import LAST_SESSIONS, PersonaFile, load_personas  # noqa: E402
-from app.learning_report import RECOVERY_WINDOW, RECOVERY_WITHIN  # noqa: E402
+from app.eval.learning import LAST_SESSIONS, PersonaFile, load_personas  # noqa: E402
+from app.eval.learning_report import RECOVERY_WINDOW, RECOVERY_WITHIN  # noqa: E402
 from tools.catalog import INTERVENTION_TOOLS  # noqa: E402
 
 

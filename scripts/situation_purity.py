@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.learning_eval import load_personas  # noqa: E402
+from app.eval.learning import load_personas  # noqa: E402
 from graphs.relevance import ToolRelevance  # noqa: E402
 from graphs.situations import SituationSpace  # noqa: E402
 from memories.embeddings import LocalMiniLMEmbeddings  # noqa: E402

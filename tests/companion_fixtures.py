@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,12 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
-from langgraph.graph.state import CompiledStateGraph
 
-from app.companion import build_deps, checkpointer_for
+from app.companion import Companion
 from app.settings import Settings
 from graphs.configuration import CompanionSettings
-from graphs.deps import CompanionDeps
-from graphs.graph import build_companion_graph
 from graphs.models.template import TemplateChatModel
 from graphs.outbox import Outbox
-from graphs.session import CompanionSession
 from memories.config import MemorySettings
 from memories.embeddings import LocalMiniLMEmbeddings
 from memories.stack import MemoryStack, open_memory
@@ -114,26 +109,15 @@ async def open_stack(redis_url: str, minilm: LocalMiniLMEmbeddings, namespace: s
         await stack.aclose()
 
 
-@dataclass
-class Rig:
-    """A companion as an app process holds it: its memory stack, deps and checkpointed graph."""
-
-    stack: MemoryStack
-    deps: CompanionDeps
-    graph: CompiledStateGraph[Any, Any, Any, Any]
-
-    def session(self, user_id: str, *, seed: str | None = None) -> CompanionSession:
-        """A session of ``user_id`` on this companion."""
-        return CompanionSession(self.graph, self.deps, user_id, seed=seed)
+#: A companion as an app process holds it (its memory stack, deps and checkpointed graph).
+Rig = Companion
 
 
 async def build_rig(stack: MemoryStack, data_dir: Path, *, chat_model: BaseChatModel | None = None,
-                    companion: CompanionSettings | None = None, outbox: Outbox | None = None) -> Rig:
-    """Deps and a Redis-checkpointed graph on ``stack`` (the template model unless given)."""
+                    companion: CompanionSettings | None = None, outbox: Outbox | None = None) -> Companion:
+    """The companion on ``stack`` as every entry point composes it (the template model unless given)."""
     settings = Settings(redis_url="redis://unused", data_dir=data_dir, companion=companion or CompanionSettings())
-    deps = await build_deps(stack, chat_model or TemplateChatModel(), settings, outbox=outbox)
-    graph = build_companion_graph(deps, checkpointer=await checkpointer_for(stack))
-    return Rig(stack=stack, deps=deps, graph=graph)
+    return await Companion.assemble(stack, settings, chat_model=chat_model or TemplateChatModel(), outbox=outbox)
 
 
 @asynccontextmanager

@@ -1,4 +1,4 @@
-"""Accounts with real credentials (app/accounts.py, the /api endpoints of app/server.py): sign-up,
+"""Accounts with real credentials (app/accounts.py, the /api endpoints of app/web/server.py): sign-up,
 sign-in, one error for a wrong password and an unknown name, rate limits with growing lockouts,
 server-side sessions that sign-out revokes at once (closing the open voice socket), sign-out
 everywhere, password change, and the old name-only attack. Real server (uvicorn), real Redis."""
@@ -22,11 +22,11 @@ from selenium.webdriver.common.by import By
 from typer.testing import CliRunner
 
 from app.accounts import SIGNIN_FAILED, AccountStore, BadCredentials, RateLimit, TooManyAttempts
-from app.bench.fake_live import FakeLiveServer
 from app.cli import app as cli_app
 from app.companion import Companion
-from app.server import create_app
+from app.eval.fakes.live import FakeLiveServer
 from app.settings import Settings
+from app.web.server import create_app
 from memories.keys import person_key
 from tests.browser import chromium_available, silent_mic_driver, wait_for
 from tests.companion_fixtures import Rig

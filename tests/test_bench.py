@@ -7,10 +7,10 @@ import math
 import pytest
 import redis
 
-from app.bench import run_memory_bench
+from app.eval.bench import run_memory_bench
 from app.settings import Settings
 
-FIGURES = ["retrieval_p50_ms", "retrieval_p95_ms", "floor_p95_ms", "ours_no_embed_p95_ms", "peer_p95_ms",
+FIGURES = ["retrieval_p50_ms", "retrieval_p95_ms", "retrieval_hit_p95_ms", "floor_p95_ms", "ours_no_embed_p95_ms", "peer_p95_ms",
            "writes_per_s", "bytes_per_record", "embedder_only_per_s"]
 
 
@@ -29,7 +29,10 @@ async def test_the_memory_bench_reports_its_figures_and_leaves_nothing_behind(
     for key in FIGURES:
         assert math.isfinite(result[key]) and result[key] > 0, key
     assert result["query_cache_entries"] == 20 + 20  # warm-up and timed retrievals each cached a vector
-    assert result["query_cache_bytes_per_entry"] > 0
+    assert 0 < result["query_cache_bytes_per_entry"] < 2000  # float32 bytes, not JSON (~9 KB)
+    # Every timed retrieval embedded its query (a miss), then read it back from Redis (a hit).
+    assert result["retrieval_embedding_cache_misses"] == 20
+    assert result["retrieval_hit_embedding_cache_hits"] == 20
     assert result["same_neighbours_all_paths"] is True
     assert result["settings"]["vector_datatype"] == settings.memory.vector_datatype
     assert result["machine"]["cpu_cores"] >= 1
@@ -47,7 +50,7 @@ async def test_the_memory_bench_reports_its_figures_and_leaves_nothing_behind(
 async def test_the_voice_bench_times_every_turn_against_the_fake_live_server(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.bench.voice import run_voice_bench
+    from app.eval.bench.voice import run_voice_bench
 
     monkeypatch.setenv("REDIS_URL", redis_url)
     result = await run_voice_bench(Settings(), turns=10, interventions=50, console=None)
@@ -64,7 +67,7 @@ LOAD_KEYS = ["people", "turns_per_person", "total_turns", "wall_s", "turns_per_s
 async def test_the_load_bench_runs_people_at_once_without_errors_or_leaks(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.bench.load import run_load_bench
+    from app.eval.bench.load import run_load_bench
 
     monkeypatch.setenv("REDIS_URL", redis_url)
     result = await run_load_bench(Settings(), people=3, turns=3, console=None)
@@ -88,7 +91,7 @@ async def test_the_load_bench_runs_people_at_once_without_errors_or_leaks(
 async def test_the_load_bench_voice_path_reports_the_memory_path(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.bench.load import run_load_bench
+    from app.eval.bench.load import run_load_bench
 
     monkeypatch.setenv("REDIS_URL", redis_url)
     result = await run_load_bench(Settings(), people=2, turns=3, voice=True, console=None)
@@ -103,7 +106,7 @@ async def test_the_load_bench_voice_path_reports_the_memory_path(
 
 
 def test_a_leaked_marker_is_detected() -> None:
-    from app.bench.load import find_leaks, marker, script
+    from app.eval.bench.load import find_leaks, marker, script
 
     markers = {"a": marker(1), "b": marker(2), "c": marker(12)}
     assert all(marker(1) in text for text in script(1, 5))  # each message carries its person's marker
@@ -116,7 +119,7 @@ def test_a_leaked_marker_is_detected() -> None:
 
 
 async def test_the_chaos_bench_loses_and_doubles_nothing_through_kill_9() -> None:
-    from app.bench.chaos import run_chaos_bench
+    from app.eval.bench.chaos import run_chaos_bench
 
     # The short version of `sam2voice bench chaos` (200 turns, 50 kills in docs/benchmarks.md):
     # two processes on one data dir, the embedded Redis killed -9 ten times, mid-turn.
@@ -139,7 +142,7 @@ SERVE_KEYS = ["sign_up_p50_ms", "sign_up_p95_ms", "sign_in_p50_ms", "sign_in_p95
 async def test_the_serve_bench_measures_a_real_server_subprocess_and_stops_it() -> None:
     import socket
 
-    from app.bench.serve import run_serve_bench
+    from app.eval.bench.serve import run_serve_bench
 
     # The short version of `sam2voice bench serve` (200 sockets in docs/benchmarks.md): the real
     # server in a subprocess, 5 websockets x 2 typed turns, a 1.5 s audio flood (~20 s in all).

@@ -16,11 +16,11 @@ from langchain_google_genai import ChatGoogleGenerativeAI
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
+from app.eval.fakes.gemini_rest import FakeGemini
 from graphs.models.errors import ChatModelUnavailable, OfflineModelMissing, StructuredOutputError
 from graphs.models.factory import build_chat_model
 from graphs.models.offline import GGUF_NAME, LocalChatModel, smollm2_path
 from graphs.models.template import NEUTRAL_REPLY, TemplateChatModel
-from tests.fakes.gemini_rest import FakeGemini
 
 
 class StartTimer(BaseModel):

@@ -86,8 +86,8 @@ async def test_items_surface_only_when_due_and_only_once(store: CoachingStore) -
     assert await store.last_checkin_at("ada") == T0 + 900  # when the check-in reached the person
     assert await store.pop_due("ada", T0 + 900) == []
     assert [i.id for i in await store.upcoming("ada")] == [late.id]
-    assert checkin.message == "Check-in about the essay: how is it going?"
-    assert reminder.message == "Reminder: take your medication"
+    assert checkin.message == "Check-in: how is the essay going?"
+    assert reminder.message == "Reminder: take your medication."
 
 
 async def test_two_processes_popping_at_once_each_get_different_items(

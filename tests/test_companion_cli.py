@@ -16,9 +16,10 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from app.chat import INPUT_WARNING, readable, require_readable, show
 from app.cli import app
+from app.cli.chat import INPUT_WARNING, readable, require_readable, show
 from graphs.session import TurnResult
+from graphs.turn import Decision, DueItem, FewShot
 from memories.errors import InvalidInput
 from tests.companion_fixtures import SUCCESS_REPLY
 
@@ -81,18 +82,19 @@ TRICKY = "[bold]not bold[/] and a lone [/] too"
 def test_show_prints_replies_memories_and_plans_literally_not_as_markup() -> None:
     result = TurnResult(
         reply=f"sure, {TRICKY}", thread_id="t1", notice="saved to C:\\",  # a trailing backslash, then the closing tag
-        due=[{"kind": "reminder [/]", "text": f"due: {TRICKY}"}],
+        due=[DueItem(kind="reminder", text=f"due [/]: {TRICKY}", due_at=0)],
         plan={"task": f"task {TRICKY}", "steps": [f"one {TRICKY}", f"two {TRICKY}", f"three {TRICKY}"],
               "current": 2, "done": False},
-        decision={"tool": "create_microsteps", "reason": f"why {TRICKY}", "from_memory": True},
-        few_shot=[{"said": f"said {TRICKY}", "tool": "suggest_break", "outcome": "task_progress", "contrast": False,
-                   "similarity": 0.5},
-                  {"said": "[/]", "tool": None, "outcome": "no_progress", "contrast": True, "similarity": 0.25}],
+        decision=Decision(tool="create_microsteps", source="request", reason=f"why {TRICKY}", from_memory=True),
+        few_shot=[FewShot(id="i1", said=f"said {TRICKY}", reply="r", tool="suggest_break", outcome="task_progress",
+                          similarity=0.5, score=0.5),
+                  FewShot(id="i2", said="[/]", reply="r", tool=None, outcome="abandoned", contrast=True,
+                          similarity=0.25, score=0.2)],
         settled=[{"id": "i1", "outcome": "task_progress"}], used_memory_ids=["m1"])
     console = Console(record=True, width=400, force_terminal=True, color_system="standard")
     show(console, result, show_memory=True)  # raised MarkupError before: "closing tag '[/]' ... has nothing to close"
     text = console.export_text(styles=False, clear=False)
-    for literal in (f"sam › sure, {TRICKY}", "saved to C:\\", f"⏰ reminder [/]: due: {TRICKY}", f"plan: task {TRICKY}",
+    for literal in (f"sam › sure, {TRICKY}", "saved to C:\\", f"⏰ Reminder: due [/]: {TRICKY}", f"plan: task {TRICKY}",
                     f"1. one {TRICKY}", f"→ 2. two {TRICKY}", f"3. three {TRICKY}", f"why {TRICKY}",
                     f'"said {TRICKY}" → suggest_break (task_progress', '"[/]" → reply (did not help'):
         assert literal in text, literal

@@ -12,7 +12,7 @@ import pytest
 from memories.embeddings import LocalMiniLMEmbeddings
 from memories.errors import InvalidInput
 from memories.interventions import InterventionMemory
-from memories.ranking import Outcome
+from memories.outcomes import Outcome
 from memories.reflections import ReflectionMemory
 from memories.validation import user_tag
 from tests.companion_fixtures import FAILURE_REPLY, SUCCESS_REPLY, Rig, fresh_namespace, namespace_of, open_rig
@@ -44,7 +44,7 @@ async def test_over_three_sessions_the_choice_shifts_to_what_helps_this_person(r
         tools: list[str | None] = []
         for turn in range(6):
             result = await session.send(STARTING[turn % 3])
-            tool = (result.decision or {}).get("tool")
+            tool = result.decision.tool
             tools.append(tool)
             answer = await session.send(SUCCESS_REPLY if tool == HELPS else FAILURE_REPLY)
             assert [s["id"] for s in answer.settled]  # every answer settled the intervention before it
@@ -56,19 +56,19 @@ async def test_over_three_sessions_the_choice_shifts_to_what_helps_this_person(r
     assert last >= 4 and last > first, chosen_per_session
     assert len(threads) == 3  # one thread per session
     # The last situation turn recalled this person's own successes with the break.
-    helped = [e for e in result.few_shot if e["tool"] == HELPS and not e["contrast"]]
-    assert helped and all(e["outcome"] in ("task_progress", "task_completed", "re_engaged") for e in helped)
+    helped = [e for e in result.few_shot if e.tool == HELPS and not e.contrast]
+    assert helped and all(e.outcome in ("task_progress", "task_completed", "re_engaged") for e in helped)
     for example in result.few_shot:
-        await interventions(rig).get("sam", example["id"])  # raises unless it is one of Sam's own records
-    assert {e["id"] for e in helped} <= set(result.used_memory_ids)
+        await interventions(rig).get("sam", example.id)  # raises unless it is one of Sam's own records
+    assert {e.id for e in helped} <= set(result.used_memory_ids)
     lessons = [r.insight for r in await element(rig.stack, ReflectionMemory).recent("sam")]
     assert any("A short break helped" in lesson for lesson in lessons), lessons
 
     # Another person in the same namespace starts from the general prior, with none of Sam's history.
     leo = rig.session("leo", seed="learn:0")
     fresh = await leo.send(STARTING[0])
-    assert fresh.few_shot == [] and not fresh.decision["from_memory"]  # type: ignore[index]
-    assert all(b["similar"] == 0 for b in fresh.decision["beliefs"].values())  # type: ignore[index]
+    assert fresh.few_shot == [] and not fresh.decision.from_memory
+    assert all(b["similar"] == 0 for b in fresh.decision.beliefs.values())
     assert fresh.thread_id not in threads
     assert len([i for i in await interventions(rig).export("leo") if i.get("tool_name")]) == 1
 
@@ -80,7 +80,7 @@ async def test_a_session_resumes_after_the_process_restarts(
     async with open_rig(redis_url, minilm, namespace, tmp_path) as before:
         session = before.session("maya")
         first = await session.send("Everything is too loud and I'm overwhelmed")
-        thread, pending_tool = first.thread_id, first.decision["tool"]  # type: ignore[index]
+        thread, pending_tool = first.thread_id, first.decision.tool
         [pending] = await interventions(before).pending("maya")
 
     async with open_rig(redis_url, minilm, namespace, tmp_path) as after:  # new clients, new graph
@@ -93,7 +93,7 @@ async def test_a_session_resumes_after_the_process_restarts(
 
         answer = await resumed.send(SUCCESS_REPLY)
         assert answer.thread_id == thread
-        assert answer.settled == [{"kind": "outcome", "id": pending.id, "outcome": answer.evidence["outcome"]}]
+        assert answer.settled == [{"kind": "outcome", "id": pending.id, "outcome": answer.evidence.outcome}]
         stored = await interventions(after).get("maya", pending.id)
         assert stored.outcome in (Outcome.TASK_PROGRESS, Outcome.TASK_COMPLETED, Outcome.RE_ENGAGED)
         assert stored.tool_name == pending_tool

@@ -19,7 +19,7 @@ from graphs.outbox import Outbox
 from graphs.session import CompanionSession, TurnResult
 from memories.embeddings import LocalMiniLMEmbeddings
 from memories.interventions import InterventionMemory
-from memories.ranking import FAILED, SUCCEEDED, Outcome
+from memories.outcomes import FAILED, SUCCEEDED, Outcome
 from memories.reflections import ReflectionMemory
 from tests.companion_fixtures import FAILURE_REPLY, SUCCESS_REPLY, fresh_namespace, open_rig
 from tests.conftest import element, free_port
@@ -66,7 +66,7 @@ async def test_redis_stopping_mid_session_loses_nothing(
         calm(helped)
         situation = await timed(session, "Everything is too loud and I'm overwhelmed")
         calm(situation)
-        assert situation.decision["source"] == "policy"  # type: ignore[index]  # still chooses and helps
+        assert situation.decision.source == "policy"  # still chooses and helps
         failed = await timed(session, FAILURE_REPLY)
         calm(failed)
         memory_ops = [w for w in rig.deps.outbox.pending("maya") if w.op in ("settle", "record_intervention")]
@@ -180,10 +180,10 @@ async def test_plans_reminders_and_wins_asked_for_during_an_outage_are_kept(
         await session.send("hi")
         server.stop()
         made = await timed(session, "can you break cleaning my room into small steps for me?")
-        assert made.tool == "create_microsteps" and made.plan and made.plan["current"] == 1
+        assert made.tool == "create_microsteps" and made.plan and made.plan.current == 1
         assert made.notice and any(t in made.notice for t in ("save this as soon", "nothing you do is lost"))
         did = await timed(session, "ok did the first one")
-        assert did.plan and did.plan["current"] == 2, (did.understanding, did.decision)  # the plan moves on
+        assert did.plan and did.plan.current == 2, (did.understanding, did.decision)  # the plan moves on
         asked = await timed(session, "remind me to take my meds in 10 minutes")
         assert asked.tool == "create_reminder"
         ops = [w.op for w in rig.deps.outbox.pending("maya")]
@@ -194,7 +194,7 @@ async def test_plans_reminders_and_wins_asked_for_during_an_outage_are_kept(
         assert not back.degraded and len(rig.deps.outbox) == 0
         plan = await rig.deps.store.plan("maya")
         assert plan is not None and "room" in plan.task and plan.current == 1
-        assert back.plan and back.plan["current"] == 2 and back.plan["steps"] == plan.steps
+        assert back.plan and back.plan.current == 2 and back.plan.steps == plan.steps
         [reminder] = [i for i in await rig.deps.store.upcoming("maya") if i.kind == "reminder"]
         assert "meds" in reminder.text
 

@@ -16,7 +16,7 @@ from google.genai import errors, types
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from app.bench.fake_live import FakeLiveServer, LiveTurn
+from app.eval.fakes.live import FakeLiveServer, LiveTurn
 
 MODEL = "gemini-2.5-flash-native-audio-preview-09-2025"
 MICROSTEPS = types.Tool(

@@ -21,13 +21,14 @@ from graphs.nodes.retrieve import retrieve_few_shot
 from graphs.nodes.understand import understand
 from graphs.outbox import RecordIntervention
 from graphs.style import HEADS_UP
+from graphs.turn import Decision, DueItem, Evidence, PolicyEvidence
 from memories.current_state import CurrentStateMemory, Mood
 from memories.embeddings import LocalMiniLMEmbeddings
 from memories.errors import InvalidInput
 from memories.feedback import FeedbackMemory
 from memories.interventions import InterventionMemory, NewIntervention
+from memories.outcomes import Outcome
 from memories.profile import ProfileMemory
-from memories.ranking import Outcome
 from memories.reflections import ReflectionMemory
 from memories.stack import MemoryStack
 from tests.companion_fixtures import SUCCESS_REPLY, ScriptedChatModel, build_rig, open_stack
@@ -72,7 +73,7 @@ def break_turn(user_text: str = "I've been at this for hours") -> list[Any]:
             ToolMessage(BREAK_RESULT, tool_call_id="call_1", name="suggest_break")]
 
 
-BREAK_DECISION = {"tool": "suggest_break", "args": {"minutes": 5}, "source": "policy", "intervention": True}
+BREAK_DECISION = Decision(tool="suggest_break", args={"minutes": 5}, source="policy", intervention=True)
 
 
 # --- load_context ------------------------------------------------------------------------------
@@ -95,8 +96,8 @@ async def test_due_checkins_surface_once_and_future_ones_wait(deps: CompanionDep
     await deps.store.add_checkin("maya", time.time() - 5, "your essay")
     await deps.store.add_reminder("maya", time.time() + 3600, "take your meds")
     first = await load_context(said("hello"), CONFIG, deps=deps)
-    assert [(d["kind"], d["text"]) for d in first["due"]] == [("checkin", "your essay")]
-    assert "Due now:\n- checkin: your essay" in first["context"]
+    assert [(d.kind, d.text) for d in first["due"]] == [("checkin", "your essay")]
+    assert "Due now:\n- Check-in: how is your essay going?" in first["context"]
     again = await load_context(said("hello again"), CONFIG, deps=deps)
     assert again["due"] == [] and "Due now" not in again["context"]
     assert [i.text for i in await deps.store.upcoming("maya")] == ["take your meds"]
@@ -147,17 +148,18 @@ async def test_few_shot_examples_are_this_users_past_interventions_ranked(deps: 
 
     update = await retrieve_few_shot({**said("I can't make myself start the essay"), "used_memory_ids": ["ctx1"]},
                                      CONFIG, deps=deps)
-    ids = [e["id"] for e in update["few_shot"]]
+    ids = [e.id for e in update["few_shot"]]
     assert ids[0] == helped and ids[-1] == failed and leos not in ids
-    assert update["few_shot"][0]["outcome"] == "task_completed" and not update["few_shot"][0]["contrast"]
-    assert update["few_shot"][-1]["contrast"]  # the failure is shown only as what not to repeat
+    assert update["few_shot"][0].outcome == "task_completed" and not update["few_shot"][0].contrast
+    assert update["few_shot"][-1].contrast  # the failure is shown only as what not to repeat
     assert "create_microsteps" in update["few_shot_prompt"]
     assert update["used_memory_ids"] == ["ctx1", *ids]
-    assert {t for t, *_ in update["neighbors"]["near"]} == {"create_microsteps", "suggest_break"}
-    assert update["neighbors"]["rates"]["create_microsteps"] == [1, 1.0]
+    assert {n.tool_name for n in update["neighbors"].near} == {"create_microsteps", "suggest_break"}
+    rate = update["neighbors"].rates["create_microsteps"]
+    assert (rate.settled, rate.value_sum) == (1, 1.0)
     assert set(update["relevance"]) == set(INTERVENTION_TOOLS)
     reading = await understand(said("I can't make myself start the essay"), CONFIG, deps=deps)
-    assert reading["evidence"]["outcome"] is None and reading["understanding"]["act"] == "struggle"
+    assert reading["evidence"].outcome is None and reading["understanding"]["act"] == "struggle"
 
 
 async def test_the_policy_weighs_past_moments_by_situation_not_by_shared_words(deps: CompanionDeps,
@@ -171,22 +173,22 @@ async def test_the_policy_weighs_past_moments_by_situation_not_by_shared_words(d
                                "start_breathing_exercise", Outcome.RE_ENGAGED)
     today = "I can't make myself start the essay"
     update = await retrieve_few_shot(said(today), CONFIG, deps=deps)
-    near = {tool: similarity for tool, _, similarity, _ in update["neighbors"]["near"]}
+    near = {n.tool_name: n.similarity for n in update["neighbors"].near}
     vectors = await stack.embeddings.aembed_documents([today, "blank page for an hour, cannot begin the report",
                                                        "my essay got a bad grade and my hands are shaking"])
     raw = [sum(a * b for a, b in zip(vectors[0], v, strict=True)) for v in vectors[1:]]
     assert near["create_microsteps"] > raw[0] and near["start_breathing_exercise"] < raw[1]
     assert near["create_microsteps"] > near["start_breathing_exercise"]
-    assert {e["id"] for e in update["few_shot"]} <= {same_kind, shares_words}  # the prompt's examples are unchanged
+    assert {e.id for e in update["few_shot"]} <= {same_kind, shares_words}  # the prompt's examples are unchanged
 
 
 async def test_understand_reads_the_outcome_a_message_reports(deps: CompanionDeps) -> None:
     update = await understand(said(SUCCESS_REPLY), CONFIG, deps=deps)
-    assert update["evidence"]["outcome"] in ("task_progress", "task_completed", "re_engaged")
+    assert update["evidence"].outcome in ("task_progress", "task_completed", "re_engaged")
     failed = await understand({**said("That didn't help, I gave up."), "degraded": True}, CONFIG, deps=deps)
-    assert failed["evidence"]["outcome"] in ("abandoned", "distracted")  # reading works without Redis memory
+    assert failed["evidence"].outcome in ("abandoned", "distracted")  # reading works without Redis memory
     degraded = await retrieve_few_shot({**said("That didn't help, I gave up."), "degraded": True}, CONFIG, deps=deps)
-    assert degraded["few_shot"] == [] and degraded["neighbors"] == {"near": [], "rates": {}}
+    assert degraded["few_shot"] == [] and degraded["neighbors"] == PolicyEvidence()
 
 
 # --- choose_intervention -------------------------------------------------------------------------
@@ -202,49 +204,49 @@ async def chosen(deps: CompanionDeps, text: str, **state: Any) -> dict[str, Any]
 
 async def test_an_explicit_request_runs_that_tool(deps: CompanionDeps) -> None:
     update = await chosen(deps, "what time is it?")
-    assert update["decision"]["tool"] == "get_current_time"
-    assert update["decision"]["source"] == "request" and not update["decision"]["intervention"]
+    assert update["decision"].tool == "get_current_time"
+    assert update["decision"].source == "request" and not update["decision"].intervention
     [call] = update["messages"][0].tool_calls
     assert call["name"] == "get_current_time"
 
 
 async def test_an_outcome_report_is_acknowledged_only_with_a_pending_intervention(deps: CompanionDeps) -> None:
     good = await chosen(deps, "I did the first part, that helped", last_intervention_id="abc")
-    assert good["decision"]["source"] == "acknowledge" and good["decision"]["tool"] == "log_micro_win"
+    assert good["decision"].source == "acknowledge" and good["decision"].tool == "log_micro_win"
     assert "first part" not in good["messages"][0].tool_calls[0]["args"]["win"]  # a win, never their words echoed
 
     bad = await chosen(deps, "No, I ended up on my phone", last_intervention_id="abc")
-    assert bad["decision"]["source"] == "acknowledge" and bad["decision"]["tool"] is None
+    assert bad["decision"].source == "acknowledge" and bad["decision"].tool is None
     assert "messages" not in bad  # nothing to run: respond acknowledges kindly
 
     no_pending = await chosen(deps, "I keep getting distracted by my phone")
-    assert no_pending["decision"]["source"] == "policy"  # a situation to help with, not a report
+    assert no_pending["decision"].source == "policy"  # a situation to help with, not a report
 
 
 async def test_a_situation_gets_a_policy_tool_with_valid_arguments(deps: CompanionDeps) -> None:
     update = await chosen(deps, "Everything is too loud and bright, I'm overloaded")
     decision = update["decision"]
-    assert decision["source"] == "policy" and decision["intervention"]
-    assert decision["tool"] in INTERVENTION_TOOLS
-    assert decision["reason"].startswith(decision["tool"])
+    assert decision.source == "policy" and decision.intervention
+    assert decision.tool in INTERVENTION_TOOLS
+    assert decision.reason.startswith(decision.tool)
     # every intervention is weighed, except a reminder nobody spoke of (no time, forgetting or leaving)
-    assert set(decision["beliefs"]) == set(INTERVENTION_TOOLS) - {"create_reminder"}
+    assert set(decision.beliefs) == set(INTERVENTION_TOOLS) - {"create_reminder"}
     [message] = update["messages"]
     assert isinstance(message, AIMessage)
     [call] = message.tool_calls
-    assert call["name"] == decision["tool"] and call["id"]
+    assert call["name"] == decision.tool and call["id"]
     deps.tools_by_name[call["name"]].args_schema.model_validate(call["args"])  # type: ignore[union-attr]
 
 
 async def test_the_models_proposal_is_used_and_its_failure_is_harmless(stack: MemoryStack, tmp_path: Path) -> None:
     proposing = await scripted(stack, tmp_path, structured={"tool": "grounding_exercise"})
     update = await chosen(proposing, "My thoughts are racing and I feel unreal")
-    assert update["decision"]["proposal"] == "grounding_exercise"
-    assert update["decision"]["beliefs"]["grounding_exercise"]["prior"] >= 0.25 + 0.15
+    assert update["decision"].proposal == "grounding_exercise"
+    assert update["decision"].beliefs["grounding_exercise"]["prior"] >= 0.25 + 0.15
 
     failing = await scripted(stack, tmp_path)  # structured output raises
     update = await chosen(failing, "My thoughts are racing and I feel unreal")
-    assert update["decision"]["proposal"] is None and update["decision"]["source"] == "policy"
+    assert update["decision"].proposal is None and update["decision"].source == "policy"
 
 
 # --- respond -------------------------------------------------------------------------------------
@@ -295,9 +297,9 @@ async def test_autism_profile_gets_a_heads_up_before_a_change_of_activity(deps: 
 
 
 async def test_respond_acknowledges_reports_and_mentions_due_items(deps: CompanionDeps) -> None:
-    ack = {"messages": [HumanMessage("No, I gave up")], "evidence": {"outcome": "abandoned"},
-           "decision": {"tool": None, "source": "acknowledge", "say": "went_badly"},
-           "due": [{"kind": "checkin", "text": "your essay"}]}
+    ack = {"messages": [HumanMessage("No, I gave up")], "evidence": Evidence(outcome=Outcome.ABANDONED),
+           "decision": Decision(tool=None, source="acknowledge", say="went_badly"),
+           "due": [DueItem(kind="checkin", text="your essay", due_at=time.time())]}
     update = await respond(ack, CONFIG, deps=deps)
     assert update["reply"].startswith("Check-in: how is your essay going?")
     assert any(words in update["reply"] for words in ("didn't fit", "didn't help", "not that one"))
@@ -324,7 +326,8 @@ async def test_tool_arguments_over_the_limit_are_dropped_and_the_intervention_st
         deps: CompanionDeps, stack: MemoryStack) -> None:
     # A voice model's tool call can carry anything: 5,000 characters of arguments used to fail
     # the whole run (a ValidationError out of record_outcome).
-    decision = {**BREAK_DECISION, "args": {"minutes": 5, "activity": "x" * 5000}}
+    # (model_construct: the tool call arrives unchecked, as a voice model's does)
+    decision = BREAK_DECISION.model_copy(update={"args": {"minutes": 5, "activity": "x" * 5000}})
     state = {"messages": break_turn("I'm exhausted, my brain is fried"), "decision": decision, "reply": BREAK_RESULT}
     update = await record_outcome(state, CONFIG, deps=deps)
     stored = await element(stack, InterventionMemory).get("maya", update["last_intervention_id"])
@@ -343,7 +346,8 @@ async def test_a_reply_said_badly_is_stored_with_a_low_quality(deps: CompanionDe
 async def test_the_previous_intervention_settles_from_the_evidence(deps: CompanionDeps, stack: MemoryStack) -> None:
     previous = await store(stack, "maya", "I can't start", "create_microsteps")
     state = {**said("I did it, I finished!"), "last_intervention_id": previous,
-             "evidence": {"outcome": "task_completed"}, "decision": {"tool": None, "source": "acknowledge"}}
+             "evidence": Evidence(outcome=Outcome.TASK_COMPLETED),
+             "decision": Decision(tool=None, source="acknowledge")}
     update = await record_outcome(state, CONFIG, deps=deps)
     assert update["settled"] == [{"kind": "outcome", "id": previous, "outcome": "task_completed"}]
     assert update["last_intervention_id"] is None  # settled: nothing pending any more
@@ -360,7 +364,7 @@ async def test_a_completed_step_settles_the_previous_intervention(
                 ToolMessage("Ticked off.", tool_call_id="c1", artifact={"event": "step_completed",
                                                                          "plan_done": plan_done})]
     state = {"messages": messages, "last_intervention_id": previous, "evidence": None,
-             "decision": {"tool": "mark_step_complete", "source": "request", "intervention": False}}
+             "decision": Decision(tool="mark_step_complete", source="request", intervention=False)}
     update = await record_outcome(state, CONFIG, deps=deps)
     assert update["settled"][0]["outcome"] == outcome.value
     assert (await element(stack, InterventionMemory).get("maya", previous)).outcome is outcome
@@ -369,7 +373,8 @@ async def test_a_completed_step_settles_the_previous_intervention(
 async def test_a_pending_intervention_from_before_a_restart_is_settled(deps: CompanionDeps, stack: MemoryStack
                                                                       ) -> None:
     earlier = await store(stack, "maya", "I can't start", "create_microsteps")
-    update = await record_outcome({**said(SUCCESS_REPLY), "evidence": {"outcome": "task_progress"}}, CONFIG, deps=deps)
+    update = await record_outcome({**said(SUCCESS_REPLY), "evidence": Evidence(outcome=Outcome.TASK_PROGRESS)},
+                                  CONFIG, deps=deps)
     assert [s["id"] for s in update["settled"]] == [earlier]
     assert (await element(stack, InterventionMemory).get("maya", earlier)).outcome is Outcome.TASK_PROGRESS
 

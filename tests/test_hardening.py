@@ -20,12 +20,12 @@ import pytest
 import websockets
 from google import genai
 
-from app.bench.fake_live import FakeLiveServer
 from app.companion import Companion
-from app.hardening import Hardening
-from app.http_protocol import uvicorn_options
-from app.server import create_app
+from app.eval.fakes.live import FakeLiveServer
 from app.settings import Settings
+from app.web.hardening import Hardening
+from app.web.http_protocol import uvicorn_options
+from app.web.server import create_app
 from tests.companion_fixtures import Rig
 from tests.test_voice_server import next_json, serving
 
@@ -144,7 +144,7 @@ async def test_cross_origin_websockets_are_refused_before_accept(base: str) -> N
 
 async def test_security_headers_on_every_response(base: str) -> None:
     async with httpx.AsyncClient() as http:
-        for path in ("/", "/healthz", "/app.js", "/no-such-page"):
+        for path in ("/", "/healthz", "/main.js", "/no-such-page"):
             answer = await http.get(f"http://{base}{path}")
             csp = answer.headers.get("content-security-policy", "")
             for part in CSP_MUST_HAVE:

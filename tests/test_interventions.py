@@ -10,7 +10,7 @@ from langchain_core.prompts import FewShotPromptTemplate, PromptTemplate
 from memories.errors import InvalidInput, RecordNotFound
 from memories.interventions import InterventionMemory
 from memories.langchain_faces import InterventionExampleSelector, InterventionRetriever
-from memories.ranking import Outcome
+from memories.outcomes import Outcome
 from memories.stack import MemoryStack
 from tests.conftest import element
 

@@ -29,8 +29,8 @@ from memories.current_state import CurrentStateMemory
 from memories.feedback import FeedbackMemory
 from memories.interventions import InterventionMemory
 from memories.keys import person_key, person_tag
+from memories.outcomes import Outcome
 from memories.profile import ProfileMemory
-from memories.ranking import Outcome
 from memories.reflections import ReflectionMemory
 from memories.stack import MemoryStack
 from memories.validation import user_tag

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.learning_eval import (
+from app.eval.learning import (
     UNLISTED_TOOL,
     PersonaFile,
     load_personas,
@@ -20,7 +20,7 @@ from app.learning_eval import (
     run_learning_eval,
     success_probability,
 )
-from app.learning_report import DriftRecovery, recovery_summary, repeat_share, sessions_to_recover
+from app.eval.learning_report import DriftRecovery, recovery_summary, repeat_share, sessions_to_recover
 from app.settings import Settings
 from memories.embeddings import LocalMiniLMEmbeddings
 from memories.errors import InvalidInput
@@ -198,7 +198,7 @@ async def test_a_small_run_with_drift_and_a_population_reports_every_figure(
     assert sum(line.startswith("no pool · pop-002-nopool") for line in lines) == 2
 
     pytest.importorskip("matplotlib")
-    from app.learning_eval import plot_learning
+    from app.eval.learning import plot_learning
 
     plot_learning(result, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from app.person_data import PersonData
+from graphs.turn import Decision
 from memories.embeddings import LocalMiniLMEmbeddings
 from memories.interventions import InterventionMemory
+from memories.outcomes import Outcome
 from memories.profile import ProfileMemory
-from memories.ranking import Outcome
 from tests.companion_fixtures import FAILURE_REPLY, SUCCESS_REPLY, Rig, fresh_namespace, open_rig
 from tests.conftest import element
 from tools.store import CoachingStore
@@ -28,24 +29,24 @@ async def rig(redis_url: str, minilm: LocalMiniLMEmbeddings, tmp_path: Path) -> 
         yield opened
 
 
-async def session_of(rig: Rig, user: str, number: int, helps: set[str]) -> list[dict[str, object]]:
+async def session_of(rig: Rig, user: str, number: int, helps: set[str]) -> list[Decision]:
     """One session of TURNS struggles; the person is helped exactly by the tools in ``helps``."""
     session = rig.session(user, seed=f"{user}:{number}")
     await session.open()
     decisions = []
     for turn in range(TURNS):
         result = await session.send(STARTING[turn % len(STARTING)])
-        decision = result.decision or {}
-        assert decision.get("source") == "policy", decision
+        decision = result.decision
+        assert decision is not None and decision.source == "policy", decision
         decisions.append(decision)
-        answer = await session.send(SUCCESS_REPLY if decision["tool"] in helps else FAILURE_REPLY)
+        answer = await session.send(SUCCESS_REPLY if decision.tool in helps else FAILURE_REPLY)
         assert answer.settled, "every answer settles the suggestion before it"
     await session.end()
     return decisions
 
 
-def tools(decisions: list[dict[str, object]]) -> list[object]:
-    return [d["tool"] for d in decisions]
+def tools(decisions: list[Decision]) -> list[str | None]:
+    return [d.tool for d in decisions]
 
 
 async def test_when_what_helped_stops_helping_the_choice_moves_on_within_a_session(rig: Rig) -> None:
@@ -77,20 +78,20 @@ async def contributed(rig: Rig, people: int, tool: str = "suggest_break") -> Non
 async def test_a_newcomer_starts_from_what_helped_five_people_like_them(rig: Rig) -> None:
     await contributed(rig, 4)
     early = await session_of(rig, "ivy", 0, {"suggest_break"})
-    assert all(d["evidence"] != "people" for d in early)  # four people: the pool is not used yet
+    assert all(d.evidence != "people" for d in early)  # four people: the pool is not used yet
     await contributed(rig, 5)  # now five different people contributed (the first four again + one)
     population = element(rig.stack, InterventionMemory).population
     assert (await population.counts("starting"))["suggest_break"].people >= 5
 
     first = await session_of(rig, "nia", 0, {"suggest_break"})
-    assert first[0]["tool"] == "suggest_break" and first[0]["why"] == "helps most people in moments like this"
+    assert first[0].tool == "suggest_break" and first[0].why == "helps most people in moments like this"
     assert tools(first).count("suggest_break") >= 4, tools(first)
     # Her own evidence soon speaks for itself...
     later = await session_of(rig, "nia", 1, {"suggest_break"})
-    assert later[-1]["evidence"] == "you" and str(later[-1]["why"]).startswith("helped you "), later[-1]
+    assert later[-1].evidence == "you" and str(later[-1].why).startswith("helped you "), later[-1]
     # Someone the pool's favourite does not help starts there too, and their own evidence outweighs it.
     zoe = [await session_of(rig, "zoe", number, {"schedule_checkin", "create_microsteps"}) for number in range(3)]
-    assert zoe[0][0]["tool"] == "suggest_break"
+    assert zoe[0][0].tool == "suggest_break"
     assert "suggest_break" not in tools(zoe[2])[-3:], [tools(z) for z in zoe]
     third = await session_of(rig, "nia", 2, {"suggest_break"})
     # Forgetting her takes back exactly what her sessions added to the pool.

@@ -20,9 +20,9 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from typer.testing import CliRunner
 
 from app.cli import app as cli
-from app.http_protocol import uvicorn_options
 from app.logs import configure_logging
 from app.settings import Settings
+from app.web.http_protocol import uvicorn_options
 from graphs.tracing import turn_scope
 from memories.embeddings import LocalMiniLMEmbeddings
 from tests.companion_fixtures import build_rig, open_stack

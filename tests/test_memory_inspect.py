@@ -14,7 +14,7 @@ from app.cli import app
 from app.cli import console as cli_console
 from memories.config import MemorySettings
 from memories.interventions import InterventionMemory
-from memories.ranking import Outcome
+from memories.outcomes import Outcome
 from memories.reflections import ReflectionMemory
 from memories.stack import open_memory
 from tests.companion_fixtures import fresh_namespace

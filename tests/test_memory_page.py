@@ -26,8 +26,8 @@ from selenium.webdriver.support.ui import Select
 from app.accounts import SIGNIN_FAILED
 from memories.current_state import CurrentStateMemory
 from memories.interventions import InterventionMemory
+from memories.outcomes import Outcome
 from memories.profile import ProfileMemory
-from memories.ranking import Outcome
 from memories.reflections import ReflectionMemory
 from tests import browser, test_accounts
 from tests.browser import chromium_available, silent_mic_driver, wait_for

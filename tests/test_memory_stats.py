@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import app.companion as companion_module
-from app.companion import open_companion
+from app.companion import Companion
 from app.settings import Settings
 from graphs.models.template import TemplateChatModel
 from graphs.tracing import init_tracing
@@ -71,7 +71,7 @@ async def test_the_companion_logs_statistics_only_with_tracing(
     monkeypatch.setattr(companion_module, "log_memory_stats_once", counted)
     settings = Settings(redis_url=redis_url, data_dir=tmp_path, weave_stats_interval_s=3600,
                         memory={"namespace": "tstats" + tmp_path.name[-8:].replace("_", "").lower()})
-    async with open_companion(settings, chat_model=TemplateChatModel()):
+    async with Companion.build(settings, chat_model=TemplateChatModel()):
         await asyncio.sleep(0.05)
         running = {task.get_name() for task in asyncio.all_tasks()}
         assert ("memory-stats" in running) is tracing

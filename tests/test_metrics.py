@@ -14,9 +14,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.companion import Companion
-from app.metrics import ServerMetrics
-from app.server import create_app
 from app.settings import Settings
+from app.web.metrics import ServerMetrics
+from app.web.server import create_app
 from memories.tracing import current_observer, observing, traced
 from tests.companion_fixtures import Rig
 from tests.test_hardening import QuietSpeech

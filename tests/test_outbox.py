@@ -17,7 +17,7 @@ from memories.connection import connect
 from memories.current_state import CurrentStateMemory
 from memories.errors import RecordNotFound
 from memories.interventions import InterventionMemory, NewIntervention
-from memories.ranking import Outcome
+from memories.outcomes import Outcome
 from memories.registry import MemoryRegistry
 from memories.stack import MemoryStack
 from tests.conftest import element, free_port

@@ -1,6 +1,6 @@
 """The person's data in their hands (app/person_data.py, app/audit.py, the /api/data,
 /api/memories, /api/profile, /api/interventions/{id}/outcome and /api/audit endpoints of
-app/server.py): always the signed-in person's own, never another account's. Real server
+app/web/server.py): always the signed-in person's own, never another account's. Real server
 (uvicorn), real Redis; the person's keys are counted by scanning for their hash tag."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import websockets
 from memories.current_state import CurrentStateMemory
 from memories.interventions import InterventionMemory
 from memories.keys import person_tag
+from memories.outcomes import Outcome
 from memories.profile import ProfileMemory
-from memories.ranking import Outcome
 from memories.reflections import ReflectionMemory
 from tests import test_accounts
 from tests.companion_fixtures import Rig, namespace_of

@@ -9,8 +9,9 @@ import pytest
 from graphs.configuration import PolicySettings
 from graphs.policy import Choice, change_point, choose_tool, prior_means, similarity_weight, turn_rng
 from memories.interventions import Neighbor
+from memories.outcomes import Outcome
 from memories.population import PoolCount
-from memories.ranking import Outcome, ToolStats
+from memories.ranking import ToolStats
 
 SETTINGS = PolicySettings()
 # "steps" is what the general prior favours for this situation; "break" is a poor match.

@@ -7,8 +7,8 @@ import pytest
 
 from app.person_data import PersonData
 from memories.interventions import InterventionMemory
+from memories.outcomes import Outcome
 from memories.population import SITUATION_KINDS, Population
-from memories.ranking import Outcome
 from memories.stack import MemoryStack
 from tests.conftest import element
 from tools.store import CoachingStore

@@ -11,8 +11,8 @@ import httpx
 
 from app.companion import Companion
 from app.embedded_redis import EmbeddedRedis
-from app.server import create_app
 from app.settings import Settings
+from app.web.server import create_app
 from memories.embeddings import LocalMiniLMEmbeddings
 from tests.companion_fixtures import Rig, fresh_namespace, open_rig
 from tests.conftest import free_port

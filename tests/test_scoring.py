@@ -123,9 +123,9 @@ async def test_retrieval_relevance_tells_examples_from_the_same_moment_from_othe
 async def test_the_llm_judge_rates_a_reply_through_gemini_and_never_stops_an_evaluation() -> None:
     import json
 
+    from app.eval.fakes.gemini_rest import FakeGemini
     from graphs.models.factory import build_chat_model
     from graphs.scoring import ReplyJudge
-    from tests.fakes.gemini_rest import FakeGemini
 
     with FakeGemini() as fake:
         judge = ReplyJudge(build_chat_model("gemini", google_api_key="fake-key", base_url=fake.url, timeout_s=5))

@@ -11,7 +11,6 @@ from pathlib import Path
 from langchain_core.messages import HumanMessage
 
 from graphs.configuration import CompanionSettings
-from graphs.session import CompanionSession
 from memories.interventions import InterventionMemory
 from memories.reflections import ReflectionMemory
 from memories.stack import MemoryStack, open_memory
@@ -98,7 +97,7 @@ async def test_a_thread_used_again_before_it_expires_still_works(stack: MemorySt
         await session.end()
         config = {"configurable": {"thread_id": turn.thread_id, "user_id": "ada"}}
         # e.g. a second process that still had the session open when this one ended it
-        resumed = CompanionSession(rig.graph, rig.deps, "ada")
+        resumed = rig.session("ada")
         resumed.thread_id = turn.thread_id
         reply = await resumed.run({"messages": [HumanMessage("still stuck on the essay")], "live": None})
         assert reply["reply"]

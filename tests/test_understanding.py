@@ -19,6 +19,7 @@ from langchain_core.messages import HumanMessage
 from typer.testing import CliRunner
 
 from app.cli import app
+from app.eval.fakes.gemini_rest import FakeGemini
 from graphs.deps import CompanionDeps
 from graphs.models.factory import build_chat_model
 from graphs.nodes.understand import understand
@@ -32,7 +33,6 @@ from memories.profile import ProfileMemory
 from memories.stack import MemoryStack
 from tests.companion_fixtures import Rig, build_rig, fresh_namespace, open_rig, open_stack
 from tests.conftest import element
-from tests.fakes.gemini_rest import FakeGemini
 from tools.wording import second_person
 from voice.link import CompanionLink
 
@@ -180,12 +180,12 @@ async def test_a_crisis_gets_the_safety_reply_is_kept_as_a_safety_event_and_the_
     result = await session.send("I don't want to be alive anymore")
     assert result.safety and result.act == "crisis" and result.tool is None
     assert "988" in result.reply and "not an emergency service" in result.reply
-    assert result.settled == [] and not (result.decision or {}).get("intervention")
+    assert result.settled == [] and not result.decision.intervention
     pending = await element(rig.stack, InterventionMemory).pending("ana", limit=5)
     assert [p.user_context for p in pending] == ["I can't start my essay"]  # the crisis is not an intervention
     events = await rig.deps.store.safety_events("ana")
     assert [e.kind for e in events] == ["suicide"]
-    assert "crisis" not in " ".join(e["said"] for e in result.few_shot)
+    assert "crisis" not in " ".join(e.said for e in result.few_shot)
     after = await session.send("ok")  # the session goes on
     assert not after.ended and not after.reply.startswith("Did that help")  # never the check after a crisis
     exported = await rig.deps.store.export("ana")
@@ -229,7 +229,7 @@ async def test_a_crisis_only_the_classifier_saw_is_asked_about_and_an_all_clear_
     assert "medical emergency" not in asked.reply
     assert [e.kind for e in await alarmed.deps.store.safety_events("meg")]  # kept as a safety event
     back = await session.send("nah im safe, i just always forget em")
-    assert not back.safety and back.tool and (back.decision or {}).get("source") == "policy"
+    assert not back.safety and back.tool and back.decision.source == "policy"
     assert back.reply.startswith(tuple(line[:20] for line in LINES["all_clear"]))
     pending = await element(alarmed.stack, InterventionMemory).pending("meg", limit=5)
     assert [p.user_context for p in pending] == ["meds at dinner time i always forget em mate"]  # the moment itself
@@ -243,7 +243,7 @@ async def test_not_safe_after_the_check_gets_the_safety_reply(alarmed: Rig) -> N
     answer = await session.send("no")
     assert answer.safety and "are you safe" not in answer.reply and "not an emergency service" in answer.reply
     assert "medical emergency" not in answer.reply  # the classifier's guess at the kind is not repeated as fact
-    assert answer.tool is None and not (answer.decision or {}).get("intervention")
+    assert answer.tool is None and not answer.decision.intervention
 
 
 async def test_an_explicit_crisis_is_never_asked_about_and_im_fine_does_not_coach_it(rig: Rig) -> None:
@@ -275,21 +275,21 @@ async def test_offline_voice_turns_pass_the_same_safety_gate(rig: Rig) -> None:
 async def test_a_plan_is_followed_from_start_to_finish(rig: Rig) -> None:
     session = rig.session("pia", seed="2")
     made = await session.send("can you break cleaning my room into small steps for me?")
-    assert made.tool == "create_microsteps" and made.plan and made.plan["current"] == 1
-    assert made.plan["task"] == "cleaning your room" and len(made.plan["steps"]) == 5
+    assert made.tool == "create_microsteps" and made.plan and made.plan.current == 1
+    assert made.plan.task == "cleaning your room" and len(made.plan.steps) == 5
     step = await session.send("ok did that")
-    assert step.act == "progress" and step.plan["current"] == 2
-    assert made.plan["steps"][1] in step.reply
+    assert step.act == "progress" and step.plan.current == 2
+    assert made.plan.steps[1] in step.reply
     nxt = await session.send("what's next?")
-    assert nxt.tool == "get_current_step" and nxt.plan["current"] == 2 and made.plan["steps"][1] in nxt.reply
+    assert nxt.tool == "get_current_step" and nxt.plan.current == 2 and made.plan.steps[1] in nxt.reply
     big = await session.send("this step is too big")
-    assert big.tool == "create_microsteps" and len(big.plan["steps"]) == 7 and big.plan["current"] == 2
+    assert big.tool == "create_microsteps" and len(big.plan.steps) == 7 and big.plan.current == 2
     two = await session.send("did the next two")
-    assert two.plan["current"] == 4
+    assert two.plan.current == 4
     shown = await session.send("can you show me my whole plan")
     assert "✓ 1." in shown.reply and "→ 4." in shown.reply
     done = await session.send("finished all of it!")
-    assert done.plan["done"] and done.plan["current"] is None
+    assert done.plan.done and done.plan.current is None
     assert "win" in done.reply.lower() or "done" in done.reply.lower()
     greeting = await session.send("hi again")
     assert greeting.act == "greeting" and greeting.tool is None  # a greeting replaces no plan
@@ -301,12 +301,12 @@ async def test_frozen_again_on_a_new_day_ticks_no_step_off(rig: Rig) -> None:
     # old plan's step off ("That step is ticked off") for someone saying they were frozen again.
     session = rig.session("ria", seed="4")
     made = await session.send("i have 40 pages to read for class and cant start")
-    assert made.tool == "create_microsteps" and made.plan and "start" not in made.plan["task"]
+    assert made.tool == "create_microsteps" and made.plan and "start" not in made.plan.task
     await session.send("read 5 pages!")
     await session.end()
     before = (await session.send("hi")).plan
     frozen = await session.send("another 40 pages to read and im frozen again")
-    assert frozen.plan and before and frozen.plan["current"] == before["current"]
+    assert frozen.plan and before and frozen.plan.current == before.current
     assert "ticked off" not in frozen.reply and "step is done" not in frozen.reply
     assert frozen.tool  # something to try, for the struggle
 
@@ -325,7 +325,7 @@ def test_says_done_and_tasks_that_name_nothing() -> None:
 async def test_an_unclear_answer_gets_one_brief_check_never_two(rig: Rig) -> None:
     session = rig.session("ola", seed="3")
     first = await session.send("I'm so overwhelmed, everything is too much")
-    assert (first.decision or {}).get("intervention")
+    assert first.decision.intervention
     unsure = await session.send("meh")
     assert unsure.reply in ASK_ONCE and unsure.settled == []
     answer = await session.send("yeah")
@@ -346,7 +346,7 @@ async def test_a_vague_request_that_tells_of_a_struggle_gets_help(rig: Rig) -> N
     """Speech-to-text turned "I can't start my essay" into "i come to talk to my essay": a request for
     nothing in particular, but still a struggle, and the person should get help, not a shrug."""
     result = await rig.session("vic", seed="2").send("i come to talk to my essay, it is too big.")
-    assert (result.decision or {}).get("source") == "policy" and result.tool is not None
+    assert result.decision.source == "policy" and result.tool is not None
 
 
 async def test_still_stuck_with_nothing_pending_gets_something_new_to_try(rig: Rig) -> None:
@@ -354,11 +354,11 @@ async def test_still_stuck_with_nothing_pending_gets_something_new_to_try(rig: R
     a person still stuck, and "that one didn't fit" would be about no suggestion at all."""
     session = rig.session("uma", seed="5")
     first = await session.send("I can't start my essay, I've been staring at it for an hour")
-    assert (first.decision or {}).get("intervention")
+    assert first.decision.intervention
     failed = await session.send("nope that didnt help")
     assert [s["outcome"] for s in failed.settled] in (["abandoned"], ["distracted"])
     again = await session.send("nah still stuck")
-    assert (again.decision or {}).get("source") == "policy" and again.tool is not None
+    assert again.decision.source == "policy" and again.tool is not None
     assert again.settled == []  # nothing was pending, so nothing is settled twice
 
 
@@ -369,7 +369,7 @@ async def test_no_to_want_to_try_something_different_gets_no_tool_pushed(rig: Ri
     offered = await session.send("that didnt help")
     assert "different" in offered.reply or "hardest" in offered.reply or "another way" in offered.reply
     declined = await session.send(answer)
-    assert declined.tool is None and not (declined.decision or {}).get("intervention")
+    assert declined.tool is None and not declined.decision.intervention
     assert declined.reply in LINES["no_thanks"]  # heard: not the same offer again
 
 
@@ -471,14 +471,14 @@ async def test_gemini_reading_adds_to_the_offline_one_but_never_replaces_the_saf
         # When the readers disagree on whether it helped, nothing is settled.
         fake_gemini.reply_text(json.dumps({"act": "outcome", "also": [], "sign": "helped"}))
         update = await understand({"messages": [HumanMessage("that did not help")]}, config, deps=deps)
-        assert update["understanding"]["sign"] == "unclear" and update["evidence"]["outcome"] is None
+        assert update["understanding"]["sign"] == "unclear" and update["evidence"].outcome is None
         # A failing model leaves the offline reading standing.
         update = await understand({"messages": [HumanMessage("hi there")]}, config, deps=deps)
         assert update["understanding"]["act"] == "greeting" and update["understanding"]["source"] != "model"
 
 
 async def test_the_understanding_eval_can_measure_the_model_reading_merged(fake_gemini: FakeGemini) -> None:
-    from app.understanding_eval import run_understanding_eval
+    from app.eval.understanding import run_understanding_eval
     from graphs.understanding.corpus import Split
 
     # A model that calls everything "it helped": the eval runs the merge the graph runs, so every

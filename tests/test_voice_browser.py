@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.bench.fake_live import FakeLiveServer, LiveTurn
+from app.eval.fakes.live import FakeLiveServer, LiveTurn
 from memories.embeddings import LocalMiniLMEmbeddings
 from memories.interventions import InterventionMemory
 from tests.browser import chromium_available, fake_mic_driver, page_stats, sign_in, speech_wav, start_talking, wait_for

@@ -8,8 +8,8 @@ import pytest
 
 from memories.errors import InvalidInput
 from memories.interventions import InterventionMemory
+from memories.outcomes import Outcome
 from memories.profile import ProfileMemory
-from memories.ranking import Outcome
 from tests.companion_fixtures import Rig
 from tests.conftest import element
 from voice.link import CompanionLink, ToolCall
@@ -47,7 +47,7 @@ async def test_heard_words_settle_outcomes_and_tool_calls_record_interventions(r
 
     # The next similar moment retrieves that success as few-shot context for the Live model.
     again = await link.heard("I can't get started on my history essay")
-    assert pending[0].id in [m["id"] for m in again.memories]
+    assert pending[0].id in [m.id for m in again.memories]
     assert "What helped this person" in again.instruction and "create_microsteps" in again.instruction
 
     reflection = await link.end()
@@ -104,4 +104,4 @@ async def test_voice_and_text_share_one_session(rig: Rig) -> None:
     thread = session.thread_id
     reply = await session.send("what time is it?")  # a text turn on the same thread: the full text path
     assert reply.thread_id == thread and reply.reply
-    assert (reply.decision or {}).get("tool") == "get_current_time"
+    assert reply.decision.tool == "get_current_time"

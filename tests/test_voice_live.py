@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from google import genai
 
-from app.bench.fake_live import FakeLiveServer, LiveTurn
+from app.eval.fakes.live import FakeLiveServer, LiveTurn
 from memories.interventions import InterventionMemory
+from memories.outcomes import Outcome
 from memories.profile import ProfileMemory
-from memories.ranking import Outcome
 from memories.reflections import ReflectionMemory
 from tests.companion_fixtures import Rig
 from tests.conftest import element

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from memories.interventions import InterventionMemory
-from memories.ranking import Outcome
+from memories.outcomes import Outcome
 from tests.companion_fixtures import Rig, fresh_namespace
 from tests.conftest import element
 from tests.speech_samples import requires_espeak, speak_pcm, speak_to_wav
@@ -102,7 +102,7 @@ def test_voice_command_with_wav_files(redis_url: str, tmp_path: Path) -> None:
 
 
 def test_voice_command_without_audio_devices_says_what_to_do(tmp_path: Path) -> None:
-    from app.terminal_voice import audio_devices_problem
+    from app.cli.terminal_voice import audio_devices_problem
 
     if audio_devices_problem() is None:
         pytest.skip("this machine has a microphone and speaker")

@@ -17,12 +17,12 @@ import uvicorn
 import websockets
 from google import genai
 
-from app.bench.common import free_port
-from app.bench.fake_live import FakeLiveServer, LiveTurn
 from app.companion import Companion
-from app.http_protocol import uvicorn_options
-from app.server import create_app
+from app.eval.bench.common import free_port
+from app.eval.fakes.live import FakeLiveServer, LiveTurn
 from app.settings import Settings
+from app.web.http_protocol import uvicorn_options
+from app.web.server import create_app
 from memories.interventions import InterventionMemory
 from tests.companion_fixtures import Rig
 from tests.conftest import element

@@ -37,7 +37,7 @@ from tests.conftest import free_port
 
 pytestmark = pytest.mark.skipif(not chromium_available(), reason="Debian chromium + chromium-driver not installed")
 
-WEB_DIR = Path(__file__).resolve().parents[1] / "app" / "web"
+WEB_DIR = Path(__file__).resolve().parents[1] / "app" / "web" / "static"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 LOUD_RMS = 300  # PCM16 units; digital silence from the fake mic is ~0, espeak speech is thousands
 TONE_CHUNK = 2400  # samples per 100 ms at 24 kHz

@@ -27,12 +27,12 @@ import websockets
 from google import genai
 
 from app.accounts import AccountStore
-from app.bench.common import free_port
-from app.bench.fake_live import FakeLiveServer
 from app.companion import Companion
-from app.presence import VoicePresence
-from app.server import create_app
+from app.eval.bench.common import free_port
+from app.eval.fakes.live import FakeLiveServer
 from app.settings import Settings
+from app.web.presence import VoicePresence
+from app.web.server import create_app
 from tests.companion_fixtures import Rig
 from tests.test_hardening import FLOODER
 from tests.test_voice_server import serving

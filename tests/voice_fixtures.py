@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.bench.fake_live import FakeLiveServer
+from app.eval.fakes.live import FakeLiveServer
 from memories.embeddings import LocalMiniLMEmbeddings
 from tests.companion_fixtures import Rig, fresh_namespace, open_rig
 

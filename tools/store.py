@@ -183,10 +183,11 @@ class DueItem(BaseModel):
 
     @property
     def message(self) -> str:
-        """How the item reads when it surfaces in a turn."""
+        """How the item is said to the person when it falls due: one wording for the text chat,
+        the offline voice, the Live model's note and the reply's prefix."""
         if self.kind == "checkin":
-            return f"Check-in about {self.text}: how is it going?"
-        return f"Reminder: {self.text}"
+            return f"Check-in: how is {self.text} going?"
+        return f"Reminder: {self.text.rstrip('.')}."
 
 
 def _text(value: Any) -> str:

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from graphs.turn import Decision, FewShot
+
 OUTPUT_RATE = 24_000  # Gemini Live (and the offline voice) speak 24 kHz PCM16 mono
 INPUT_RATE = 16_000  # what the Live API and the offline speech-to-text hear
 
@@ -54,6 +56,13 @@ class MemoryUsed(BaseModel):
     memories: list[dict[str, Any]] = Field(default_factory=list, description="id, tool, outcome, said per memory.")
     suggested: str | None = Field(None, description="The tool the person's history suggests.")
     why: str | None = Field(None, description="Why that tool, in words for the person (whose evidence it stands on).")
+
+    @classmethod
+    def of(cls, turn: int, decision: Decision | None, few_shot: list[FewShot]) -> MemoryUsed:
+        """The frame for a turn's decision and the examples it drew on (id, tool, outcome, said)."""
+        return cls(turn=turn, suggested=decision.suggested if decision else None,
+                   why=decision.suggested_why if decision else None,
+                   memories=[m.model_dump(mode="json", include={"id", "tool", "outcome", "said"}) for m in few_shot])
 
 
 class PlanInfo(BaseModel):

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from graphs.style import StyleProfile
+from graphs.turn import NO_DECISION, DueItem
 from graphs.understanding.acts import CrisisKind
 from graphs.understanding.safety import safety_reply
-from tools.catalog import TOOL_SPECS
 
 VOICE_RULES = (
     "You are Sam, a warm voice coach for people with ADHD and autism. You are speaking out loud: "
@@ -33,24 +33,22 @@ def live_instruction(values: dict[str, Any]) -> str:
         parts.append(context)
     if few_shot := (values.get("few_shot_prompt") or "").strip():
         parts.append(f"What helped this person in similar moments (most useful first):\n{few_shot}")
-    decision = values.get("decision") or {}
-    if decision.get("source") == "safety":
+    decision = values.get("decision") or NO_DECISION
+    if decision.safety:
         parts.append(safety_instruction(values))
         return "\n\n".join(parts)
-    tool = decision.get("tool")
-    if tool in TOOL_SPECS and decision.get("source") == "policy":
-        why = f" ({decision['reason']})" if decision.get("reason") else ""
-        parts.append(f"Suggested for what they just said: the tool {tool}, {TOOL_SPECS[tool].activity}{why}. "
+    if decision.suggested and decision.activity:
+        why = f" ({decision.reason})" if decision.reason else ""
+        parts.append(f"Suggested for what they just said: the tool {decision.suggested}, {decision.activity}{why}. "
                      "Use it unless they asked for something else.")
     return "\n\n".join(parts)
 
 
-def due_prompt(due: list[dict[str, Any]]) -> str:
-    """What to say when check-ins or reminders fall due (sent as a note, so the model speaks now)."""
-    lines = [f"check-in: ask how {d['text']} is going" if d["kind"] == "checkin" else f"reminder: {d['text']}"
-             for d in due]
-    return ("[Note from the app, not the person] Due now: " + "; ".join(lines)
-            + ". Say it to them now, briefly and kindly.")
+def due_prompt(due: list[DueItem]) -> str:
+    """What to say when check-ins or reminders fall due (sent as a note, so the model speaks now),
+    in the items' own wording (the same the text chat and the offline voice say)."""
+    return ("[Note from the app, not the person] Due now: " + " ".join(d.message for d in due)
+            + " Say it to them now, briefly and kindly.")
 
 
 def safety_instruction(values: dict[str, Any]) -> str:

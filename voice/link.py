@@ -21,14 +21,15 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from pydantic import BaseModel, Field
 
-from graphs.nodes.common import message_text
-from graphs.session import MAX_MESSAGE_CHARS, OUTAGE, CompanionSession, TurnResult
+from graphs.session import MAX_MESSAGE_CHARS, MEMORY_OFFLINE_NOTICE, OUTAGE, CompanionSession, InvalidInput, TurnResult
 from graphs.tracing import turn_scope
-from memories.errors import InvalidInput
+from graphs.turn import NO_DECISION, Decision, DueItem, FewShot
 from voice.events import FeedbackNoted, PlanInfo
 from voice.instructions import live_instruction, safety_prompt
 
 log = logging.getLogger(__name__)
+#: What a text turn gets when the graph could not run at all (memory and the in-process fallback both failed).
+OFFLINE_REPLY = "I'm here, but something went wrong on my side just now. Could you say that again?"
 ContextHook = Callable[[str], Awaitable[None]]
 
 
@@ -53,13 +54,22 @@ class Heard(BaseModel):
     """What the graph made of the person's words."""
 
     instruction: str = Field(description="The system instruction with this turn's few-shot context.")
-    memories: list[dict[str, Any]] = Field(default_factory=list, description="The few-shot examples used.")
-    suggested: str | None = Field(None, description="The tool the policy suggests.")
-    why: str | None = Field(None, description="Why, in words for the person (the policy's evidence line).")
-    due: list[dict[str, Any]] = Field(default_factory=list, description="Check-ins/reminders that fell due.")
+    memories: list[FewShot] = Field(default_factory=list, description="The few-shot examples used.")
+    decision: Decision = Field(NO_DECISION, description="What the graph decided (``suggested``: the policy's tool).")
+    due: list[DueItem] = Field(default_factory=list, description="Check-ins/reminders that fell due.")
     settled: list[dict[str, Any]] = Field(default_factory=list, description="Outcomes settled by these words.")
     degraded: bool = Field(False, description="True when memory was unavailable for this turn.")
     safety: str | None = Field(None, description="The safety note to speak now, when the words were a crisis.")
+
+    @property
+    def suggested(self) -> str | None:
+        """The tool the policy suggests for these words (None: it suggests none)."""
+        return self.decision.suggested
+
+    @property
+    def why(self) -> str | None:
+        """Why, in words for the person (the policy's evidence line)."""
+        return self.decision.suggested_why
 
 
 class CompanionLink:
@@ -72,13 +82,18 @@ class CompanionLink:
         self.instruction = ""
         self.degraded = False  # the last run went without memory (a gauge of /metrics counts these)
 
-    async def open(self) -> tuple[str, list[dict[str, Any]]]:
+    async def resume(self) -> TurnResult | None:
+        """Resume the person's session (or start one); an idle one is ended first and returned."""
+        async with self._lock:
+            return await self.session.open()
+
+    async def open(self) -> tuple[str, list[DueItem]]:
         """Load the person's context: the first system instruction, and anything already due."""
         values = await self._run({"messages": [], "live": "refresh"})
         self.instruction = live_instruction(values)
         return self.instruction, list(values.get("due") or [])
 
-    async def refresh(self) -> list[dict[str, Any]]:
+    async def refresh(self) -> list[DueItem]:
         """Re-load the context; returns the check-ins and reminders that fell due."""
         values = await self._run({"messages": [], "live": "refresh"})
         return list(values.get("due") or [])
@@ -106,11 +121,9 @@ class CompanionLink:
         self.instruction = live_instruction(values) if values else self.instruction
         if on_context is not None and not sent:  # the run failed before the choice: send what we have
             await on_context(self.instruction)
-        decision = values.get("decision") or {}
-        safety = safety_prompt(values) if decision.get("source") == "safety" else None
-        return Heard(instruction=self.instruction, memories=list(values.get("few_shot") or []), safety=safety,
-                     suggested=decision.get("tool") if decision.get("source") == "policy" else None,
-                     why=(decision.get("why") or None) if decision.get("source") == "policy" else None,
+        decision = values.get("decision") or NO_DECISION
+        return Heard(instruction=self.instruction, memories=list(values.get("few_shot") or []), decision=decision,
+                     safety=safety_prompt(values) if decision.safety else None,
                      due=list(values.get("due") or []), settled=list(values.get("settled") or []),
                      degraded=bool(values.get("degraded")) or not values)
 
@@ -129,7 +142,7 @@ class CompanionLink:
                 results.append(ToolResult(id=call.id, name=call.name, ok=False,
                                           content="The tool could not run just now (memory is offline)."))
             else:
-                results.append(ToolResult(id=call.id, name=call.name, content=message_text(found),
+                results.append(ToolResult(id=call.id, name=call.name, content=found.text,
                                           ok=found.status != "error"))
         return results
 
@@ -137,15 +150,21 @@ class CompanionLink:
         """A whole text turn (the offline voice path: speech-to-text in, the graph's reply out)."""
         async with self._lock:
             with turn_scope("text"):
-                result = await self.session.send(text)
+                try:
+                    result = await self.session.send(text)
+                except OUTAGE as exc:
+                    # As in _run: the session already fell back to memory and failed again. Answer
+                    # calmly without the graph; the person's words were not taken in, so say so.
+                    log.error("voice: text turn failed (%s); carrying on without memory this turn", exc)
+                    result = TurnResult(reply=OFFLINE_REPLY, thread_id=self.session.thread_id or "",
+                                        notice=MEMORY_OFFLINE_NOTICE, degraded=True)
             self.degraded = result.degraded
             return result
 
     async def plan_info(self) -> PlanInfo:
         """The current step and the next check-in, for the page."""
-        store = self.session.deps.store
         try:
-            plan, upcoming = await asyncio.gather(store.plan(self.user_id), store.upcoming(self.user_id, 1))
+            plan, upcoming = await asyncio.gather(self.session.plan(), self.session.upcoming(1))
         except OUTAGE as exc:
             log.info("plan info unavailable: %s", exc)
             return PlanInfo()
@@ -163,11 +182,11 @@ class CompanionLink:
             self.degraded = result.degraded
         return FeedbackNoted(helped=helped, settled=bool(result.settled))
 
-    async def due_now(self) -> list[dict[str, Any]]:
+    async def due_now(self) -> list[DueItem]:
         """Check-ins and reminders due now (taken from the schedule), or ``[]``. A cheap read
         first: the graph's refresh run, which pops them, happens only when something is due."""
         try:
-            upcoming = await self.session.deps.store.upcoming(self.user_id, 1)
+            upcoming = await self.session.upcoming(1)
         except OUTAGE:
             return []
         return await self.refresh() if upcoming and upcoming[0].due_at <= time.time() else []

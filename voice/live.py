@@ -39,6 +39,7 @@ from pydantic import BaseModel, Field
 from websockets.exceptions import WebSocketException
 
 from graphs.session import MEMORY_OFFLINE_NOTICE
+from graphs.turn import DueItem
 from voice.base import EventSink, VoiceUnavailable
 from voice.events import (
     INPUT_RATE,
@@ -56,7 +57,8 @@ from voice.instructions import due_prompt
 from voice.link import CompanionLink, ToolCall
 
 log = logging.getLogger(__name__)
-CONNECTION_LOST = (genai_errors.APIError, WebSocketException, OSError, asyncio.TimeoutError)
+#: The Live connection to Gemini broke (not Redis: memory outages are ``memories.connection.OUTAGE``).
+LIVE_LOST = (genai_errors.APIError, WebSocketException, OSError, asyncio.TimeoutError)
 AUDIO_MIME = f"audio/pcm;rate={INPUT_RATE}"
 
 
@@ -140,7 +142,7 @@ class LiveVoiceSession:
                         await self._receive(live)
                     finally:
                         ticker.cancel()
-            except CONNECTION_LOST as exc:
+            except LIVE_LOST as exc:
                 if self._closing:
                     break
                 failures += 1
@@ -163,7 +165,7 @@ class LiveVoiceSession:
             return
         try:
             await self._live.send_realtime_input(audio=types.Blob(data=pcm, mime_type=AUDIO_MIME))
-        except CONNECTION_LOST:
+        except LIVE_LOST:
             self._buffer(pcm)  # the receive loop sees the drop and reconnects
 
     async def end_of_speech(self) -> None:
@@ -173,7 +175,7 @@ class LiveVoiceSession:
         if self._live is None:
             self._stream_end_pending = True  # sent after the buffered audio once connected
             return
-        with contextlib.suppress(*CONNECTION_LOST):
+        with contextlib.suppress(*LIVE_LOST):
             await self._live.send_realtime_input(audio_stream_end=True)
 
     async def send_text(self, text: str) -> None:
@@ -183,7 +185,7 @@ class LiveVoiceSession:
         self._turn_ended_at, self._first_audio_seen = time.perf_counter(), False
         self._spawn(self._on_heard(text, self._last_said, self._turn_ended_at, self._turn))
         if self._live is not None:
-            with contextlib.suppress(*CONNECTION_LOST):
+            with contextlib.suppress(*LIVE_LOST):
                 await self._live.send_realtime_input(text=text)
 
     @property
@@ -202,7 +204,7 @@ class LiveVoiceSession:
         self._closing = True
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._live is not None:
-            with contextlib.suppress(*CONNECTION_LOST):
+            with contextlib.suppress(*LIVE_LOST):
                 await self._live.close()
 
     async def end(self) -> str | None:
@@ -304,7 +306,7 @@ class LiveVoiceSession:
         async def send_context(instruction: str) -> None:
             if instruction == self._sent_instruction or self._live is None:
                 return
-            with contextlib.suppress(*CONNECTION_LOST):
+            with contextlib.suppress(*LIVE_LOST):
                 await self._live.send_context_update(system_instruction=instruction)
                 self._sent_instruction = instruction
                 self.metrics["memory_path_ms"].append((time.perf_counter() - ended) * 1000)
@@ -312,10 +314,9 @@ class LiveVoiceSession:
         heard = await self.link.heard(text, said=said, on_context=send_context)
         if heard.safety and self._live is not None:
             # Safety first: the model may already be answering; this note makes it say the safety reply now.
-            with contextlib.suppress(*CONNECTION_LOST):
+            with contextlib.suppress(*LIVE_LOST):
                 await self._live.send_realtime_input(text=heard.safety)
-        await self.sink(MemoryUsed(turn=turn, suggested=heard.suggested, why=heard.why, memories=[
-            {k: m.get(k) for k in ("id", "tool", "outcome", "said")} for m in heard.memories]))
+        await self.sink(MemoryUsed.of(turn, heard.decision, heard.memories))
         if heard.degraded:
             await self.sink(Status(state="degraded", text=MEMORY_OFFLINE_NOTICE))
         if heard.due:
@@ -327,7 +328,7 @@ class LiveVoiceSession:
                                             response={"output": r.content} if r.ok else {"error": r.content})
                      for r in results if r.id not in self._cancelled]
         if responses and self._live is not None:
-            with contextlib.suppress(*CONNECTION_LOST):
+            with contextlib.suppress(*LIVE_LOST):
                 await self._live.send_tool_response(function_responses=responses)
         for result in results:
             if result.id in self._cancelled:
@@ -350,12 +351,12 @@ class LiveVoiceSession:
             except Exception as exc:
                 log.warning("live: a check-in poll failed (%s); trying again at the next", type(exc).__name__)
 
-    async def _speak_due(self, due: list[dict[str, Any]]) -> None:
+    async def _speak_due(self, due: list[DueItem]) -> None:
         if self._live is None:
             return
         # A note the model answers out loud now. It is realtime text, marked as the app's note,
         # because speaking first is the point here (unlike the few-shot context above).
-        with contextlib.suppress(*CONNECTION_LOST):
+        with contextlib.suppress(*LIVE_LOST):
             await self._live.send_realtime_input(text=due_prompt(due))
         await self._send_plan()
 

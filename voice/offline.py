@@ -16,9 +16,7 @@ import logging
 import time
 from typing import Any
 
-from graphs.session import TurnResult
-from memories.errors import InvalidInput
-from tools.store import DueItem
+from graphs.session import InvalidInput, TurnResult
 from voice.base import EventSink
 from voice.endpoint import SpeechEndpointer
 from voice.events import (
@@ -60,7 +58,7 @@ class OfflineVoiceSession:
 
     async def run(self) -> None:
         """Open the person's session and answer turns until :meth:`end` or :meth:`close`."""
-        ended = await self.link.session.open()
+        ended = await self.link.resume()
         if ended is not None and ended.reflection:  # the insight can quote the person: DEBUG only
             log.info("offline voice: an idle session was closed first (its reflection was saved)")
             log.debug("offline voice: the idle session's reflection: %s", ended.reflection)
@@ -181,13 +179,9 @@ class OfflineVoiceSession:
                                else "Your turn: type, or press Start talking"))
 
     async def _show(self, turn: int, result: TurnResult) -> None:
-        decision = result.decision or {}
-        policy = decision.get("source") == "policy"
-        memories = [{k: m.get(k) for k in ("id", "tool", "outcome", "said")} for m in result.few_shot]
-        await self.sink(MemoryUsed(turn=turn, suggested=decision.get("tool") if policy else None,
-                                   why=(decision.get("why") or None) if policy else None, memories=memories))
-        if decision.get("tool"):
-            await self.sink(ToolRan(name=decision["tool"], result=decision.get("reason", "")))
+        await self.sink(MemoryUsed.of(turn, result.decision, result.few_shot))
+        if result.decision is not None and result.decision.tool:
+            await self.sink(ToolRan(name=result.decision.tool, result=result.decision.reason))
         if result.notice:
             await self.sink(Status(state="degraded" if result.degraded else "thinking", text=result.notice))
         await self.sink(Transcript(role="assistant", turn=turn, text=result.reply, final=True))
@@ -221,7 +215,7 @@ class OfflineVoiceSession:
         if not (due := await self.link.due_now()):
             return
         for item in due:
-            line = DueItem.model_validate(item).message
+            line = item.message
             await self.sink(Transcript(role="assistant", turn=self._turn, text=line, final=True))
             self._turn += 1
             await self._say(line, None)

@@ -1,6 +1,6 @@
 """Simulated personas (``tests/data/personas*.json``) as rows of ``sam2voice eval run``: each
 person is played through every session with memory on, by the learning evaluation's
-simulator (``app.learning_eval.run_person``), and recorded in the same shape as a scripted
+simulator (``app.eval.learning.run_person``), and recorded in the same shape as a scripted
 conversation, so every conversation scorer reads it. Their turns carry what the simulator
 decided (``simulated``: the tool received, its chance to help, whether it did)."""
 
@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.companion import Companion
 from app.eval.conversations import tried_in
-from app.learning_eval import Persona, PersonaFile, run_person
+from app.eval.learning import Persona, PersonaFile, run_person
 
 
-async def play_persona(persona: Persona, spec: PersonaFile, graph: Any, deps: Any, index: int
+async def play_persona(persona: Persona, spec: PersonaFile, companion: Companion, index: int
                        ) -> list[dict[str, Any]]:
     """One person through ``spec.sessions`` sessions; returns the turn records and session ends."""
     records: list[dict[str, Any]] = []
-    await run_person(graph, deps, deps.memory, persona, ("eval-run", index), seed=spec.seed, sessions=spec.sessions,
+    await run_person(companion, persona, ("eval-run", index), seed=spec.seed, sessions=spec.sessions,
                      turns=spec.turns_per_session, memory_on=True, label="eval run", record=records.append)
     for end in (r for r in records if r["kind"] == "end"):
         end["tried"] = tried_in([r for r in records if r["kind"] == "turn" and r["session"] == end["session"]])

@@ -3,7 +3,7 @@
 Each row is one scripted conversation; the "model" plays it through the real graph (real
 Redis, the configured chat model) and every conversation scorer reads the result. Offline
 Weave is disabled and the evaluation runs locally; with ``WANDB_API_KEY`` and
-``SAM2VOICE_WEAVE_PROJECT`` set, ``open_companion`` starts Weave and the same evaluation, its
+``SAM2VOICE_WEAVE_PROJECT`` set, ``Companion.build`` starts Weave and the same evaluation, its
 rows and scores appear in the project.
 """
 
@@ -19,8 +19,9 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field, PrivateAttr
 
-from app.companion import open_companion
+from app.companion import Companion
 from app.eval.conversations import Conversation, ConversationFile, play
+from app.eval.learning import PersonaFile
 from app.eval.personas import play_persona, success_by_session
 from app.eval.scorers import (
     ConversationEffectiveness,
@@ -31,7 +32,6 @@ from app.eval.scorers import (
     ConversationStyle,
     ExpectedBehaviour,
 )
-from app.learning_eval import PersonaFile
 from app.settings import Settings
 from graphs.nodes.retrieve import situation_space
 from graphs.scoring import MemoryRetrievalRelevance, ReplyJudge
@@ -143,8 +143,8 @@ async def run_conversation_eval(spec: ConversationFile | None, *, dataset: str, 
     if not rows_in:
         raise InvalidInput("nothing to evaluate: no conversations and no personas", field="conversations")
     with tempfile.TemporaryDirectory(prefix="sam2voice-eval-") as data_dir:
-        async with open_companion(_eval_settings(settings, redis_url, Path(data_dir)),
-                                  chat_model=chat_model) as companion:
+        async with Companion.build(_eval_settings(settings, redis_url, Path(data_dir)),
+                                   chat_model=chat_model) as companion:
             deps = companion.deps
             interventions = deps.memory.registry.get(InterventionMemory)
             scorers: list[weave.Scorer] = [ExpectedBehaviour(), ConversationSafety(), ConversationStyle(),
@@ -159,8 +159,7 @@ async def run_conversation_eval(spec: ConversationFile | None, *, dataset: str, 
             async def played(row_id: str, kind: str, data: dict[str, Any]) -> list[dict[str, Any]]:
                 if kind == "persona":
                     assert personas is not None
-                    return await play_persona(personas.personas[data["index"]], personas, companion.graph, deps,
-                                              data["index"])
+                    return await play_persona(personas.personas[data["index"]], personas, companion, data["index"])
                 return await play(Conversation.model_validate(data),
                                   lambda user, seed: companion.session(user, seed=seed), deps.memory.registry)
 

@@ -20,7 +20,7 @@ from graphs.scoring import (
     ReplyStyle,
     SafetyHandling,
 )
-from memories.ranking import FAILED, SUCCEEDED
+from memories.outcomes import FAILED, SUCCEEDED
 from memories.tracing import weave
 
 _HELPED = {o.value for o in SUCCEEDED}

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
+
+from graphs.models.capabilities import ModelCapabilities
 
 DRAFT_PREFIX = "Draft reply:"
 NEUTRAL_REPLY = "I'm here with you. What's one tiny thing we could try next?"
@@ -43,6 +45,9 @@ class TemplateChatModel(BaseChatModel):
     raise NotImplementedError (LangChain's own answer for a model without them), so callers
     take their deterministic path instead of receiving replies that only look like calls.
     """
+
+    #: It "rewords" by saying the draft back (so the reword path runs in evaluations), and writes nothing.
+    capabilities: ClassVar[ModelCapabilities] = ModelCapabilities(rewords=True, writes=False)
 
     @property
     def _llm_type(self) -> str:

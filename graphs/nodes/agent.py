@@ -31,49 +31,16 @@ from graphs.nodes.common import ms_since, subject_text
 from graphs.policy import choose_tool, turn_rng
 from graphs.state import CompanionState
 from graphs.tracing import traced
+from graphs.turn import NO_DECISION, Decision, PolicyEvidence, ToolCallSpec
 from graphs.understanding import rules
 from graphs.understanding.acts import Act, Question, Request, Sign, Understanding
 from memories.current_state import CurrentStateMemory
 from memories.errors import MemoryUnavailable
-from memories.interventions import Neighbor
-from memories.population import PoolCount
-from memories.ranking import Outcome, ToolStats
 from tools.catalog import INTERVENTION_TOOLS, default_args, task_from_message
 from tools.store import Plan
 from tools.writes import latest_plan
 
 log = logging.getLogger(__name__)
-
-Source = Literal["request", "acknowledge", "policy", "voice", "none", "safety", "progress", "question", "greeting",
-                 "goodbye", "redirect", "ask", "after_crisis"]
-
-
-class ToolCallSpec(BaseModel):
-    """One tool call the turn makes."""
-
-    name: str = Field(description="The tool.")
-    args: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
-
-
-class Decision(BaseModel):
-    """What the agent decided to do this turn."""
-
-    tool: str | None = Field(description="The tool this turn is about (the intervention learnt from), or None.")
-    args: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
-    calls: list[ToolCallSpec] = Field(default_factory=list, description="Every tool call made, in order.")
-    source: Source = Field(description="What decided it.")
-    say: str | None = Field(None, description="A line of the graph's own to say (graphs.replies.LINES key).")
-    intervention: bool = Field(False, description="True when this is an intervention to record and learn from.")
-    reason: str = Field("", description="Why, in one line.")
-    why: str = Field("", description="For a policy choice: the evidence behind it, in words for the person "
-                                     "(\"helped you 4 of 5 times when you felt like this\").")
-    evidence: Literal["you", "people", "general", "new"] | None = Field(
-        None, description="Whose evidence decided a policy choice: theirs, other people's, general, or none.")
-    from_memory: bool = Field(False, description="True when this person's history changed the choice.")
-    proposal: str | None = Field(None, description="The tool the chat model proposed, if asked.")
-    beliefs: dict[str, dict[str, float]] = Field(default_factory=dict, description="The policy's belief per tool.")
-    facts: dict[str, Any] = Field(default_factory=dict, description="What the graph's line is filled with.")
-
 
 @functools.cache
 def proposal_schema(candidates: tuple[str, ...]) -> type[BaseModel]:
@@ -174,17 +141,11 @@ async def policy_decision(state: CompanionState, deps: CompanionDeps, cfg: Confi
         model_start = time.perf_counter()
         proposal = await propose_tool(deps, message, candidates)
         model_ms = ms_since(model_start)
-    near = state.get("neighbors") or {}
+    near = state.get("neighbors") or PolicyEvidence()
     choice = choose_tool(
-        relevance=relevance,
-        neighbors=[Neighbor(t, Outcome(o), s, a) for t, o, s, a in near.get("near", [])],
-        rates={t: ToolStats(tool_name=t, settled=n, value_sum=v) for t, (n, v) in near.get("rates", {}).items()},
-        settings=deps.settings.policy,
+        relevance=relevance, neighbors=near.near, rates=near.rates, settings=deps.settings.policy,
         rng=turn_rng(cfg.user_id, cfg.seed or cfg.thread_id, state.get("turn", 0), message),
-        proposal=proposal,
-        half_life_days=deps.settings.policy.half_life_days,
-        population={t: PoolCount(tries=n, successes=s, people=p)
-                    for t, (n, s, p) in near.get("population", {}).items()},
+        proposal=proposal, half_life_days=deps.settings.policy.half_life_days, population=near.population,
     )
     named = task_from_message(message)
     ongoing = plan_task(plan)
@@ -283,7 +244,7 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
     plan: Plan | None = None
     before: list[ToolCallSpec] = []
     if not message or reading is None:
-        decision = Decision(tool=None, source="none")
+        decision = NO_DECISION
     elif reading.crisis:
         decision = Decision(tool=None, source="safety", say="safety", reason=f"safety first ({reading.crisis_kind})")
     elif heard:
@@ -345,7 +306,7 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
         decision = with_calls(decision, before)
     if decision.say and reading is not None and not heard:
         decision = decision.model_copy(update={"facts": line_facts(decision.say, state, plan)})
-    update: dict[str, Any] = {"decision": decision.model_dump(mode="json"),
+    update: dict[str, Any] = {"decision": decision,
                               "timings": {"choose_intervention": ms_since(start), "model_propose": model_ms}}
     if decision.calls and not heard:
         rng = turn_rng(cfg.user_id, cfg.seed or cfg.thread_id, state.get("turn", 0), "call-ids")

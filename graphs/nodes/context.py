@@ -20,6 +20,7 @@ from memories.errors import MemoryUnavailable
 from memories.interventions import InterventionMemory
 from memories.profile import Diagnosis, Profile
 from memories.records import MAX_TEXT_CHARS, MemorySection, TurnInputs
+from tools.store import DueItem
 
 log = logging.getLogger(__name__)
 TITLES = {"profile": "About them", "current_state": "How they are doing", "reflections": "What you have learned",
@@ -35,11 +36,11 @@ def style_flags(profile: Profile | None) -> dict[str, bool]:
     return {"autism": autism, "literal_language": literal}
 
 
-def render_context(sections: list[MemorySection], due: list[dict[str, Any]]) -> str:
+def render_context(sections: list[MemorySection], due: list[DueItem]) -> str:
     """The memory sections as one prompt block, titled, empty ones left out."""
     blocks = [f"{TITLES.get(s.element, s.element)}:\n{s.prompt}" for s in sections if s.prompt]
     if due:
-        blocks.append("Due now:\n" + "\n".join(f"- {d['kind']}: {d['text']}" for d in due))
+        blocks.append("Due now:\n" + "\n".join(f"- {d.message}" for d in due))
     return "\n\n".join(blocks)
 
 
@@ -64,15 +65,14 @@ async def load_context(state: CompanionState, config: RunnableConfig, *, deps: C
                 "used_memory_ids": [], "degraded": True, "notice": MEMORY_OFFLINE_NOTICE,
                 "timings": {"load_context": ms_since(start)}}
     profile = next((s.data for s in sections if s.element == "profile"), None)
-    due_items = [d.model_dump(mode="json") for d in due]
     return {
         **update,
-        "context": render_context(sections, due_items),
+        "context": render_context(sections, due),
         "style": style_flags(profile if isinstance(profile, Profile) else None),
         "country": country_of(profile.locale, profile.timezone) if isinstance(profile, Profile) else None,
         # On by default (Profile's default): someone with no profile yet has not said no.
         "pool_consent": profile.consent_pooled_learning if isinstance(profile, Profile) else True,
-        "due": due_items,
+        "due": due,
         "used_memory_ids": [i for s in sections for i in s.used_ids],
         "timings": {"load_context": ms_since(start)},
     }

@@ -14,10 +14,10 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from graphs.deps import CompanionDeps
-from graphs.nodes.agent import Decision
 from graphs.nodes.common import ms_since
 from graphs.state import CompanionState
 from graphs.tracing import traced
+from graphs.turn import Decision
 from tools.catalog import INTERVENTION_TOOLS
 
 
@@ -33,5 +33,5 @@ async def accept_tool_call(state: CompanionState, config: RunnableConfig, *, dep
         decision = Decision(tool=chosen["name"], args=dict(chosen.get("args") or {}), source="voice",
                             intervention=chosen["name"] in INTERVENTION_TOOLS, reason="the voice model called it")
     # Evidence and due items belong to the words that came before (already settled and spoken).
-    return {"decision": decision.model_dump(mode="json"), "evidence": None, "due": [], "settled": [],
+    return {"decision": decision, "evidence": None, "due": [], "settled": [],
             "timings": {"accept_tool_call": ms_since(start)}}

@@ -23,9 +23,10 @@ from graphs.outbox import OutboxFull, RecordIntervention, SettleOutcome
 from graphs.state import CompanionState
 from graphs.style import reply_problems, reply_quality
 from graphs.tracing import traced
+from graphs.turn import NO_DECISION, Decision, PlanView
 from memories.errors import MemoryUnavailable, RecordNotFound
 from memories.interventions import InterventionMemory, NewIntervention
-from memories.ranking import Outcome
+from memories.outcomes import Outcome
 from memories.records import MAX_TEXT_CHARS
 from tools.store import SafetyEvent
 from tools.writes import KeepSafetyEvent, latest_plan
@@ -35,7 +36,7 @@ OUTBOX_FULL_NOTICE = ("My memory is offline and can't hold any more for now, so 
                       "the conversation goes on.")
 
 
-def intervention_record(state: CompanionState, decision: dict[str, Any]) -> NewIntervention:
+def intervention_record(state: CompanionState, decision: Decision) -> NewIntervention:
     """This turn's intervention as it is stored, with its reply's quality. Arguments that fail
     validation (a voice model's tool call can carry anything, e.g. 5,000 characters) are
     dropped rather than losing the intervention or failing the turn."""
@@ -43,22 +44,20 @@ def intervention_record(state: CompanionState, decision: dict[str, Any]) -> NewI
     said = subject_text(state)[:MAX_TEXT_CHARS] or "(silence)"
     quality = reply_quality(reply_problems(reply, user_message=said,
                                            literal=bool((state.get("style") or {}).get("literal_language"))))
-    fields = {"text": reply, "tool_name": decision.get("tool"), "user_context": said, "quality": quality}
+    fields = {"text": reply, "tool_name": decision.tool, "user_context": said, "quality": quality}
     try:
-        return NewIntervention(**fields, tool_args=decision.get("args") or {})
+        return NewIntervention(**fields, tool_args=decision.args)
     except ValidationError as exc:
         # Only where it failed: pydantic's message repeats the input, which can be what they said.
-        log.warning("record_outcome: %s's arguments not stored (%s)", decision.get("tool"),
+        log.warning("record_outcome: %s's arguments not stored (%s)", decision.tool,
                     ", ".join(".".join(map(str, e["loc"])) for e in exc.errors()))
         return NewIntervention(**fields)
 
 
 def plan_summary(plan: Any) -> dict[str, Any] | None:
-    """The plan as the UIs show it: task, steps, ``current`` (1-based, None once done), done."""
-    if plan is None:
-        return None
-    return {"task": plan.task, "steps": list(plan.steps), "current": None if plan.done else plan.current + 1,
-            "done": plan.done}
+    """The plan as the UIs show it (:class:`PlanView`), as JSON: the state checkpoints it."""
+    view = PlanView.of(plan)
+    return view.model_dump(mode="json") if view is not None else None
 
 
 async def safety_event(state: CompanionState, deps: CompanionDeps, user: str) -> str | None:
@@ -113,14 +112,14 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
     user = Configuration.from_runnable_config(config).user_id
     registry = deps.memory.registry
     update: dict[str, Any] = {"settled": [], "session_log": []}
-    evidence = state.get("evidence") or {}
+    evidence = state.get("evidence")
     events = outcome_from_events(state)
-    outcome = Outcome(evidence["outcome"]) if evidence.get("outcome") else events
+    outcome = evidence.outcome if evidence is not None and evidence.outcome else events
     if outcome in (Outcome.TASK_PROGRESS, Outcome.RE_ENGAGED) and events is Outcome.TASK_COMPLETED:
         outcome = events  # they reported a step and it was the plan's last one
-    decision = state.get("decision") or {}
+    decision = state.get("decision") or NO_DECISION
     last_id = state.get("last_intervention_id")
-    if decision.get("source") == "safety":
+    if decision.safety:
         # Safety first: nothing is settled or learnt from this turn; the moment is kept as a safety event.
         notice = await safety_event(state, deps, user)
         deps.outbox.take_refused(user)  # said by safety_event's own notice
@@ -144,12 +143,12 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
             update["settled"].append(entry)
             update["session_log"].append(entry)
             last_id = None
-        if decision.get("intervention") and registry.get(InterventionMemory) is not None:
+        if decision.intervention and registry.get(InterventionMemory) is not None:
             record = intervention_record(state, decision)
             last_id = write_id(user, state, "intervention")
             await deps.outbox.run_or_queue(RecordIntervention(user_id=user, intervention_id=last_id, record=record),
                                            registry)
-            update["session_log"].append({"kind": "intervention", "id": last_id, "tool": decision.get("tool"),
+            update["session_log"].append({"kind": "intervention", "id": last_id, "tool": decision.tool,
                                           "said": record.user_context})
     except OutboxFull as exc:
         log.error("record_outcome: %s", exc)
@@ -167,12 +166,12 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
     plan = state.get("plan")
     # The plan changes only through the plan tools: read it again only when one ran (or never was).
     plan_tools = {"create_microsteps", "mark_step_complete", "get_current_step"}
-    ran = {c.get("name") for c in decision.get("calls") or []}
+    ran = set(decision.called)
     if "plan" not in state or ran & plan_tools:
         try:  # the plan as the tools left it, even while their writes wait in the outbox
             plan = plan_summary(await latest_plan(deps.store, deps.outbox, user, offline=bool(state.get("degraded"))))
         except MemoryUnavailable:
             pass
-    return {**update, "last_intervention_id": last_id, "asked_outcome": decision.get("say") == "ask_outcome",
+    return {**update, "last_intervention_id": last_id, "asked_outcome": decision.say == "ask_outcome",
             "safety_check": None, "subject": None, "after_crisis": False,
             "plan": plan, "timings": {"record_outcome": ms_since(start)}}

@@ -27,7 +27,7 @@ from graphs.tracing import traced
 from memories.current_state import CurrentStateUpdate, Mood
 from memories.errors import MemoryUnavailable, RecordNotFound
 from memories.feedback import FeedbackMemory
-from memories.ranking import FAILED, OUTCOME_VALUE, Outcome
+from memories.outcomes import FAILED, OUTCOME_VALUE, Outcome
 from memories.reflections import NewReflection
 from tools.catalog import TOOL_SPECS
 

@@ -26,6 +26,7 @@ from graphs.prompts import reply_messages
 from graphs.state import CompanionState
 from graphs.style import StyleProfile, enforce_style, transition_warning
 from graphs.tracing import traced
+from graphs.turn import NO_DECISION
 from graphs.understanding.acts import CrisisKind, Question, Understanding
 from graphs.understanding.safety import after_crisis_reply, safety_check_reply, safety_reply
 from tools.catalog import TOOL_SPECS
@@ -68,8 +69,8 @@ def _tool_words(result: ToolMessage, state: CompanionState, rng: Any, avoid: str
 
 def build_draft(state: CompanionState, rng: Any, avoid: str | None = None, *, country: str | None = None) -> str:
     """The reply the graph can stand behind without a model."""
-    decision = state.get("decision") or {}
-    say = decision.get("say")
+    decision = state.get("decision") or NO_DECISION
+    say = decision.say
     if say == "safety":
         reading = state.get("understanding") or {}
         if reading.get("source") == "classifier":  # the explicit patterns are sure; the classifier is asked about
@@ -79,8 +80,8 @@ def build_draft(state: CompanionState, rng: Any, avoid: str | None = None, *, co
         return after_crisis_reply(country)
     results = [m for m in current_exchange(state) if isinstance(m, ToolMessage)]
     parts = [_tool_words(r, state, rng, avoid) for r in results]
-    if say and not (decision.get("source") == "acknowledge" and results and results[0].status != "error"):
-        facts = decision.get("facts") or {}
+    if say and not (decision.source == "acknowledge" and results and results[0].status != "error"):
+        facts = decision.facts
         key = "memory_empty" if say == "memory" and not facts.get("memory") else say
         if key in ("greeting_plan", "goodbye_plan") and not facts:
             key = key.removesuffix("_plan")
@@ -88,11 +89,9 @@ def build_draft(state: CompanionState, rng: Any, avoid: str | None = None, *, co
     if not parts:
         parts.append(replies.line("generic", rng, avoid))
     prefix = [replies.line("all_clear", rng)] if state.get("subject") else []
-    for item in state.get("due") or []:
-        prefix.append(f"Check-in: how is {item['text']} going?" if item["kind"] == "checkin"
-                      else f"Reminder: {item['text']}.")
-    tool = decision.get("tool")
-    if (state.get("style") or {}).get("autism") and decision.get("intervention") and tool in TOOL_SPECS:
+    prefix.extend(item.message for item in state.get("due") or [])
+    tool = decision.tool
+    if (state.get("style") or {}).get("autism") and decision.intervention and tool in TOOL_SPECS:
         prefix.append(transition_warning(TOOL_SPECS[tool].activity))
     return " ".join([*prefix, *parts])
 
@@ -109,8 +108,8 @@ async def respond(state: CompanionState, config: RunnableConfig, *, deps: Compan
         # The voice model speaks in its own words from the tool's result; the draft is kept as
         # what this intervention said (record_outcome stores it), not added as a spoken message.
         return {"reply": draft, "timings": {"respond": ms_since(start), "model_reply": 0.0}}
-    decision = state.get("decision") or {}
-    exact = decision.get("say") == "safety" or "\n" in draft  # said word for word: safety, a listed plan
+    decision = state.get("decision") or NO_DECISION
+    exact = decision.say == "safety" or "\n" in draft  # said word for word: safety, a listed plan
     profile = StyleProfile(**(state.get("style") or {}))
     context = state.get("context", "")
     if state.get("few_shot_prompt"):

@@ -18,18 +18,12 @@ from graphs.nodes.common import MEMORY_OFFLINE_NOTICE, ms_since, subject_text
 from graphs.situations import SituationSpace
 from graphs.state import CompanionState
 from graphs.tracing import traced
+from graphs.turn import FewShot, PolicyEvidence
 from memories.errors import MemoryUnavailable
-from memories.interventions import FewShotExample, InterventionMemory, render_examples
+from memories.interventions import InterventionMemory, render_examples
 from memories.records import MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
-
-
-def example_summary(example: FewShotExample) -> dict[str, Any]:
-    """A few-shot example as small JSON for the state (and for ``--show-memory``)."""
-    i = example.intervention
-    return {"id": i.id, "tool": i.tool_name, "said": i.user_context, "reply": i.text, "outcome": i.outcome.value,
-            "similarity": round(example.similarity, 3), "score": round(example.score, 3), "contrast": example.contrast}
 
 
 async def situation_space(deps: CompanionDeps, interventions: InterventionMemory) -> SituationSpace:
@@ -48,8 +42,7 @@ async def retrieve_few_shot(state: CompanionState, config: RunnableConfig, *, de
     start = time.perf_counter()
     user = Configuration.from_runnable_config(config).user_id
     message = subject_text(state)
-    empty: dict[str, Any] = {"few_shot": [], "few_shot_prompt": "", "relevance": {},
-                             "neighbors": {"near": [], "rates": {}}}
+    empty: dict[str, Any] = {"few_shot": [], "few_shot_prompt": "", "relevance": {}, "neighbors": PolicyEvidence()}
     if not message:
         return {**empty, "timings": {"retrieve_few_shot": ms_since(start)}}
     vector = await deps.memory.embeddings.aembed_query(message[:MAX_TEXT_CHARS])  # cached: understand embedded it
@@ -71,16 +64,14 @@ async def retrieve_few_shot(state: CompanionState, config: RunnableConfig, *, de
                 space = await situation_space(deps, interventions)
                 similar = [round(float(s), 4) for s in space.similarity(vector, found.vectors)]
             update.update(
-                few_shot=[example_summary(e) for e in found.examples],
+                few_shot=[FewShot.of(e) for e in found.examples],
                 few_shot_prompt=render_examples(found.examples),
-                # Only the tries the choice can learn from (graphs.policy.similarity_weight > 0): the
-                # rest would teach nothing, and the state is checkpointed at every step.
-                neighbors={"near": [[n.tool_name, n.outcome.value, s, round(n.age_s, 1)]
-                                    for n, s in zip(found.neighbors, similar, strict=True)
-                                    if s > policy.similar_from],
-                           "rates": {t: [s.settled, s.value_sum] for t, s in found.rates.items()},
-                           "cluster": found.cluster,
-                           "population": {t: [c.tries, c.successes, c.people] for t, c in found.population.items()}},
+                # Only the tries the choice can learn from (graphs.policy.similarity_weight > 0), each
+                # with the situation similarity the policy weighs (not the raw embedding similarity).
+                neighbors=PolicyEvidence(
+                    near=[n._replace(similarity=s) for n, s in zip(found.neighbors, similar, strict=True)
+                          if s > policy.similar_from],
+                    rates=found.rates, cluster=found.cluster, population=found.population),
                 used_memory_ids=[*state.get("used_memory_ids", []), *(e.intervention.id for e in found.examples)],
             )
     return {**update, "timings": {"retrieve_few_shot": ms_since(start)}}

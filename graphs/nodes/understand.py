@@ -24,10 +24,11 @@ from graphs.deps import CompanionDeps
 from graphs.nodes.common import last_human_text, ms_since
 from graphs.state import CompanionState
 from graphs.tracing import traced
+from graphs.turn import SETTLES_NOTHING, Evidence
 from graphs.understanding import safety
 from graphs.understanding.acts import Act, Sign, Understanding
 from graphs.understanding.model import merge, read_with_model
-from memories.ranking import Outcome
+from memories.outcomes import Outcome
 from memories.records import MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ async def understand(state: CompanionState, config: RunnableConfig, *, deps: Com
         # The kind the classifier guessed a turn ago is only a guess: not "a medical emergency" for
         # "meds at dinner time i always forget em" answered "not sure"; the general safety reply.
         reading = Understanding(act=Act.CRISIS, confidence=1.0, crisis=True, crisis_kind=None, source="check")
-        return {"understanding": reading.model_dump(mode="json"), "evidence": _SETTLES_NOTHING,
+        return {"understanding": reading.model_dump(mode="json"), "evidence": SETTLES_NOTHING,
                 "timings": {"understand": ms_since(start)}}
     vector = await _embed(message[:MAX_TEXT_CHARS], deps)
     embedded = time.perf_counter()
@@ -81,14 +82,10 @@ async def understand(state: CompanionState, config: RunnableConfig, *, deps: Com
             reading = merge(reading, model_reading)
         model_ms = ms_since(model_start)
     outcome = outcome_of(reading, message)
-    evidence = {"outcome": outcome.value if outcome else None, "sign": reading.sign.value,
-                "confidence": reading.sign_confidence}
+    evidence = Evidence(outcome=outcome, sign=reading.sign, confidence=reading.sign_confidence)
     return {"understanding": reading.model_dump(mode="json"), "evidence": evidence,
             "timings": {"embed": round((embedded - start) * 1000, 3),
                         "understand": round(ms_since(embedded) - model_ms, 3), "model_understand": model_ms}}
-
-
-_SETTLES_NOTHING = {"outcome": None, "sign": Sign.NONE.value, "confidence": 0.0}
 
 
 async def _embed(text: str, deps: CompanionDeps) -> list[float]:
@@ -113,6 +110,6 @@ async def _after_all_clear(held: str, deps: CompanionDeps, start: float) -> dict
         # (a request or a question stays what it was: "remind me to take my meds at 8").
         reading = reading.model_copy(update={"act": Act.STRUGGLE, "sign": Sign.NONE})
     # ``subject``: the later nodes work on this message, not the all-clear (record_outcome clears it).
-    return {"understanding": reading.model_dump(mode="json"), "subject": text, "evidence": _SETTLES_NOTHING,
+    return {"understanding": reading.model_dump(mode="json"), "subject": text, "evidence": SETTLES_NOTHING,
             "timings": {"embed": round((embedded - start) * 1000, 3), "understand": round(ms_since(embedded), 3),
                         "model_understand": 0.0}}

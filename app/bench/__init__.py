@@ -1,5 +1,0 @@
-"""Benchmarks behind ``sam2voice bench`` (figures are recorded in docs/benchmarks.md)."""
-
-from app.bench.memory import run_memory_bench
-
-__all__ = ["run_memory_bench"]

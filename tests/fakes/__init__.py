@@ -1,1 +1,0 @@
-"""Local fakes of paid remote APIs (the only fakes the tests use), speaking their real wire formats."""
