@@ -7,7 +7,7 @@ import asyncio
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
@@ -16,7 +16,10 @@ from langchain_google_genai import ChatGoogleGenerativeAI
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
+from app.companion import build_deps
 from app.eval.fakes.gemini_rest import FakeGemini
+from app.settings import Settings
+from graphs.models.capabilities import ModelCapabilities, capabilities_of
 from graphs.models.errors import ChatModelUnavailable, OfflineModelMissing, StructuredOutputError
 from graphs.models.factory import build_chat_model
 from graphs.models.offline import GGUF_NAME, LocalChatModel, smollm2_path
@@ -260,3 +263,30 @@ async def test_gemini_tool_calls_come_back_through_the_fake(fake_gemini: FakeGem
     assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("StartTimer", {"minutes": 5})]
     declared = fake_gemini.requests[0].body["tools"][0]["functionDeclarations"]
     assert [d["name"] for d in declared] == ["StartTimer"]
+
+
+async def test_models_declare_what_the_graph_may_ask_of_them(stack_for_caps: Any, tmp_path: Path) -> None:
+    # Capabilities are declared, not guessed from the class: the graph rewords and hands tool
+    # writing and the second reading of a message only to a model that says it can.
+    gemini = ChatGoogleGenerativeAI(model="gemini-2.5-flash", google_api_key="fake-key")
+    assert capabilities_of(gemini) == ModelCapabilities(rewords=True, writes=True)  # declares nothing: capable
+    assert capabilities_of(TemplateChatModel()) == ModelCapabilities(rewords=True, writes=False)
+    assert LocalChatModel.capabilities == ModelCapabilities(rewords=False, writes=False)
+
+    class Writer(TemplateChatModel):
+        capabilities: ClassVar[ModelCapabilities] = ModelCapabilities(rewords=False, writes=True)
+
+    settings = Settings(redis_url="redis://unused", data_dir=tmp_path)
+    writer = Writer()
+    deps = await build_deps(stack_for_caps, writer, settings)
+    assert deps.understanding_model is writer and not deps.reword_replies
+    plain = await build_deps(stack_for_caps, TemplateChatModel(), settings)
+    assert plain.understanding_model is None and plain.reword_replies
+
+
+@pytest.fixture
+async def stack_for_caps(redis_url: str, minilm: Any) -> Any:
+    from tests.companion_fixtures import open_stack
+
+    async with open_stack(redis_url, minilm) as stack:
+        yield stack

@@ -3,6 +3,7 @@ the test server, with the deterministic template model."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -13,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from rich.console import Console
 from typer.testing import CliRunner
 
+from app.accounts import AccountStore
+from app.audit import AuditLog
 from app.cli import app
 from app.cli.chat import INPUT_WARNING, readable, require_readable, show
 from graphs.session import TurnResult
@@ -237,3 +241,31 @@ def test_show_memory_says_which_tool_and_why(env: str) -> None:
     words = " ".join(row.strip("│ ").split())  # one line of the memory panel
     tool, _, why = words.removeprefix("chose ").partition(" — ")
     assert tool and " " not in tool and why.startswith(WHY_LINES), result.output
+
+
+def test_memory_forget_deletes_the_account_and_audit_log_too(env: str, redis_url: str) -> None:
+    # `memory forget` used to leave the person's account (password hash, passkeys, sessions) and
+    # audit log behind: it now uses the same person-data service as the page's "forget me".
+    async def sign_up() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            await AccountStore(client, env).sign_up("ines", "a long enough password")
+            await AuditLog(client, env).record("ines", "sign_up", address="127.0.0.1")
+        finally:
+            await client.aclose()
+
+    async def left() -> tuple[bool, int]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return await AccountStore(client, env).exists("ines"), len(await AuditLog(client, env).events("ines"))
+        finally:
+            await client.aclose()
+
+    asyncio.run(sign_up())
+    assert runner.invoke(app, ["chat", "--user", "ines", "--jsonl"], input=b"i cant start my essay\n").exit_code == 0
+    assert asyncio.run(left()) == (True, 1)
+    forgot = runner.invoke(app, ["memory", "forget", "--user", "ines", "--yes"])
+    assert forgot.exit_code == 0, forgot.output
+    counts = json.loads(forgot.stdout)
+    assert counts["account"] >= 1 and counts["audit"] >= 1 and counts["interventions"] >= 1
+    assert asyncio.run(left()) == (False, 0)

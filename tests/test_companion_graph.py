@@ -166,3 +166,20 @@ async def test_messages_are_validated_before_a_turn_runs(rig: Rig) -> None:
         await session.send("x" * 2001)
     with pytest.raises(InvalidInput):
         rig.session(" padded ")
+
+
+async def test_a_turns_scratch_is_in_its_result_but_never_in_the_checkpoint(rig: Rig) -> None:
+    # The turn contract: the decision (with the policy's beliefs), the neighbours, the few-shot
+    # rows, the evidence and the timings are typed and handed on, and a resumed session needs none.
+    session = rig.session("sam", seed="scratch")
+    first = await session.send(STARTING[0])
+    await session.send(SUCCESS_REPLY)
+    result = await session.send(STARTING[1])
+    assert result.decision is not None and result.decision.suggested == result.decision.tool
+    assert result.decision.beliefs and result.few_shot and result.evidence is not None and result.timings
+    saved = (await rig.graph.aget_state(session.config)).values
+    scratch = {"decision", "few_shot", "neighbors", "relevance", "evidence", "due", "settled", "timings"}
+    assert not scratch & set(saved), scratch & set(saved)
+    assert saved["last_intervention_id"] and saved["messages"] and first.thread_id == result.thread_id
+    # What is saved is small: the neighbours and beliefs were the bulk of a checkpoint.
+    assert len(repr(saved)) < 20_000

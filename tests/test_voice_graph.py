@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from memories.errors import InvalidInput
+from graphs.session import MEMORY_OFFLINE_NOTICE
+from memories.errors import InvalidInput, MemoryUnavailable
 from memories.interventions import InterventionMemory
 from memories.outcomes import Outcome
 from memories.profile import ProfileMemory
 from tests.companion_fixtures import Rig
 from tests.conftest import element
-from voice.link import CompanionLink, ToolCall
+from voice.link import OFFLINE_REPLY, CompanionLink, ToolCall
 
 USER = "vic"
 STUCK = "I can't start my essay, it's too big"
@@ -105,3 +106,18 @@ async def test_voice_and_text_share_one_session(rig: Rig) -> None:
     reply = await session.send("what time is it?")  # a text turn on the same thread: the full text path
     assert reply.thread_id == thread and reply.reply
     assert reply.decision.tool == "get_current_time"
+
+
+async def test_a_text_turn_that_cannot_run_at_all_degrades_calmly(rig: Rig) -> None:
+    # The offline voice path's text turn: when the session's in-process fallback fails too, the
+    # link answers calmly and says memory is offline instead of ending the voice session.
+    session = rig.session(USER)
+    link = CompanionLink(session)
+
+    async def unreachable(text: str) -> None:
+        raise MemoryUnavailable("Redis is unavailable during a test")
+
+    session.send = unreachable  # type: ignore[method-assign]
+    result = await link.send_text("i cant start my essay")
+    assert result.degraded and result.notice == MEMORY_OFFLINE_NOTICE and result.reply == OFFLINE_REPLY
+    assert link.degraded
