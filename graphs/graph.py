@@ -1,15 +1,19 @@
 """The companion graph: one turn, top to bottom.
 
     START ─┬─ "/end" ────────────────────────────────────────────────────────────► reflect ─► END
-           └► load_context ► understand ─┬► retrieve_few_shot ► choose_intervention ─┬► tools ─┐
-                                         └── crisis ─────────────────►┘              └─────────┴► respond
-                                                                                          ► record_outcome ► END
+           ├► load_context ───────────────────────┐ (in parallel: memory sections, due items)
+           └► understand ─┬► retrieve_few_shot ─► choose_intervention ─┬► tools ─┐
+                          └── crisis ────────────►┘                    └─────────┴► respond
+                                                                                   ► record_outcome ► END
+
+``load_context`` (Redis reads) runs beside ``understand`` (the MiniLM pass, in a worker thread):
+both finish in the first step, so everything after sees the context and the reading.
 
 A Gemini Live voice session (``voice/``) drives the same graph in three shorter runs,
 chosen by the input's ``live`` field, because the Live model speaks and calls tools itself:
 
     live="refresh"    load_context ► END                         (system instruction, due check-ins)
-    live="heard"      load_context ► understand ► retrieve_few_shot ► choose_intervention ► record_outcome ► END
+    live="heard"      load_context ∥ understand ► retrieve_few_shot ► choose_intervention ► record_outcome ► END
                       (few-shot context + the policy's suggestion for the Live model; settles outcomes)
     live="tool_call"  accept_tool_call ► tools ► respond ► record_outcome ► END
                       (the Live model's tool call runs the same tools and is recorded as an intervention)
@@ -42,14 +46,12 @@ from graphs.nodes.understand import understand
 from graphs.state import CompanionState, InputState
 
 
-def _start(state: CompanionState) -> str:
+def _start(state: CompanionState) -> str | list[str]:
     if is_end_command(state["messages"]):
         return "reflect"
-    return "accept_tool_call" if state.get("live") == "tool_call" else "load_context"
-
-
-def _after_context(state: CompanionState) -> str:
-    return END if state.get("live") == "refresh" else "understand"
+    if state.get("live") == "tool_call":
+        return "accept_tool_call"
+    return "load_context" if state.get("live") == "refresh" else ["load_context", "understand"]
 
 
 def _after_understanding(state: CompanionState) -> str:
@@ -81,8 +83,8 @@ def build_companion_graph(
     builder.add_node("record_outcome", partial(record_outcome, deps=deps))
     builder.add_node("reflect", partial(reflect, deps=deps))
     builder.add_node("accept_tool_call", partial(accept_tool_call, deps=deps))
-    builder.add_conditional_edges(START, _start, ["load_context", "reflect", "accept_tool_call"])
-    builder.add_conditional_edges("load_context", _after_context, ["understand", END])
+    builder.add_conditional_edges(START, _start, ["load_context", "understand", "reflect", "accept_tool_call"])
+    builder.add_edge("load_context", END)  # its branch ends; the understand branch carries the turn on
     builder.add_conditional_edges("understand", _after_understanding, ["retrieve_few_shot", "choose_intervention"])
     builder.add_edge("retrieve_few_shot", "choose_intervention")
     builder.add_conditional_edges("choose_intervention", _after_choice, ["tools", "respond", "record_outcome"])

@@ -28,9 +28,7 @@ LiveStep = Literal["refresh", "heard", "tool_call"]
 
 
 def merge_timings(old: dict[str, float] | None, new: dict[str, float] | None) -> dict[str, float]:
-    """Per-step timings of the current turn: the first step (``load_context``) starts afresh."""
-    if new and "load_context" in new:
-        return dict(new)
+    """Per-step timings of the current run (a scratch channel: every run starts empty)."""
     return {**(old or {}), **(new or {})}
 
 

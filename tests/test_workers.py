@@ -216,7 +216,7 @@ class StandInSocket:
 
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id
-        self.replaced = False
+        self.replaced = False  # the stand-in's own record that presence called replace()
 
     async def replace(self) -> None:
         self.replaced = True

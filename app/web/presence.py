@@ -208,7 +208,6 @@ class VoicePresence:
     async def _close_signed_out(self, user: str, sessions: set[str] | None) -> None:
         if (socket := await self._take(user, sessions=sessions)) is None:
             return
-        socket.replaced = True
         await socket.error("signed_out", "You signed out, so this window stopped listening.")
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await socket.websocket.close(code=4401)

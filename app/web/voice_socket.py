@@ -111,7 +111,6 @@ class VoiceSocket:
         self.session: VoiceSession | None = None
         self._runner: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
-        self.replaced = False
         state = getattr(getattr(websocket, "app", None), "state", None)
         self.limits: VoiceLimits = getattr(state, "voice_limits", None) or VoiceLimits()
         self._frames = TokenBucket(self.limits.frames_per_s, self.limits.frame_burst)
@@ -295,7 +294,6 @@ class VoiceSocket:
 
     async def replace(self) -> None:
         """The same person opened another connection: this one hands over and closes."""
-        self.replaced = True
         await self.error("replaced", "You opened sam2voice somewhere else, so this window stopped listening.")
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await self.websocket.close(code=4409)

@@ -20,11 +20,10 @@ from typing import Any
 from rich.console import Console
 
 from app.companion import Companion
-from app.eval.bench.common import machine, scratch_redis
-from app.eval.bench.seeded import seeded_stack
+from app.eval.bench.common import machine
+from app.eval.bench.seeded import seeded_companion
 from app.settings import Settings
 from graphs.models.factory import build_chat_model
-from graphs.models.template import TemplateChatModel
 from graphs.session import CompanionSession
 from memories.stack import MemoryStack
 
@@ -98,20 +97,19 @@ async def run_graph_bench(settings: Settings, *, interventions: int, turns: int,
                           console: Console | None) -> dict[str, Any]:
     """Run the graph benchmark; returns a JSON-ready dict (progress on ``console`` if given)."""
     say = console.log if console else (lambda *_: None)
-    with scratch_redis(settings) as (url, where):
-        async with seeded_stack(url, settings, prefix="benchg", user=USER, interventions=interventions,
-                                say=say) as stack:
-            companion = await Companion.assemble(stack, settings, chat_model=TemplateChatModel())
-            session = companion.session(USER, seed="bench")
-            await session.open()
-            timed = await _turns(session, turns)
-            say(f"{turns} template-model turns timed")
-            figures: dict[str, Any] = {**{k: v for name, ms in timed.items() for k, v in _stats(name, ms).items()},
-                                       **_branch_cost(companion.deps)}
-            if local_turns:
-                say("loading the offline chat model ...")
-                figures.update(await _local_replies(stack, settings, local_turns))
-                say(f"{local_turns} offline-model turns timed")
+    async with seeded_companion(settings, prefix="benchg", user=USER, interventions=interventions,
+                                say=say) as (companion, where):
+        stack = companion.stack
+        session = companion.session(USER, seed="bench")
+        await session.open()
+        timed = await _turns(session, turns)
+        say(f"{turns} template-model turns timed")
+        figures: dict[str, Any] = {**{k: v for name, ms in timed.items() for k, v in _stats(name, ms).items()},
+                                   **_branch_cost(companion.deps)}
+        if local_turns:
+            say("loading the offline chat model ...")
+            figures.update(await _local_replies(stack, settings, local_turns))
+            say(f"{local_turns} offline-model turns timed")
     return {**figures, "target_turn_overhead_p95_ms": 20.0, "target_understand_p95_ms": 3.0,
             "interventions": interventions, "turns": turns,
             "local_turns": local_turns, "redis": where, "machine": machine()}

@@ -1,5 +1,5 @@
-"""A memory stack in a scratch namespace with a person's synthetic interventions already
-stored: the starting point of the graph and voice benchmarks."""
+"""A companion on a scratch namespace with a person's synthetic interventions already stored,
+on a throwaway server: the starting point of the graph and voice benchmarks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from app.companion import Companion
+from app.eval.bench.common import scratch_redis
 from app.eval.bench.synthetic import synthetic_interventions
 from app.settings import Settings
+from graphs.models.template import TemplateChatModel
 from memories.embeddings import LocalMiniLMEmbeddings
 from memories.interventions import InterventionMemory
 from memories.stack import MemoryStack, open_memory
@@ -34,3 +37,14 @@ async def seeded_stack(url: str, settings: Settings, *, prefix: str, user: str, 
         yield stack
     finally:
         await stack.aclose()
+
+
+@asynccontextmanager
+async def seeded_companion(settings: Settings, *, prefix: str, user: str, interventions: int,
+                           say: Callable[..., Any]) -> AsyncIterator[tuple[Companion, str]]:
+    """The template-model companion on a :func:`seeded_stack` of a throwaway server (or
+    ``REDIS_URL``'s, in a scratch namespace); yields it and where Redis is."""
+    with scratch_redis(settings) as (url, where):
+        async with seeded_stack(url, settings, prefix=prefix, user=user, interventions=interventions,
+                                say=say) as stack:
+            yield await Companion.assemble(stack, settings, chat_model=TemplateChatModel()), where

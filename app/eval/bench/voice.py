@@ -20,13 +20,11 @@ import numpy as np
 from google import genai
 from rich.console import Console
 
-from app.companion import Companion
-from app.eval.bench.common import machine, scratch_redis
+from app.eval.bench.common import machine
 from app.eval.bench.graph import SITUATIONS
-from app.eval.bench.seeded import seeded_stack
+from app.eval.bench.seeded import seeded_companion
 from app.eval.fakes.live import FakeLiveServer, LiveTurn
 from app.settings import Settings
-from graphs.models.template import TemplateChatModel
 from voice.events import Transcript, VoiceEvent
 from voice.link import CompanionLink
 from voice.live import LiveOptions, LiveVoiceSession
@@ -62,34 +60,32 @@ async def run_voice_bench(settings: Settings, *, turns: int, interventions: int,
                           console: Console | None) -> dict[str, Any]:
     """Run the voice benchmark; returns a JSON-ready dict (progress on ``console`` if given)."""
     say = console.log if console else (lambda *_: None)
-    with scratch_redis(settings) as (url, where):
-        async with seeded_stack(url, settings, prefix="benchv", user=USER, interventions=interventions,
-                                say=say) as stack:
-            companion = await Companion.assemble(stack, settings, chat_model=TemplateChatModel())
-            link = CompanionLink(companion.session(USER, seed="bench"))
-            deps = companion.deps
-            async with FakeLiveServer() as fake:
-                client = genai.Client(api_key="bench", http_options=fake.http_options())
-                sink = _Turns()
-                session = LiveVoiceSession(link, client, sink, tools=deps.tools,
-                                           options=LiveOptions(checkin_poll_s=60))
-                runner = asyncio.create_task(session.run())
-                await fake.wait_until(lambda: len(fake.setups) >= 1, timeout=30)
-                say(f"timing {turns} spoken turns (+5 warm-up) against the fake Live server ...")
-                for i in range(turns + 5):
-                    fake.script(LiveTurn(transcript=SITUATIONS[i % len(SITUATIONS)],
-                                         reply="Okay, one tiny step.", audio_ms=300))
-                    for _ in range(4):
-                        await session.push_audio(FRAME)
-                    await session.end_of_speech()
-                    await sink.wait(i + 1)
-                    while session._tasks:  # noqa: SLF001 - let this turn's graph run finish before the next
-                        await asyncio.sleep(0.005)
-                    if i == 4:
-                        session.metrics = {"memory_path_ms": [], "first_audio_ms": []}
-                await session.end()
-                await asyncio.wait_for(runner, 10)
-            metrics = session.metrics
+    async with seeded_companion(settings, prefix="benchv", user=USER, interventions=interventions,
+                                say=say) as (companion, where):
+        link = CompanionLink(companion.session(USER, seed="bench"))
+        deps = companion.deps
+        async with FakeLiveServer() as fake:
+            client = genai.Client(api_key="bench", http_options=fake.http_options())
+            sink = _Turns()
+            session = LiveVoiceSession(link, client, sink, tools=deps.tools,
+                                       options=LiveOptions(checkin_poll_s=60))
+            runner = asyncio.create_task(session.run())
+            await fake.wait_until(lambda: len(fake.setups) >= 1, timeout=30)
+            say(f"timing {turns} spoken turns (+5 warm-up) against the fake Live server ...")
+            for i in range(turns + 5):
+                fake.script(LiveTurn(transcript=SITUATIONS[i % len(SITUATIONS)],
+                                     reply="Okay, one tiny step.", audio_ms=300))
+                for _ in range(4):
+                    await session.push_audio(FRAME)
+                await session.end_of_speech()
+                await sink.wait(i + 1)
+                while session._tasks:  # noqa: SLF001 - let this turn's graph run finish before the next
+                    await asyncio.sleep(0.005)
+                if i == 4:
+                    session.metrics = {"memory_path_ms": [], "first_audio_ms": []}
+            await session.end()
+            await asyncio.wait_for(runner, 10)
+        metrics = session.metrics
         return {
             "turns": turns, "interventions": interventions, "redis": where, "machine": machine(),
             "context_updates_sent": len(metrics["memory_path_ms"]),
