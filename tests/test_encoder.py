@@ -40,3 +40,10 @@ def test_one_pass_gives_both_vectors_and_they_differ(minilm: LocalMiniLMEmbeddin
     mine, retrieval = shared_encoder().encode(["that breathing thing did nothing"])[0]
     assert np.allclose(retrieval, minilm.embed_query("that breathing thing did nothing"), atol=1e-6)
     assert float(np.dot(mine, retrieval)) < 0.99
+
+
+def test_calls_wanting_only_the_retrieval_embedding_get_the_vectors_the_turns_one_pass_computes() -> None:
+    local = shared_encoder().local
+    retrieval, _ = local.embed_with_tuned(TEXTS)
+    assert np.array_equal(np.asarray(local.embed_documents(TEXTS)), retrieval)
+    assert np.array_equal(np.asarray(local.embed_query(TEXTS[1])), retrieval[1])

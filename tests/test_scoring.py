@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from graphs.scoring import InterventionEffectiveness, ReflectionQuality, ReplyStyle, SafetyHandling
+from graphs.turn import Decision, FewShot
 from memories.embeddings import LocalMiniLMEmbeddings
+from memories.outcomes import Outcome
 from memories.tracing import weave
 from tests.companion_fixtures import fresh_namespace, open_rig
 
@@ -41,7 +43,7 @@ def test_safety_handling_wants_the_safety_reply_for_a_crisis_and_none_for_hyperb
 
 
 def test_intervention_effectiveness_counts_what_the_next_turns_settled() -> None:
-    tried = {"decision": {"intervention": True, "tool": "suggest_break"}}
+    tried = {"decision": Decision(tool="suggest_break", source="policy", intervention=True).model_dump(mode="json")}
     conversation = [tried, {"settled": [{"outcome": "task_progress"}]},
                     tried, {"settled": [{"outcome": "abandoned"}]},
                     tried, {"reply": "hi"}, {"reply": "hello"}, {"settled": [{"outcome": "re_engaged"}]}]
@@ -108,11 +110,15 @@ async def test_retrieval_relevance_tells_examples_from_the_same_moment_from_othe
     centroids = [np.mean(minilm.embed_documents(list(texts)), axis=0) for texts in SITUATION_KINDS.values()]
     scorer = MemoryRetrievalRelevance(minilm, SituationSpace([*centroids, *relevance.matrix], 0.7))
     message = "blank doc open for an hour and not one word"
-    same = {"few_shot": [{"said": "sat down to write the report and just froze"},
-                         {"said": "i keep telling myself ill start the essay after lunch"}],
-            "decision": {"from_memory": True}}
-    other = {"few_shot": [{"said": "my hands are shaking before the presentation"},
-                          {"said": "the dishes are piled up and the kitchen stinks"}]}
+    def shown(*said: str) -> list[dict[str, object]]:
+        return [FewShot(id=f"i{n}", tool="suggest_break", said=text, reply="r", outcome=Outcome.RE_ENGAGED,
+                        similarity=0.5, score=0.5).model_dump(mode="json") for n, text in enumerate(said)]
+
+    same = {"few_shot": shown("sat down to write the report and just froze",
+                              "i keep telling myself ill start the essay after lunch"),
+            "decision": Decision(tool="suggest_break", source="policy", from_memory=True).model_dump(mode="json")}
+    other = {"few_shot": shown("my hands are shaking before the presentation",
+                               "the dishes are piled up and the kitchen stinks")}
     good = await scorer.score(output=same, message=message)
     bad = await scorer.score(output=other, message=message)
     assert good["relevant_share"] > bad["relevant_share"] and good["from_memory"] and not bad["from_memory"]

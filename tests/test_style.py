@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from pydantic import ValidationError
 
+from graphs.configuration import CompanionSettings
 from graphs.models.template import TemplateChatModel
 from graphs.prompts import reply_messages
 from graphs.style import MAX_CHARS, StyleProfile, enforce_style, transition_warning
@@ -162,3 +164,10 @@ async def test_the_template_model_says_the_draft_of_reply_messages() -> None:
     messages = reply_messages(context="", history=[], message="I can't start.", draft=DRAFT, profile=PLAIN)
     reply = await TemplateChatModel().ainvoke(messages)
     assert enforce_style(reply.text, draft=DRAFT, profile=PLAIN).text == DRAFT
+
+
+def test_a_checkpoint_keeps_at_least_the_history_the_reply_model_is_given() -> None:
+    # keep_messages below what history_messages needs would silently cut the reply model's history.
+    with pytest.raises(ValidationError, match="keep_messages"):
+        CompanionSettings(history_messages=12, keep_messages=20)
+    assert CompanionSettings(history_messages=12, keep_messages=28).keep_messages == 28

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from app.eval.files import load_json_model
-from graphs.scoring import settled_after
+from graphs.scoring import decision_of, settled_after
 from graphs.session import MAX_MESSAGE_CHARS, CompanionSession
 from graphs.understanding.acts import Act
 from memories.profile import ProfileMemory
@@ -99,10 +99,9 @@ def tried_in(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The session's interventions with the outcome the next turns settled for them."""
     tried: list[dict[str, Any]] = []
     for i, turn in enumerate(turns):
-        decision = turn.get("decision") or {}
-        if not decision.get("intervention"):
+        if not ((decision := decision_of(turn)) and decision.intervention):
             continue
-        tried.append({"tool": decision.get("tool"), "outcome": settled_after(turns, i)})
+        tried.append({"tool": decision.tool, "outcome": settled_after(turns, i)})
     return tried
 
 

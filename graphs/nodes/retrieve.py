@@ -72,6 +72,6 @@ async def retrieve_few_shot(state: CompanionState, config: RunnableConfig, *, de
                     near=[n._replace(similarity=s) for n, s in zip(found.neighbors, similar, strict=True)
                           if s > policy.similar_from],
                     rates=found.rates, cluster=found.cluster, population=found.population),
-                used_memory_ids=[*state.get("used_memory_ids", []), *(e.intervention.id for e in found.examples)],
+                used_memory_ids=[e.intervention.id for e in found.examples],
             )
     return {**update, "timings": {"retrieve_few_shot": ms_since(start)}}
