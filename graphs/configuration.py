@@ -73,9 +73,10 @@ class CompanionSettings(BaseModel):
         "days after it ended (`never`: kept until `memory forget`). What was learnt from it stays in memory.")
     history_messages: int = Field(6, ge=0, le=50, description="Earlier messages the reply model sees.")
     keep_messages: int = Field(
-        24, ge=8, le=1000, description="Messages a session's checkpoint keeps (older ones are dropped). Every "
-        "node reads only the reply model's history and the current exchange; each kept message is serialised "
-        "into every turn's checkpoint and read back at the next.")
+        16, ge=4, le=1000, description="The person's and the companion's words a session's checkpoint keeps (older "
+        "ones, and every run's tool calls and results, are dropped). Each kept message is serialised into every "
+        "turn's checkpoint and read back at the next; the nodes read only the reply model's history and the run's "
+        "own messages.")
     settle_window_minutes: float = Field(
         180, gt=0, le=7 * 24 * 60, description="A pending intervention older than this is not settled by a message."
     )
@@ -89,11 +90,10 @@ class CompanionSettings(BaseModel):
 
     @model_validator(mode="after")
     def _keeps_the_history(self) -> CompanionSettings:
-        # A turn is up to four messages (the words, a tool call, its result, the reply), two of them
-        # words: keep enough that the reply model's history is really there.
-        if self.keep_messages < 2 * self.history_messages + 4:
-            raise ValueError(f"keep_messages ({self.keep_messages}) must be at least 2 x history_messages + 4 "
-                             f"({2 * self.history_messages + 4}), or the reply model's history is cut short")
+        # The history is taken from the kept words, before the person's latest message and the reply.
+        if self.keep_messages < self.history_messages + 2:
+            raise ValueError(f"keep_messages ({self.keep_messages}) must be at least history_messages + 2 "
+                             f"({self.history_messages + 2}), or the reply model's history is cut short")
         return self
 
 

@@ -181,5 +181,8 @@ async def test_a_turns_scratch_is_in_its_result_but_never_in_the_checkpoint(rig:
     scratch = {"decision", "few_shot", "neighbors", "relevance", "evidence", "due", "settled", "timings"}
     assert not scratch & set(saved), scratch & set(saved)
     assert saved["last_intervention_id"] and saved["messages"] and first.thread_id == result.thread_id
-    # What is saved is small: the neighbours and beliefs were the bulk of a checkpoint.
+    # What is saved is small: the neighbours and beliefs were the bulk of a checkpoint, and a
+    # run's tool calls and results leave with the run (the words stay, the newest keep_messages).
     assert len(repr(saved)) < 20_000
+    assert all(m.type in ("human", "ai") and not getattr(m, "tool_calls", None) for m in saved["messages"])
+    assert [m.type for m in saved["messages"]] == ["human", "ai"] * 3

@@ -169,5 +169,5 @@ async def test_the_template_model_says_the_draft_of_reply_messages() -> None:
 def test_a_checkpoint_keeps_at_least_the_history_the_reply_model_is_given() -> None:
     # keep_messages below what history_messages needs would silently cut the reply model's history.
     with pytest.raises(ValidationError, match="keep_messages"):
-        CompanionSettings(history_messages=12, keep_messages=20)
-    assert CompanionSettings(history_messages=12, keep_messages=28).keep_messages == 28
+        CompanionSettings(history_messages=12, keep_messages=12)
+    assert CompanionSettings(history_messages=12, keep_messages=14).keep_messages == 14

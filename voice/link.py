@@ -133,8 +133,14 @@ class CompanionLink:
             return []
         message = AIMessage(content="", tool_calls=[{"name": c.name, "args": c.args, "id": c.id, "type": "tool_call"}
                                                     for c in calls])
-        values = await self._run({"messages": [message], "live": "tool_call"})
-        by_id = {m.tool_call_id: m for m in values.get("messages", []) if isinstance(m, ToolMessage)}
+        by_id: dict[str, ToolMessage] = {}
+
+        async def step(node: str, update: dict[str, Any]) -> None:
+            # The results as the tools step returned them (the run's end drops tool plumbing from the state).
+            if node == "tools":
+                by_id.update((m.tool_call_id, m) for m in update.get("messages") or [] if isinstance(m, ToolMessage))
+
+        await self._run({"messages": [message], "live": "tool_call"}, on_update=step)
         results = []
         for call in calls:
             found = by_id.get(call.id)

@@ -18,7 +18,14 @@ from pydantic import ValidationError
 
 from graphs.configuration import Configuration
 from graphs.deps import CompanionDeps
-from graphs.nodes.common import MEMORY_OFFLINE_NOTICE, current_exchange, ms_since, subject_text, write_id
+from graphs.nodes.common import (
+    MEMORY_OFFLINE_NOTICE,
+    current_exchange,
+    message_text,
+    ms_since,
+    subject_text,
+    write_id,
+)
 from graphs.outbox import OutboxFull, RecordIntervention, SettleOutcome
 from graphs.state import CompanionState
 from graphs.style import reply_problems, reply_quality
@@ -34,6 +41,22 @@ from tools.writes import KeepSafetyEvent, latest_plan
 log = logging.getLogger(__name__)
 OUTBOX_FULL_NOTICE = ("My memory is offline and can't hold any more for now, so I couldn't save this moment; "
                       "the conversation goes on.")
+
+
+def _plumbing(message: Any) -> bool:
+    """A tool call or its result: how a run did its work, not words anyone said."""
+    return message.type == "tool" or (message.type == "ai" and bool(getattr(message, "tool_calls", None))
+                                      and not message_text(message).strip())
+
+
+def checkpoint_trim(messages: list[Any], keep: int) -> list[Any]:
+    """What leaves the checkpoint after a run: the run's tool plumbing (no later run reads it:
+    the reply model's history is words only, and tool events count in their own run), and the
+    oldest words beyond ``keep``. The state stays small, so every turn's checkpoint is cheap
+    to write and to read back (what matters long-term is already in memory)."""
+    plumbing = [m for m in messages if m.id and _plumbing(m)]
+    words = [m for m in messages if m.id and not _plumbing(m)]
+    return plumbing + words[: max(0, len(words) - keep)]
 
 
 def intervention_record(state: CompanionState, decision: Decision) -> NewIntervention:
@@ -157,12 +180,8 @@ async def record_outcome(state: CompanionState, config: RunnableConfig, *, deps:
                       or MEMORY_OFFLINE_NOTICE)
     if deps.outbox.take_refused(user):  # this turn's tools or writes found the outbox full: say so, plainly
         update["notice"] = OUTBOX_FULL_NOTICE
-    messages = state["messages"]
-    if len(messages) > deps.settings.keep_messages:
-        # A session's state stays bounded: older messages leave the checkpoint (what matters
-        # long-term is already in memory), so every turn's checkpoint write stays small.
-        update["messages"] = [RemoveMessage(id=m.id) for m in messages[: len(messages) - deps.settings.keep_messages]
-                              if m.id]
+    if dropped := checkpoint_trim(state["messages"], deps.settings.keep_messages):
+        update["messages"] = [RemoveMessage(id=m.id) for m in dropped]
     plan = state.get("plan")
     # The plan changes only through the plan tools: read it again only when one ran (or never was).
     plan_tools = {"create_microsteps", "mark_step_complete", "get_current_step"}
