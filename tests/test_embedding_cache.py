@@ -9,29 +9,16 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 import redis.asyncio as aioredis
-from langchain_core.embeddings import Embeddings
 from redisvl.extensions.cache.embeddings import EmbeddingsCache
 
 from memories.connection import connect
 from memories.embedding_cache import CompactEmbeddingsCache
 from memories.embeddings import CachedEmbeddings, LocalMiniLMEmbeddings, _digest
+from tests.test_embeddings import CountingEmbeddings
 
 SAID = "I can't face the inbox this morning"
 
 
-class CountingEmbeddings(Embeddings):
-    """The real model, counting the texts it is asked to embed."""
-
-    def __init__(self, inner: Embeddings) -> None:
-        self.inner = inner
-        self.embedded: list[str] = []
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        self.embedded.extend(texts)
-        return self.inner.embed_documents(texts)
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
 
 
 @pytest.fixture
