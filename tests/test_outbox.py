@@ -191,7 +191,7 @@ async def test_a_settle_for_a_record_that_is_gone_is_dropped_with_a_log(
     outbox = Outbox()
     outbox.put(SettleOutcome(user_id="maya", intervention_id="forgotten", outcome=Outcome.ABANDONED))
     outbox.put(record("maya", "after"))
-    with caplog.at_level(logging.WARNING, logger="graphs.outbox"):
+    with caplog.at_level(logging.WARNING, logger="memories.outbox"):
         assert await outbox.flush(stack.registry) == 2
     assert "dropped settle" in caplog.text
     assert len(outbox) == 0
@@ -216,3 +216,37 @@ def test_a_forgotten_persons_queued_writes_are_dropped(tmp_path: Path) -> None:
     assert [w.user_id for w in outbox.pending()] == ["leo"]
     outbox.close()
     assert [w.user_id for w in Outbox(directory=tmp_path).pending()] == ["leo"]  # and on disk
+
+
+async def test_the_memory_layer_queue_carries_any_keyed_writes(stack: MemoryStack, tmp_path: Path) -> None:
+    """``memories.outbox.Outbox`` is the mechanism only: a caller's own write type queues while
+    Redis is down, survives a restart in its file and is applied, in order, once it answers."""
+    from typing import Literal
+
+    from pydantic import BaseModel, TypeAdapter
+
+    from memories.connection import unavailable_as_typed_error
+    from memories.outbox import Outbox as QueueOutbox
+
+    class Note(BaseModel):
+        op: Literal["note"] = "note"
+        key: str
+        user_id: str
+        text: str
+
+    @unavailable_as_typed_error
+    async def apply(write: Note, registry: MemoryRegistry, *, replay: bool) -> None:
+        await registry.backend.client.rpush(f"{registry.backend.settings.namespace}:test-notes", write.text)
+
+    codec = TypeAdapter(list[Note])
+    first = QueueOutbox(codec, apply, directory=tmp_path)
+    down = unreachable(stack)
+    for n in range(3):
+        assert await first.run_or_queue(Note(key=f"k{n}", user_id="maya", text=f"note {n}"), down) is False
+    first.put(Note(key="k1", user_id="maya", text="note 1"))  # the same key is not queued twice
+    first.close()
+    second = QueueOutbox(codec, apply, directory=tmp_path)  # a restart adopts the file
+    assert second.adopted == 3
+    assert await second.flush(stack.registry) == 3
+    notes = await stack.registry.backend.client.lrange(f"{stack.registry.backend.settings.namespace}:test-notes", 0, -1)
+    assert [n.decode() if isinstance(n, bytes) else n for n in notes] == ["note 0", "note 1", "note 2"]
