@@ -35,7 +35,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path(platformdirs.user_data_dir("sam2voice")), description="Where the embedded server keeps its data."
     )
-    embedded_port: int = Field(6479, ge=1024, le=65535, description="Port of the embedded server (127.0.0.1).")
+    embedded_port: int | None = Field(
+        None, ge=1024, le=65535,
+        description="Unset (the default): the embedded server listens on a private unix socket in the data dir "
+        "and on no TCP port. Set: it listens on this port of 127.0.0.1 instead, with a generated password "
+        "(kept 0600 in the data dir).")
     redis_connect_timeout_s: float = Field(1.0, gt=0, le=30, description="Fail fast when Redis is unreachable.")
     redis_socket_timeout_s: float = Field(2.0, gt=0, le=60, description="Fail fast when Redis stops answering.")
     redis_max_connections: int = Field(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick start, step 2: install (if needed) and run the whole test suite (pytest).
-# Tests start their own embedded Redis on a free port; nothing else is needed.
+# Tests start their own embedded Redis (a private unix socket); nothing else is needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh

@@ -29,8 +29,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    """The real embedded server (valkey + Search + JSON) on a free port, for the whole session."""
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), free_port())
+    """The real embedded server (valkey + Search + JSON) on its private unix socket, as the app
+    runs it, for the whole session."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     server.start()
     yield server
     server.stop()

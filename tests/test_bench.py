@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import redis
@@ -161,6 +162,6 @@ async def test_the_serve_bench_measures_a_real_server_subprocess_and_stops_it() 
     assert result["flood_rate_limited_errors"] >= 1 and result["healthz_flood_failures"] == 0
     assert 1008 in result["flood_close_codes"]  # the flooder was closed (and its reconnects held back)
     assert set(result["targets"]) == {"healthz_flood_p95_ms<=50", "turn_p95_ms<=500"}
-    for port in (result["server_port"], result["redis_port"]):  # the server and its Redis are gone
-        with socket.socket() as probe:
-            assert probe.connect_ex(("127.0.0.1", port)) != 0, port
+    with socket.socket() as probe:  # the server and its Redis (on a unix socket: no TCP port) are gone
+        assert probe.connect_ex(("127.0.0.1", result["server_port"])) != 0
+    assert result["redis_socket"].endswith(".sock") and not Path(result["redis_socket"]).exists()

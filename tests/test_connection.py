@@ -28,7 +28,7 @@ async def test_opening_against_a_dead_server_fails_fast(minilm) -> None:  # type
 
 
 async def test_calls_fail_fast_while_the_server_is_down_and_data_survives(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
-    server = EmbeddedRedis(tmp_path, free_port())
+    server = EmbeddedRedis(tmp_path)
     stack = await open_memory(server.start(), memory_settings(), base_embeddings=(minilm, minilm.model_id, minilm.dims))
     interventions = stack.registry.get(InterventionMemory)
     profile = stack.registry.get(ProfileMemory)
@@ -83,7 +83,7 @@ async def test_a_pool_wait_that_runs_out_is_load_not_an_outage(redis_url: str) -
 
 
 async def test_a_pooled_connection_survives_a_server_restart(tmp_path: Path) -> None:
-    server = EmbeddedRedis(tmp_path, free_port())
+    server = EmbeddedRedis(tmp_path)
     client = connect(server.start())
     try:
         await client.set("k", "v")

@@ -22,14 +22,14 @@ from memories.interventions import InterventionMemory
 from memories.outcomes import FAILED, SUCCEEDED, Outcome
 from memories.reflections import ReflectionMemory
 from tests.companion_fixtures import FAILURE_REPLY, SUCCESS_REPLY, fresh_namespace, open_rig
-from tests.conftest import element, free_port
+from tests.conftest import element
 
 MAX_DEGRADED_TURN_S = 3.0
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    own = EmbeddedRedis(tmp_path / "redis", free_port())
+    own = EmbeddedRedis(tmp_path / "redis")
     own.start()
     yield own
     own.stop()

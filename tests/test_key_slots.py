@@ -76,7 +76,10 @@ class Monitor:
         self._marks: dict[bytes, asyncio.Event] = {}
 
     async def __aenter__(self) -> Monitor:
-        self._reader, self._writer = await asyncio.open_connection(self.url.hostname, self.url.port, limit=2**26)
+        if self.url.scheme == "unix":  # the embedded server's private socket
+            self._reader, self._writer = await asyncio.open_unix_connection(self.url.path, limit=2**26)
+        else:
+            self._reader, self._writer = await asyncio.open_connection(self.url.hostname, self.url.port, limit=2**26)
         self._writer.write(b"MONITOR\r\n")
         await self._writer.drain()
         assert (await self._reader.readline()).startswith(b"+OK")

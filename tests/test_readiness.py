@@ -15,7 +15,6 @@ from app.settings import Settings
 from app.web.server import create_app
 from memories.embeddings import LocalMiniLMEmbeddings
 from tests.companion_fixtures import Rig, fresh_namespace, open_rig
-from tests.conftest import free_port
 from tests.test_hardening import QuietSpeech
 from tests.test_voice_server import serving
 
@@ -43,7 +42,7 @@ async def test_ready_lists_every_check(rig: Rig) -> None:
 
 
 async def test_not_ready_when_redis_is_gone_but_still_alive(tmp_path: Path, minilm: LocalMiniLMEmbeddings) -> None:
-    server = EmbeddedRedis(tmp_path / "redis", free_port())
+    server = EmbeddedRedis(tmp_path / "redis")
     url = server.start()
     try:
         async with open_rig(url, minilm, fresh_namespace(), tmp_path) as rig, serving(offline_app(rig)) as base, \

@@ -318,11 +318,12 @@ def redis_start() -> None:
     if settings.redis_url:
         console.print("[yellow]REDIS_URL is set; sam2voice uses that server and starts nothing.[/]")
         return
+    server = embedded_server(settings)
     try:
-        url = embedded_server(settings).start()
+        server.start()
     except EmbeddedRedisError as exc:
         raise _fail(exc) from None
-    console.print(f"Embedded server running at [bold]{url}[/] (data in {embedded_server(settings).data_dir})")
+    console.print(f"Embedded server running at [bold]{server.display_url}[/] (data in {server.data_dir})")
 
 
 @redis_app.command("stop")
@@ -336,19 +337,30 @@ def redis_stop() -> None:
 
 @redis_app.command("status")
 def redis_status() -> None:
-    """Show whether the embedded server runs, where, and how many keys it holds."""
+    """Show whether the embedded server runs, where, how many keys it holds, and how to connect
+    to it (for redis-cli and notebooks)."""
     from app.runtime import embedded_server
 
     settings = _settings()
     status = embedded_server(settings).status()
     if settings.redis_url:
         console.print("[yellow]Note: REDIS_URL is set, so the app does not use the embedded server.[/]")
-    if status.running:
-        console.print(f"running  {status.url}  pid {status.pid}  valkey {status.version}  "
-                      f"{status.keys} keys  data {status.data_dir}")
-    else:
+    if not status.running:
         console.print(f"stopped  {status.url}  data {status.data_dir}")
         raise typer.Exit(3)
+    console.print(f"running  {status.url}  pid {status.pid}  valkey {status.version}  "
+                  f"{status.keys} keys  data {status.data_dir}", soft_wrap=True)
+    console.print("connect:", style="bold")
+    if status.socket is not None:
+        console.print(f"  REDIS_URL={status.url}   (notebooks, scripts: redis.Redis.from_url(...))", soft_wrap=True)
+        console.print(f"  redis-cli -s {status.socket}", soft_wrap=True)
+        console.print("  only you can connect: socket and directory are 0700; no TCP port", style="dim")
+    else:
+        console.print(f"  REDIS_URL=redis://default:$(cat {status.password_file})@127.0.0.1:{status.port}",
+                      soft_wrap=True)
+        console.print(f"  redis-cli -p {status.port} --user default --pass \"$(cat {status.password_file})\"",
+                      soft_wrap=True)
+        console.print(f"  TCP on 127.0.0.1 with the password in {status.password_file} (0600)", style="dim")
 
 
 @redis_app.command("migrate")

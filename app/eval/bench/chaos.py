@@ -40,7 +40,7 @@ from rich.console import Console
 
 from app.companion import Companion
 from app.embedded_redis import EmbeddedRedis
-from app.eval.bench.common import free_port, machine
+from app.eval.bench.common import machine
 from app.settings import Settings
 from graphs.session import CompanionSession
 from memories.interventions import InterventionMemory
@@ -203,7 +203,7 @@ async def run_chaos_bench(settings: Settings, *, turns: int, kills: int, seed: i
     worker_turns = turns if worker_turns is None else worker_turns
     with tempfile.TemporaryDirectory(prefix="sam2voice-chaos-") as tmp:
         data_dir = Path(tmp)
-        server = EmbeddedRedis(data_dir / "redis", free_port())
+        server = EmbeddedRedis(data_dir / "redis")
         url = server.start()
         try:
             run = chaos_settings(settings, url, data_dir)

@@ -34,7 +34,7 @@ def scratch_redis(settings: Settings) -> Iterator[tuple[str, str]]:
         yield settings.redis_url, "REDIS_URL (scratch namespace)"
         return
     data_dir = tempfile.mkdtemp(prefix="sam2voice-scratch-")
-    server = EmbeddedRedis(Path(data_dir), free_port())
+    server = EmbeddedRedis(Path(data_dir))
     try:
         yield server.start(), "throwaway embedded server"
     finally:

@@ -108,7 +108,7 @@ class Server:
     """``sam2voice serve`` in a subprocess with a throwaway data dir and embedded Redis."""
 
     def __init__(self, tmp: Path, say: Any) -> None:
-        self.port, self.redis_port = free_port(), free_port()
+        self.port = free_port()
         self.data_dir = tmp / "data"
         self.log_path = tmp / "server.log"
         self.say = say
@@ -118,7 +118,7 @@ class Server:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in DROP_ENV}
-        return env | {"SAM2VOICE_DATA_DIR": str(self.data_dir), "SAM2VOICE_EMBEDDED_PORT": str(self.redis_port),
+        return env | {"SAM2VOICE_DATA_DIR": str(self.data_dir),
                       "SAM2VOICE_CHAT_PROVIDER": "template", "SAM2VOICE_SERVE_HOST": "127.0.0.1",
                       "SAM2VOICE_SERVE_PORT": str(self.port), "SAM2VOICE_LOG_LEVEL": "WARNING",
                       "PYTHONUNBUFFERED": "1"}
@@ -170,7 +170,7 @@ class Server:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
-        EmbeddedRedis(self.data_dir / "redis", self.redis_port).stop()  # as app.runtime.embedded_server places it
+        EmbeddedRedis(self.data_dir / "redis").stop()  # as app.runtime.embedded_server places it
 
 
 def _cpu_used(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, float | None]:
@@ -426,12 +426,13 @@ async def run_serve_bench(*, sockets: int = 200, turns: int = 5, pace_s: float =
     server = Server(tmp, say)
     result: dict[str, Any] = {}
     try:
-        say(f"starting the server on {server.base} (offline voice, template chat model, embedded Redis on "
-            f"{server.redis_port}) ...")
+        say(f"starting the server on {server.base} (offline voice, template chat model, its own embedded Redis on a "
+            "private unix socket) ...")
         t0 = time.perf_counter()
         await server.start(start_timeout_s)
         result["server_start_s"] = round(time.perf_counter() - t0, 1)
-        result |= {"server_port": server.port, "redis_port": server.redis_port}
+        redis_socket = EmbeddedRedis(server.data_dir / "redis").socket_path
+        result |= {"server_port": server.port, "redis_socket": str(redis_socket)}
         limits = httpx.Limits(max_connections=max(16, http_concurrency * 2))
         async with httpx.AsyncClient(base_url=f"http://{server.base}", headers={"Origin": server.origin},
                                      timeout=60.0, limits=limits) as http:
