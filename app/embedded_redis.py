@@ -290,7 +290,7 @@ class EmbeddedRedis:
                         return self.url
                     # Ours (its pid is in our pidfile) but elsewhere: an older version's TCP server,
                     # or one started with another SAM2VOICE_EMBEDDED_PORT. Same directory, same AOF.
-                    log.warning("restarting this data dir's embedded server (pid %d) to listen on %s",
+                    log.warning("moving this data dir's embedded server (pid %d) to %s; the data stays",
                                 pid, self.display_url)
                     self._terminate(pid, timeout_s)
             if self.port is not None and self._answers():

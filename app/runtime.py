@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 from app.embedded_redis import EmbeddedRedis
 from app.settings import Settings
@@ -10,10 +11,17 @@ from memories.stack import MemoryStack, open_memory
 
 log = logging.getLogger(__name__)
 
+# Where unix sockets are missing (Windows), the embedded server falls back to TCP on this
+# port of 127.0.0.1, with its generated password.
+TCP_FALLBACK_PORT = 6479
+
 
 def embedded_server(settings: Settings) -> EmbeddedRedis:
     """The embedded server these settings describe (started or not)."""
-    return EmbeddedRedis(settings.data_dir / "redis", settings.embedded_port)
+    port = settings.embedded_port
+    if port is None and not hasattr(socket, "AF_UNIX"):
+        port = TCP_FALLBACK_PORT
+    return EmbeddedRedis(settings.data_dir / "redis", port)
 
 
 def resolve_redis_url(settings: Settings) -> str:

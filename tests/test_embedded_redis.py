@@ -235,3 +235,25 @@ async def test_a_server_without_search_or_json_is_named_in_the_error(tmp_path: P
     finally:
         bare.terminate()
         bare.wait(10)
+
+
+async def test_the_companion_runs_whole_on_a_tcp_port_with_its_password(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    """The TCP mode's ACL leaves out only admin commands: memory, the checkpointer, the tools'
+    scripts, statistics, export and forget all run as the password's user."""
+    from tests.companion_fixtures import fresh_namespace, open_rig
+
+    server = EmbeddedRedis(tmp_path / "redis", free_port())
+    url = server.start()
+    try:
+        async with open_rig(url, minilm, fresh_namespace(), tmp_path) as rig:
+            session = rig.session("tia")
+            first = await session.send("I can't start my essay")
+            second = await session.send("nah that didn't help, still stuck")
+            assert not first.degraded and not second.degraded and first.decision.tool
+            assert second.settled and second.settled[0]["outcome"] != "pending"
+            data = await rig.person_data().export("tia")
+            assert data["interventions"] and data["sessions"] and data["coaching"]["plan"]
+            await rig.person_data().forget("tia")
+            assert not (await rig.person_data().export("tia"))["interventions"]
+    finally:
+        server.stop()
