@@ -337,8 +337,7 @@ def redis_stop() -> None:
 
 @redis_app.command("status")
 def redis_status() -> None:
-    """Show whether the embedded server runs, where, how many keys it holds, and how to connect
-    to it (for redis-cli and notebooks)."""
+    """Show whether the embedded server runs, where, its keys, and how to connect (redis-cli, notebooks)."""
     from app.runtime import embedded_server
 
     settings = _settings()
