@@ -189,6 +189,9 @@ async def test_reframes_are_kind_and_specific(h: Harness) -> None:
     out = ok(await h.call("reframe_thought", {"thought": "I ruin everything"}, ctx=h.context(chat_model=model)),
              "thought_reframed")
     assert out["source"] == "model" and out["reframe"] == "One hard meeting doesn't define you."
+    for thought, word in (("I have to finish this report", "Have to"), ("I must answer every email", "Must")):
+        out = ok(await h.call("reframe_thought", {"thought": thought}), "thought_reframed")
+        assert out["pattern"] == "should" and out["reframe"].startswith(f"'{word}'")  # their words, not "should"
     looping = StructuredModel(answer={"reframe": "I'm not your best friend, " * 10})  # seen from a 135M model
     out = ok(await h.call("reframe_thought", {"thought": "nobody likes me"}, ctx=h.context(chat_model=looping)),
              "thought_reframed")

@@ -362,6 +362,31 @@ async def test_still_stuck_with_nothing_pending_gets_something_new_to_try(rig: R
     assert again.settled == []  # nothing was pending, so nothing is settled twice
 
 
+def test_the_task_they_named_a_turn_or_two_ago_is_still_the_task() -> None:
+    """ "nah still stuck" two turns after "I have to clean my room and can't start" is about the room:
+    its microsteps, reminder or check-in name the room, not "the next thing on your list"."""
+    from langchain_core.messages import AIMessage
+
+    from graphs.nodes.agent import recent_task
+
+    said = [HumanMessage("i have to clean my room and cant start"), AIMessage("'Have to' adds a lot of pressure."),
+            HumanMessage("that didnt help"), AIMessage("Got it. What feels hardest?"), HumanMessage("still stuck")]
+    assert recent_task(said) == "clean your room"
+    assert recent_task(said[:1]) is None  # the latest message is not "earlier"
+    long_ago = [said[0], *[HumanMessage(text) for text in ("ok", "hmm", "no", "still stuck")]]
+    assert recent_task(long_ago) is None  # three messages later it is no longer what this is about
+    newer = [*said[:-1], HumanMessage("i need to email my boss"), HumanMessage("cant")]
+    assert recent_task(newer) == "email your boss"  # the newest task they named wins
+
+
+async def test_break_it_down_right_after_naming_the_task_splits_that_task(rig: Rig) -> None:
+    session = rig.session("rae", seed="3")
+    await session.send("ugh I need to clean my room")
+    asked = await session.send("can you break it into steps")
+    assert asked.tool == "create_microsteps", asked.decision
+    assert "room" in asked.decision.args["task"] and "room" in asked.reply.lower()
+
+
 @pytest.mark.parametrize("answer", ["no", "no thanks", "nope"])
 async def test_no_to_want_to_try_something_different_gets_no_tool_pushed(rig: Rig, answer: str) -> None:
     session = rig.session(f"ned-{answer.replace(' ', '')}", seed="5")

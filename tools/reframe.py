@@ -31,7 +31,8 @@ class ReframeDraft(BaseModel):
                                                                    "that answer the thought kindly, using 'you'.")
 
 
-# (pattern name, regex on the lower-cased thought, reply; {echo} is the thought in the second person)
+# (pattern name, regex on the lower-cased thought, reply; {echo} is the thought in the second person,
+# {word} the words that matched, as they said them: "'Have to' adds ...", never a "should" they did not say)
 RULES: list[tuple[str, str, str]] = [
     ("label", r"\bi(?:'m| am) (?:so |such an? |just |really |a )?(?:stupid|lazy|useless|failure|worthless|"
               r"broken|hopeless|idiot|dumb|pathetic|mess|terrible|bad)\b",
@@ -42,7 +43,7 @@ RULES: list[tuple[str, str, str]] = [
     ("feelings_should", r"\bshouldn't (?:feel|be (?:upset|sad|anxious|angry|tired))",
      "Your feelings make sense, even the hard ones. You don't have to fix them right now."),
     ("should", r"\b(?:should|must|have to|ought to)\b",
-     "'Should' adds a lot of pressure. It's okay to do it one small step at a time, or not right now."),
+     "'{word}' adds a lot of pressure. It's okay to do it one small step at a time, or not right now."),
     ("cant", r"\bi (?:can't|cannot|can not)\b",
      "It feels like {echo} right now, and that's okay. Let's find one small part you can do."),
     ("all_or_nothing", r"\b(?:always|never|every single time|nothing ever|everything always)\b",
@@ -63,11 +64,11 @@ def rule_reframe(thought: str) -> tuple[str, str]:
     """A kind, realistic answer to ``thought`` from fixed rules: ``(reframe, pattern name)``."""
     text = " ".join(thought.split()).replace("\u2019", "'")
     for name, pattern, reply in RULES:
-        if re.search(pattern, text.lower()):
+        if found := re.search(pattern, text.lower()):
             said = echo(text)
             if not said or len(said.split()) > ECHO_WORDS:
                 said = GENERIC_ECHO.get(name, "")
-            return reply.format(echo=said), name
+            return reply.format(echo=said, word=found.group(0).capitalize()), name
     return DEFAULT, "other"
 
 

@@ -18,16 +18,17 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field, create_model
 
 from graphs.configuration import Configuration
 from graphs.deps import CompanionDeps
 from graphs.intents import detect_intent
-from graphs.nodes.common import ms_since, subject_text
+from graphs.nodes.common import message_text, ms_since, subject_text
 from graphs.policy import choose_tool, turn_rng
 from graphs.state import CompanionState
 from graphs.tracing import traced
@@ -89,7 +90,22 @@ def plan_task(plan: Plan | None) -> str | None:
     return task_from_message(f"I need to {plan.task}") or plan.task if plan and not plan.done else None
 
 
-def request_decision(reading: Understanding, message: str, plan: Plan | None) -> Decision:
+RECENT_WORDS = 3  # how many of the person's earlier messages a task they named still counts for
+
+
+def recent_task(messages: Sequence[AnyMessage], *, turns: int = RECENT_WORDS) -> str | None:
+    """The task the person named in one of their last ``turns`` messages before the latest one,
+    newest first: "nah, still stuck" two turns after "I have to clean my room and can't start"
+    is still about the room, not "the next thing on your list"."""
+    earlier = [m for m in messages if m.type == "human"][:-1]
+    for said in reversed(earlier[-turns:]):
+        if task := task_from_message(message_text(said)):
+            return task
+    return None
+
+
+def request_decision(reading: Understanding, message: str, plan: Plan | None, *, earlier: str | None = None
+                     ) -> Decision:
     """What an explicit request asks for."""
     active = plan is not None and not plan.done
     kind = reading.request or Request.OTHER
@@ -103,7 +119,7 @@ def request_decision(reading: Understanding, message: str, plan: Plan | None) ->
         return Decision(tool="create_microsteps", args=args,
                         source="request", intervention=True, reason="the step is too big: split it")
     if kind is Request.STEPS:
-        task = named
+        task = named or earlier  # "can you break it down" right after naming the task is about that task
         if not task:
             return Decision(tool=None, source="request", say="ask_task", reason="steps, but for which task?")
         return Decision(tool="create_microsteps", args={"task": task, "max_steps": 5}, source="request",
@@ -149,7 +165,7 @@ async def policy_decision(state: CompanionState, deps: CompanionDeps, cfg: Confi
     )
     named = task_from_message(message)
     ongoing = plan_task(plan)
-    args = default_args(choice.tool, message=message, task=named or ongoing)
+    args = default_args(choice.tool, message=message, task=named or ongoing or recent_task(state["messages"]))
     if choice.tool == "create_microsteps" and ongoing and (not named or named == ongoing):
         args = {"task": plan.current_step or plan.task, "replace_current": True}  # stuck inside the plan: smaller
     decision = Decision(
@@ -276,7 +292,7 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
                                                     "get_current_step", "get_time_since_last_checkin"):
             decision = Decision(tool=intent.tool, args=intent.args, source="request", reason="you asked for it")
         elif asks:
-            decision = request_decision(reading, message, plan)
+            decision = request_decision(reading, message, plan, earlier=recent_task(state["messages"]))
         elif reading.act is Act.QUESTION:
             decision = question_decision(reading)
             if before and decision.tool == "get_current_step":  # the step just completed says what's next
