@@ -343,6 +343,14 @@ async def test_default_args_are_valid_and_run(h: Harness, name: str) -> None:
         "text": "call your mom", "minutes_from_now": 20}
 
 
+@pytest.mark.parametrize("task,about", [("clean my room", "cleaning your room"),
+                                        ("write my essay", "writing your essay"),
+                                        ("plan the trip", "planning the trip"), ("my essay", "your essay")])
+def test_a_check_in_asks_about_the_task_in_plain_words(task: str, about: str) -> None:
+    """ "How is cleaning your room going?", never "how is your task, clean your room going?"."""
+    assert default_args("schedule_checkin", message="check on me in 10 minutes", task=task)["about"] == about
+
+
 def test_default_args_of_utilities_and_unknown_tools() -> None:
     assert default_args("get_current_time", message="what time is it", task=None) == {}
     assert default_args("rate_response", message="that helped, 5 out of 5", task=None)["rating"] == 5

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from memories.records import MAX_TEXT_CHARS
-from tools.wording import clean_task, is_noun_phrase, second_person, shorten, task_phrase
+from tools.wording import as_gerund, clean_task, is_noun_phrase, second_person, shorten, task_phrase
 
 
 class ToolSpec(BaseModel):
@@ -86,9 +86,12 @@ def minutes_in(message: str, default: int) -> int:
 
 
 def _task_phrase(task: str) -> str:
-    """A task as something to check in about: ``your essay``, or ``your task, write your essay``."""
+    """A task as something to check in about: ``your essay``, ``writing your essay``, or (a phrase
+    that starts with no verb it knows) ``your task, ...``."""
     phrase = clean_task(task)
-    return phrase if is_noun_phrase(phrase) else f"your task, {phrase}"
+    if is_noun_phrase(phrase):
+        return phrase
+    return as_gerund(phrase) or f"your task, {phrase}"
 
 
 # "I can't (make myself) start my essay, ..." -> "my essay": what the person is stuck on.

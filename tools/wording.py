@@ -95,6 +95,17 @@ def is_noun_phrase(phrase: str) -> bool:
     return words[0] in _NOUN_STARTS or (words[0].endswith("ing") and len(words[0]) > 4) or len(words) == 1
 
 
+def as_gerund(phrase: str) -> str | None:
+    """An action as a thing to ask about: ``clean your room`` -> ``cleaning your room`` (None when the
+    first word is not a verb lemminflect knows). A lexicon, not suffix rules: English doubles and drops
+    letters irregularly (plan -> planning, write -> writing, tidy -> tidying, see -> seeing)."""
+    from lemminflect import getInflection
+
+    first, _, rest = phrase.strip().partition(" ")
+    forms = getInflection(first.lower(), tag="VBG", inflect_oov=False) if first else ()
+    return f"{forms[0]} {rest}".strip() if forms else None
+
+
 def sentence(text: str) -> str:
     """``text`` with a capital first letter."""
     return text[:1].upper() + text[1:]
