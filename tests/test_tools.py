@@ -341,6 +341,11 @@ async def test_default_args_are_valid_and_run(h: Harness, name: str) -> None:
         assert out.status == "success", (name, args, out.content)
     assert default_args("create_reminder", message="remind me to call my mom in 20 minutes", task=None) == {
         "text": "call your mom", "minutes_from_now": 20}
+    forgotten = {"im so dumb i forgot my meds again": "your meds", "I keep forgetting to drink water": "drink water",
+                 "i always forget about the bins lol": "the bins"}
+    for said, text in forgotten.items():
+        assert default_args("create_reminder", message=said, task=None)["text"] == text  # what they forget
+    assert default_args("create_reminder", message="ugh forgot it", task=None)["text"] != "it"
 
 
 @pytest.mark.parametrize("task,about", [("clean my room", "cleaning your room"),

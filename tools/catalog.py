@@ -73,6 +73,10 @@ _NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "five": 5, "ten": 1
 _IN_TIME = re.compile(r"\bin\s+(\d{1,4}|" + "|".join(sorted(_NUMBERS, key=len, reverse=True)) +
                       r")\s*(minutes?|mins?|hours?|hrs?)\b", re.IGNORECASE)
 _REMIND = re.compile(r"^(?:please\s+|can you\s+|could you\s+)?remind me\b\s*(?:to\s+|about\s+|that\s+)?", re.IGNORECASE)
+# "i forgot my meds again", "I keep forgetting to drink water": what they forget is what to remind of.
+_FORGOT = re.compile(r"\b(?:forgot|forget|forgetting)\s+(?:about\s+)?(?:to\s+)?(?P<what>[^,.;!?]+)", re.IGNORECASE)
+_TRAILING = re.compile(r"(?:\s+(?:again|today|now|right now|anymore|at all|every time|all the time|lol|ugh))+$",
+                       re.IGNORECASE)
 
 
 def minutes_in(message: str, default: int) -> int:
@@ -143,7 +147,11 @@ def default_args(tool_name: str, *, message: str, task: str | None) -> dict[str,
     if tool_name == "create_reminder":
         request = " ".join(_IN_TIME.sub("", message).split())
         asked = _REMIND.match(request)  # "remind me to X" names what to remind of; else the task does
-        said = second_person(request[asked.end():].strip(" ,.")) if asked else ""
+        forgot = None if asked else _FORGOT.search(request)
+        said = second_person(request[asked.end():].strip(" ,.")) if asked else \
+            second_person(_TRAILING.sub("", forgot.group("what").strip(" ,."))) if forgot else ""
+        if not asked and said.lower() in _VAGUE:
+            said = ""  # "ugh forgot it": a reminder of "it" says nothing
         # Only what they asked to be reminded of, or their task: never their words echoed back.
         text = said if said and len(said.split()) <= 8 else (f"come back to {task}" if task else
                                                               "take a moment and check how you're doing")
