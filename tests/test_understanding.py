@@ -237,6 +237,43 @@ async def test_a_crisis_only_the_classifier_saw_is_asked_about_and_an_all_clear_
     assert again.safety and "are you safe right now?" in again.reply
 
 
+@pytest.mark.parametrize("said", ["i honestly dont see the point of anything anymore i want to disappear",
+                                  "i just want to not wake up", "i want to end it all", "i dont want to live anymore",
+                                  "i want to cut myself", "i want to sleep forever", "i want to not be here"])
+def test_what_someone_wants_at_their_darkest_is_never_a_task(said: str) -> None:
+    from tools.catalog import task_from_message
+
+    assert task_from_message(said) is None
+
+
+@pytest.mark.parametrize("said,task", [("I need to cut the grass", "cut the grass"), ("i need to cut my hair",
+                                                                                     "cut your hair"),
+                                       ("I have to give up sugar", "give up sugar"),
+                                       ("i need to end the meeting early", "end the meeting early"),
+                                       ("my essay is too much, i want to die", "your essay")])
+def test_everyday_tasks_with_the_same_words_are_still_tasks(said: str, task: str) -> None:
+    from tools.catalog import task_from_message
+
+    assert task_from_message(said) == task
+
+
+async def test_an_all_clear_after_dark_words_never_makes_them_a_task(rig: Rig) -> None:
+    """Seen in a chat: "i want to disappear" was asked about, "im safe i just meant im tired" got
+    "Get out everything you need for disappear." Nothing of the dark words may come back as a task."""
+    tools = set()
+    for seed in range(8):  # the policy's choice varies by seed: the steps, a reminder, a check-in all name a task
+        session = rig.session(f"ola{seed}", seed=str(seed))
+        asked = await session.send("i honestly dont see the point of anything anymore i want to disappear")
+        assert asked.safety and asked.tool is None
+        for text in ("im safe i just meant im tired", "still stuck"):
+            after = await session.send(text)
+            assert not after.safety
+            tools.add(after.tool)
+            said = (after.reply + " " + str(after.decision.args) + " " + str(after.plan)).lower()
+            assert "disappear" not in said, (seed, text, said)
+    assert "create_microsteps" in tools  # the case seen: steps were made
+
+
 async def test_not_safe_after_the_check_gets_the_safety_reply(alarmed: Rig) -> None:
     session = alarmed.session("nia", seed="4")
     await session.send("i cant stop shaking")

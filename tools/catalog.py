@@ -119,13 +119,26 @@ _TASK_NOUN = re.compile(
     re.IGNORECASE)
 
 
+# What someone may say they want when things are very dark ("i want to disappear", "i just want to
+# not wake up"): never a task to make steps for, remind of or check in about.
+_NOT_A_TASK = re.compile(
+    r"^(?:just\s+|really\s+)?(?:die|dying|be dead|disappear\w*|vanish\w*|(?:kill|hurt|harm) (?:myself|me)\b|"
+    r"cut (?:myself|me|my (?:arms?|wrists?|legs?|thighs?|skin))\b|"
+    r"end(?: it| my life| myself| everything| things)\b|end$|"
+    r"give up(?: on (?:life|everything|myself))?$|"
+    r"stop (?:existing|living|being here|breathing)|not (?:be (?:here|alive|around)|exist|wake|live|be)\b|"
+    r"sleep (?:forever|and never)|run away(?: forever)?$|leave (?:forever|this world)|overdose|jump off|hang myself|"
+    r"drown|be gone|go away forever|exist\w*|(?:live|be alive)(?: anymore| any more| like this)?$)", re.IGNORECASE)
+
+
 def task_from_message(message: str) -> str | None:
     """The task a message says the person is stuck on, in the second person, if it names one."""
     found = _STUCK_ON.search(message or "")
     if found:
         phrase = re.split(r"\s+(?:but|and|because|so|it|which)\s+", found["task"].strip(), maxsplit=1)[0]
         phrase = re.sub(r"\s+(?:today|now|right now|anymore|at all)$", "", phrase.strip(), flags=re.IGNORECASE)
-        if phrase and phrase.lower() not in _VAGUE and (named := task_phrase(phrase)):
+        dark = _NOT_A_TASK.match(found["task"].strip()) or _NOT_A_TASK.match(phrase)
+        if phrase and phrase.lower() not in _VAGUE and not dark and (named := task_phrase(phrase)):
             return named
     noun = _TASK_NOUN.search(message or "")
     return f"your {noun.group(1).lower()}" if noun else None
