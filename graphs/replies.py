@@ -50,6 +50,31 @@ LINES: dict[str, tuple[str, ...]] = {
     "question_other": ("I'm not sure about that. Want to see your plan, or tell me what's on your plate?",),
     "all_clear": ("Thanks for telling me, I'm glad you're okay. If that changes, that help is there any time.",
                   "Okay, thank you. If it ever stops being okay, reach out to that help straight away."),
+    # The answer to a sensory check names what bothers them: the one adjustment that fits, then back to them.
+    "sensory_noise": ("That sound can be really hard to tune out. Could you move away from it for a bit, or put on "
+                      "earplugs, headphones or some steady background sound?",
+                      "Noise like that wears you down. Can you shut a door on it, or block it with headphones or "
+                      "earplugs for a while?"),
+    "sensory_light": ("Harsh light is draining. Could you dim it, turn away from it, or lower your screen's "
+                      "brightness for a bit?",
+                      "That light sounds like a lot. Can you switch it off, move out of it, or wear a cap or "
+                      "sunglasses for a while?"),
+    "sensory_temperature": ("Being too hot or too cold makes everything harder. Could you open a window, add or take "
+                            "off a layer, or have a glass of cold water?",
+                            "Your body's comfort comes first. Can you change what you're wearing or the room's "
+                            "temperature a little?"),
+    "sensory_hunger": ("Running on empty makes everything harder. Could you have a snack and a glass of water first? "
+                       "The rest can wait five minutes.",
+                       "Let's look after that first: something small to eat and some water, then we'll see."),
+    "sensory_touch": ("Clothes that bother you can take up all your attention. Could you change into something softer, "
+                      "or take off what's bothering you?",
+                      "That would get to anyone. Can you swap it for something comfier for now?"),
+    "sensory_smell": ("A smell like that is hard to ignore. Could you open a window or move somewhere the air is "
+                      "fresher for a bit?",
+                      "Let's get you some fresher air: a window, or another room, for a few minutes?"),
+    "sensory_crowd": ("Lots of people at once is a lot to take in. Could you find a quieter corner, or step outside "
+                      "for a few minutes?",
+                      "That's a lot of people. Is there somewhere quieter you could go for a little while?"),
     "generic": ("I'm here with you. What's one tiny thing you could start with?",
                 "Okay. What's the smallest next thing you could do?"),
 }

@@ -32,7 +32,7 @@ __all__ = ["NO_DECISION", "SETTLES_NOTHING", "Decision", "DueItem", "Evidence", 
            "PolicyEvidence", "Scratch", "ScratchSum", "Source", "ToolCallSpec"]
 
 Source = Literal["request", "acknowledge", "policy", "voice", "none", "safety", "progress", "question", "greeting",
-                 "goodbye", "redirect", "ask", "after_crisis"]
+                 "goodbye", "redirect", "ask", "after_crisis", "sensory"]
 
 
 def Scratch(typ: type[Any]) -> UntrackedValue[Any]:  # noqa: N802 (reads as a type in an annotation)

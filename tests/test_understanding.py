@@ -424,6 +424,29 @@ async def test_break_it_down_right_after_naming_the_task_splits_that_task(rig: R
     assert "room" in asked.decision.args["task"] and "room" in asked.reply.lower()
 
 
+@pytest.mark.parametrize("answer,sense,words", [("its the fridge humming", "noise", "headphones"),
+                                               ("yeah its way too bright in here", "light", "dim"),
+                                               ("im freezing tbh", "temperature", "layer"),
+                                               ("this jumper is so itchy", "touch", "softer")])
+async def test_the_answer_to_a_sensory_check_gets_the_adjustment_that_fits(rig: Rig, answer: str, sense: str,
+                                                                           words: str) -> None:
+    """Seen in a chat: "its the fridge humming", the answer to "is a noise bothering you?", got five
+    microsteps for "the next thing on your list". It names what bothers them: say what would help."""
+    session = rig.session(f"sia-{sense}", seed="1")
+    checked = await session.send("can you do a sensory check with me")
+    assert checked.tool == "sensory_check", checked.decision
+    answered = await session.send(answer)
+    assert answered.decision.source == "sensory" and answered.tool is None, answered.decision
+    assert answered.decision.say == f"sensory_{sense}" and words in answered.reply.lower()
+    better = await session.send("ok thats better thanks")
+    assert [s["outcome"] for s in better.settled] and better.settled[0]["outcome"] not in ("abandoned", "pending")
+
+
+async def test_sense_words_with_no_sensory_check_pending_are_not_an_answer(rig: Rig) -> None:
+    result = await rig.session("sol", seed="1").send("the neighbours are drilling again and i cant focus on my essay")
+    assert result.decision.source != "sensory"
+
+
 @pytest.mark.parametrize("answer", ["no", "no thanks", "nope"])
 async def test_no_to_want_to_try_something_different_gets_no_tool_pushed(rig: Rig, answer: str) -> None:
     session = rig.session(f"ned-{answer.replace(' ', '')}", seed="5")

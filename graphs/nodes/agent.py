@@ -35,6 +35,7 @@ from graphs.tracing import traced
 from graphs.turn import NO_DECISION, Decision, PolicyEvidence, ToolCallSpec
 from graphs.understanding import rules
 from graphs.understanding.acts import Act, Question, Request, Sign, Understanding
+from graphs.understanding.senses import sense_named
 from memories.current_state import CurrentStateMemory
 from memories.errors import MemoryUnavailable
 from tools.catalog import INTERVENTION_TOOLS, default_args, task_from_message
@@ -102,6 +103,19 @@ def recent_task(messages: Sequence[AnyMessage], *, turns: int = RECENT_WORDS) ->
         if task := task_from_message(message_text(said)):
             return task
     return None
+
+
+def sensory_answer(state: CompanionState, reading: Understanding, message: str) -> str | None:
+    """The sense their message names when it answers the sensory check still pending ("its the
+    fridge humming" after "is a noise bothering you?"), or None. A message that says how it went
+    ("the noise is better now") is an outcome, not an answer."""
+    if reading.sign not in (Sign.NONE, Sign.UNCLEAR):
+        return None
+    pending = state.get("last_intervention_id")
+    tried = [e for e in state.get("session_log") or [] if e.get("kind") == "intervention"]
+    if not pending or not tried or tried[-1].get("id") != pending or tried[-1].get("tool") != "sensory_check":
+        return None
+    return sense_named(message)
 
 
 def request_decision(reading: Understanding, message: str, plan: Plan | None, *, earlier: str | None = None
@@ -297,6 +311,10 @@ async def choose_intervention(state: CompanionState, config: RunnableConfig, *, 
             decision = question_decision(reading)
             if before and decision.tool == "get_current_step":  # the step just completed says what's next
                 decision = Decision(tool=None, source="progress", reason="progress, then the next step")
+        elif (sense := sensory_answer(state, reading, message)) is not None:
+            # The check stays pending: "ok that's better" next settles it as helped.
+            decision = Decision(tool=None, source="sensory", say=f"sensory_{sense}",
+                                reason=f"they named what bothers them ({sense}): the adjustment that fits")
         elif reading.has(Act.STRUGGLE) or looks_like_a_struggle(state, reading, message, plan):
             decision, model_ms = await policy_decision(state, deps, cfg, message, plan, heard=False)
             if before and decision.tool == "create_microsteps" and decision.args.get("replace_current"):

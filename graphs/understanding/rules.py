@@ -28,13 +28,14 @@ _REQUESTS: tuple[tuple[Request, re.Pattern[str]], ...] = tuple((r, re.compile(p)
                     r"easy|smaller|manageable)? ?(?:steps|pieces|parts|chunks|bits)\b|\b(?:steps|plan) for\b|"
                     r"\bwhere (?:do i|to|should i) (?:even )?(?:start|begin)\b.*\b(?:help|tell|show)|"
                     r"\b(?:help|tell|show) me (?:where|how) to (?:start|begin)\b|\bmicro ?steps?\b"),
+    # Before the check-in: "can you do a sensory check with me" is not "check with me".
+    (Request.SENSORY, r"\bsensory (?:check|thing|scan)\b|\bcheck (?:my|the) (?:senses|surroundings)\b"),
     (Request.REMINDER, r"\bremind me\b|\bset (?:a|an) (?:reminder|alarm)\b|\breminder (?:to|for|about)\b"),
     (Request.CHECKIN, r"\bcheck (?:in |back )?(?:on|with) me\b|\bcheck in (?:with me |on me )?in\b|\bcheck back in\b|"
                       r"\bkeep me accountable\b|\bcheck[- ]in (?:with me )?(?:in|at)\b"),
     (Request.TIME, r"\bwhat(?:'s| is)? the time\b|\bwhat time is it\b|\bcurrent time\b|\btime (?:is it|rn|right now)\?"),
     (Request.BREATHING, r"\b(?:breathing exercise|breathe with me|help me breathe|breathing thing|do (?:some |a )?breathing)\b"),
     (Request.GROUNDING, r"\b(?:grounding|ground me|5 ?4 ?3 ?2 ?1|five four three)\b"),
-    (Request.SENSORY, r"\bsensory (?:check|thing)\b"),
 ))
 _QUESTIONS: tuple[tuple[Question, re.Pattern[str]], ...] = tuple((q, re.compile(p)) for q, p in (
     (Question.PROGRESS, r"\bhow many (?:steps|more|left)\b|\b(?:steps|how much) (?:are |is )?left\b|\bhow far (?:am i|along)\b"),
