@@ -237,6 +237,15 @@ async def test_a_crisis_only_the_classifier_saw_is_asked_about_and_an_all_clear_
     assert again.safety and "are you safe right now?" in again.reply
 
 
+@pytest.mark.parametrize("said,act", [("i forgot my meds again", Act.STRUGGLE), ("i forgot my meds", Act.STRUGGLE),
+                                      ("whats next", Act.QUESTION), ("need the next step", Act.QUESTION),
+                                      ("where was i", Act.QUESTION)])
+def test_a_statement_is_not_read_as_a_question(reader: UnderstandingReader, said: str, act: Act) -> None:
+    """Seen in a chat with a plan open: "i forgot my meds again" was read as "what's my plan?" and got
+    the plan listed back. A question is worded as one, or asks about what questions ask about."""
+    assert reader.read(said, reader.encoder.embed_query(said)).act is act
+
+
 @pytest.mark.parametrize("said", ["i honestly dont see the point of anything anymore i want to disappear",
                                   "i just want to not wake up", "i want to end it all", "i dont want to live anymore",
                                   "i want to cut myself", "i want to sleep forever", "i want to not be here"])

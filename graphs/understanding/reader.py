@@ -88,6 +88,14 @@ class UnderstandingReader:
             if runner_up in (Act.OUTCOME, Act.PROGRESS):
                 also.append(runner_up)
         source = "classifier"
+        if act is Act.QUESTION and len(ranked) > 1 and not rules.sounds_like_a_question(text) \
+                and rules.question_by_rule(text) is None:
+            # The heads heard a question in a statement ("i forgot my meds again" read as "what's my
+            # plan?"): it is the runner-up act, told, not asked (a request only in a request's words).
+            told = [Act(a) for a in ranked[1:] if a != Act.REQUEST.value or rules.request_by_rule(text)]
+            # Forgetting again is the struggle itself (ADHD's most common one), not a report on the last try.
+            act, source = (Act.STRUGGLE if rules.FORGOT.search(text) else told[0]), "rule"
+            also = [a for a in also if a is not act]
         request = rules.request_by_rule(text)
         question = rules.question_by_rule(text) if request is None else None
         if request is not None:

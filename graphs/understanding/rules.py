@@ -87,6 +87,28 @@ def request_by_rule(text: str) -> Request | None:
     return next((r for r, p in _REQUESTS if p.search(low)), None)
 
 
+# How a question starts, spoken or typed (fillers first: "um so what's next"). Voice transcripts
+# carry no "?", so the wording has to say it.
+_FILLERS = r"(?:(?:um+|uh+|so|ok(?:ay)?|hey|hi|and|but|well|like|sorry|sam|then|also|oh|wait|hmm+|yeah|right)[,!.]?\s+)*"
+_ASKS = re.compile(r"^" + _FILLERS + r"(?:what\w*|where\w*|which|how\w*|when\w*|who\w*|why\w*|wat|wut|wot|whats|"
+                   r"is|isn'?t|are|aren'?t|am|do|does|did|don'?t|can|could|should|shall|would|will|have|has|was|were|"
+                   r"any|remind|tell|show|explain|give|list)\b")
+
+
+FORGOT = re.compile(r"\b(?:forgot|forget|forgetting|forgotten)\b", re.IGNORECASE)
+# What the companion's questions are about: the plan, its steps, progress, the time, its memory.
+_ASKED_ABOUT = re.compile(r"\b(?:plan|steps?|next|left|progress|far|time|clock|remember\w*|know|learn\w*|list|"
+                          r"doing|supposed|meant|where|what\w*|which|how|check[- ]?ins?|since|up to|did i|am i)\b")
+
+
+def sounds_like_a_question(text: str) -> bool:
+    """Whether ``text`` could be one of the questions the companion answers: a "?", a question's
+    first word ("whats next", "is there a plan"), or what such a question is about ("need the next
+    step", "no idea where i was"). "i forgot my meds again" is none of these."""
+    low = normalise(text)
+    return "?" in low or bool(_ASKS.match(low)) or bool(_ASKED_ABOUT.search(low))
+
+
 def question_by_rule(text: str) -> Question | None:
     """A question about the plan, state or memory in its usual wording."""
     low = normalise(text)
