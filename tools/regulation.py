@@ -67,6 +67,10 @@ class BreakArgs(BaseModel):
         "stand up, stretch and drink some water", description="What to do in the break, as said to the person.")
 
 
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
 def build(ctx: ToolContext) -> list[BaseTool]:
     """The regulation tools bound to ``ctx``."""
 
@@ -85,9 +89,11 @@ def build(ctx: ToolContext) -> list[BaseTool]:
 
     async def grounding_exercise(args: GroundingArgs, user_id: str) -> Result:
         steps = GROUNDING[args.method]
-        # Items that continue a list ("4 things you can touch") follow a comma, others a full stop.
-        said = steps[0] + "".join((", " if s[:1].islower() or s[:1].isdigit() else ". ") + s for s in steps[1:])
-        content = f"Let's ground together. {said}. Take your time, there's no rush."
+        # One sentence of steps and one of reassurance (the companion's style is two sentences at most):
+        # items that continue a list ("4 things you can touch") follow a comma, steps follow ", then".
+        said = _lower_first(steps[0]) + "".join(
+            (", " + s if s[:1].isdigit() else ", then " + _lower_first(s)) for s in steps[1:])
+        content = f"Let's ground together: {said}. Take your time, there's no rush."
         return content, {"event": "grounding_started", "method": args.method, "steps": steps}
 
     async def suggest_break(args: BreakArgs, user_id: str) -> Result:
