@@ -29,6 +29,7 @@ same directory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -49,6 +50,8 @@ from typing import Any
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from memories.connection import redact
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +204,7 @@ class EmbeddedRedis:
     @property
     def display_url(self) -> str:
         """:attr:`url` without its password."""
-        if self.socket_path is not None:
-            return self.url
-        return f"redis://{'default:***@' if self._password() else ''}127.0.0.1:{self.port}"
+        return redact(self.url)
 
     def _endpoint(self) -> dict[str, Any]:
         return {"unixsocket": str(self.socket_path)} if self.socket_path is not None else {"port": self.port}
@@ -249,19 +250,19 @@ class EmbeddedRedis:
 
     def status(self) -> EmbeddedStatus:
         """Whether our server is running, and some facts about it."""
-        pid = self._pid()
-        where = {"socket": self.socket_path, "port": self.port,
-                 "password_file": self.password_file if self.port is not None else None}
-        if pid is None or not self._answers():
-            return EmbeddedStatus(running=False, url=self.display_url, pid=pid, data_dir=self.data_dir, **where)
-        client = self._client()
+        pid, client = self._pid(), self._client()
+        stopped = EmbeddedStatus(running=False, url=self.display_url, pid=pid, data_dir=self.data_dir,
+                                 socket=self.socket_path, port=self.port,
+                                 password_file=self.password_file if self.port is not None else None)
+        if pid is None or not self._answers(client):
+            return stopped
         try:
             info = client.info("server")
             keys = int(client.dbsize())
         except redis.RedisError:
-            return EmbeddedStatus(running=False, url=self.display_url, pid=pid, data_dir=self.data_dir, **where)
-        return EmbeddedStatus(running=True, url=self.display_url, pid=pid, data_dir=self.data_dir,
-                              version=str(info.get("valkey_version", info.get("redis_version"))), keys=keys, **where)
+            return stopped
+        return dataclasses.replace(stopped, running=True, keys=keys,
+                                   version=str(info.get("valkey_version", info.get("redis_version"))))
 
     @contextmanager
     def _lock(self) -> Iterator[None]:

@@ -451,6 +451,17 @@ async def test_the_answer_to_a_sensory_check_gets_the_adjustment_that_fits(rig: 
     assert [s["outcome"] for s in better.settled] and better.settled[0]["outcome"] not in ("abandoned", "pending")
 
 
+@pytest.mark.parametrize("said,sense", [("its not loud, just really hot in here", "temperature"),
+                                        ("not the noise, the lights are so bright", "light"),
+                                        ("my neighbour's dog keeps barking", "noise"), ("it stinks in here", "smell"),
+                                        ("this busy cafe is a lot", "crowd"), ("im busy", None),
+                                        ("nah its not that", None)])
+def test_the_sense_an_answer_names_and_the_ones_it_rules_out(said: str, sense: str | None) -> None:
+    from graphs.understanding.senses import sense_named
+
+    assert sense_named(said) == sense
+
+
 async def test_sense_words_with_no_sensory_check_pending_are_not_an_answer(rig: Rig) -> None:
     result = await rig.session("sol", seed="1").send("the neighbours are drilling again and i cant focus on my essay")
     assert result.decision.source != "sensory"

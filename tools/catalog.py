@@ -75,8 +75,6 @@ _IN_TIME = re.compile(r"\bin\s+(\d{1,4}|" + "|".join(sorted(_NUMBERS, key=len, r
 _REMIND = re.compile(r"^(?:please\s+|can you\s+|could you\s+)?remind me\b\s*(?:to\s+|about\s+|that\s+)?", re.IGNORECASE)
 # "i forgot my meds again", "I keep forgetting to drink water": what they forget is what to remind of.
 _FORGOT = re.compile(r"\b(?:forgot|forget|forgetting)\s+(?:about\s+)?(?:to\s+)?(?P<what>[^,.;!?]+)", re.IGNORECASE)
-_TRAILING = re.compile(r"(?:\s+(?:again|today|now|right now|anymore|at all|every time|all the time|lol|ugh))+$",
-                       re.IGNORECASE)
 
 
 def minutes_in(message: str, default: int) -> int:
@@ -119,26 +117,13 @@ _TASK_NOUN = re.compile(
     re.IGNORECASE)
 
 
-# What someone may say they want when things are very dark ("i want to disappear", "i just want to
-# not wake up"): never a task to make steps for, remind of or check in about.
-_NOT_A_TASK = re.compile(
-    r"^(?:just\s+|really\s+)?(?:die|dying|be dead|disappear\w*|vanish\w*|(?:kill|hurt|harm) (?:myself|me)\b|"
-    r"cut (?:myself|me|my (?:arms?|wrists?|legs?|thighs?|skin))\b|"
-    r"end(?: it| my life| myself| everything| things)\b|end$|"
-    r"give up(?: on (?:life|everything|myself))?$|"
-    r"stop (?:existing|living|being here|breathing)|not (?:be (?:here|alive|around)|exist|wake|live|be)\b|"
-    r"sleep (?:forever|and never)|run away(?: forever)?$|leave (?:forever|this world)|overdose|jump off|hang myself|"
-    r"drown|be gone|go away forever|exist\w*|(?:live|be alive)(?: anymore| any more| like this)?$)", re.IGNORECASE)
-
-
 def task_from_message(message: str) -> str | None:
     """The task a message says the person is stuck on, in the second person, if it names one."""
     found = _STUCK_ON.search(message or "")
     if found:
         phrase = re.split(r"\s+(?:but|and|because|so|it|which)\s+", found["task"].strip(), maxsplit=1)[0]
         phrase = re.sub(r"\s+(?:today|now|right now|anymore|at all)$", "", phrase.strip(), flags=re.IGNORECASE)
-        dark = _NOT_A_TASK.match(found["task"].strip()) or _NOT_A_TASK.match(phrase)
-        if phrase and phrase.lower() not in _VAGUE and not dark and (named := task_phrase(phrase)):
+        if phrase and phrase.lower() not in _VAGUE and (named := task_phrase(phrase)):
             return named
     noun = _TASK_NOUN.search(message or "")
     return f"your {noun.group(1).lower()}" if noun else None
@@ -162,9 +147,7 @@ def default_args(tool_name: str, *, message: str, task: str | None) -> dict[str,
         asked = _REMIND.match(request)  # "remind me to X" names what to remind of; else the task does
         forgot = None if asked else _FORGOT.search(request)
         said = second_person(request[asked.end():].strip(" ,.")) if asked else \
-            second_person(_TRAILING.sub("", forgot.group("what").strip(" ,."))) if forgot else ""
-        if not asked and said.lower() in _VAGUE:
-            said = ""  # "ugh forgot it": a reminder of "it" says nothing
+            (task_phrase(forgot.group("what")) or "") if forgot else ""  # never "it": "ugh forgot it" says nothing
         # Only what they asked to be reminded of, or their task: never their words echoed back.
         text = said if said and len(said.split()) <= 8 else (f"come back to {task}" if task else
                                                               "take a moment and check how you're doing")

@@ -114,13 +114,27 @@ def sentence(text: str) -> str:
 _LEADING_VERB = re.compile(r"^(?:do|doing|start|starting|finish|finishing|tackle|tackling|get|getting|write|work on|"
                            r"working on|deal with|dealing with|sort out|sorting out|the task of)\s+", re.IGNORECASE)
 _TRAILING = re.compile(r"\s+(?:for me|please|pls|plz|today|tonight|now|right now|rn|again|so i can start|"
-                       r"because|cause|cuz|bc|since|but|and then|it's|its)\b.*$", re.IGNORECASE)
+                       r"because|cause|cuz|bc|since|but|and then|it's|its|lol|lmao|ugh|haha)\b.*$", re.IGNORECASE)
 _NOT_A_TASK = {"it", "this", "that", "stuff", "things", "anything", "something", "everything", "me", "myself"}
 MAX_TASK_WORDS = 5  # a name, not a quote: never long enough to parrot the person
 
+# What someone may say they want when things are very dark ("i want to disappear", "i just want to
+# not wake up"): never a task to make steps for, remind of or check in about.
+_DARK = re.compile(
+    r"^(?:just\s+|really\s+)?(?:die|dying|be dead|disappear\w*|vanish\w*|(?:kill|hurt|harm) (?:myself|me)\b|"
+    r"cut (?:myself|me|my (?:arms?|wrists?|legs?|thighs?|skin))\b|"
+    r"end(?: it| my life| myself| everything| things)\b|end$|"
+    r"give up(?: on (?:life|everything|myself))?$|"
+    r"stop (?:existing|living|being here|breathing)|not (?:be (?:here|alive|around)|exist|wake|live|be)\b|"
+    r"sleep (?:forever|and never)|run away(?: forever)?$|leave (?:forever|this world)|overdose|jump off|hang myself|"
+    r"drown|be gone|go away forever|exist\w*|(?:live|be alive)(?: anymore| any more| like this)?$)", re.IGNORECASE)
+
 
 def task_phrase(raw: str) -> str | None:
-    """A named task as a short noun phrase in the second person ("do my laundry" -> "your laundry")."""
+    """A named task as a short noun phrase in the second person ("do my laundry" -> "your laundry");
+    None for no task, and never for what someone wants at their darkest."""
+    if _DARK.match(" ".join(raw.split()).strip(" .,!?")):
+        return None
     phrase = _TRAILING.sub("", " ".join(raw.split()).strip(" .,!?")).strip(" .,!?")
     phrase = _LEADING_VERB.sub("", re.sub(r"^(?:on|with|about)\s+", "", phrase))
     phrase = re.sub(r"^(?:this|that)\s+", "", phrase, flags=re.IGNORECASE) if len(phrase.split()) > 1 else phrase

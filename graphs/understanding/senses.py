@@ -20,8 +20,13 @@ SENSES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("touch", re.compile(r"\b(?:itch\w*|scratch\w*|tight|tags?|label|jumper|sweater|jeans|socks?|clothes|shirt|"
                          r"seams?|fabric|wool|uncomfortable clothes)\b", re.I)),
     ("smell", re.compile(r"\b(?:smell\w*|stink\w*|stench|perfume|odou?r|fumes)\b", re.I)),
-    ("crowd", re.compile(r"\b(?:crowd\w*|busy|too many people|packed|people everywhere)\b", re.I)),
+    ("crowd", re.compile(r"\b(?:crowd\w*|busy (?:room|place|office|train|bus|shop|cafe|street)|too many people|"
+                         r"packed|people everywhere)\b", re.I)),
 )
+
+
+# "it's not the noise, it's the lights": a sense named just after a negation is ruled out, not named.
+_RULED_OUT = re.compile(r"\b(?:not|no|isn'?t|aren'?t|nothing|never|without)\W+(?:\w+\W+){0,2}$", re.I)
 
 
 def sense_named(message: str) -> str | None:
@@ -29,6 +34,6 @@ def sense_named(message: str) -> str | None:
     ``touch``, ``smell``, ``crowd``), or None."""
     text = message.replace("\u2019", "'")
     for sense, pattern in SENSES:
-        if pattern.search(text):
+        if any(not _RULED_OUT.search(text[:found.start()]) for found in pattern.finditer(text)):
             return sense
     return None
